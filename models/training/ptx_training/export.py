@@ -1,0 +1,88 @@
+"""ONNX export and int8 quantization.
+
+    python -m ptx_training.export classifier work/classifier.pt --out-dir work/
+
+writes, for a model NAME:
+  NAME.fp32.onnx        opset 17, static 1x3x256x256, eval-mode export (Conv+BN folded), sigmoid output
+  NAME.pre.onnx         after onnxruntime's quant_pre_process (shape inference, graph fusions)
+  NAME.int8.onnx        QOperator format, Conv only -> QLinearConv (real integer kernels in tract)
+  NAME.int8-qdq.onnx    QDQ format, Conv only (tract runs it in f32 with quantize/dequantize around)
+
+Why Conv only: tract 0.23.9 has no QLinearConcat/QLinearAdd/QLinearSigmoid/QGemm, so a full
+QOperator file does not load; Conv is where almost all the arithmetic is.
+Calibration: static, MinMax, on real radiographs from the training split (never noise).
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import INPUT_SIZE, data, nets
+
+INPUT_NAME = "image"
+OUTPUT_NAME = {"classifier": "probability", "segmenter": "mask"}
+
+
+def export_fp32(kind: str, checkpoint: Path, out: Path) -> None:
+    model = nets.build(kind)
+    model.load_state_dict(torch.load(checkpoint)["state"])
+    wrapped = nets.WithSigmoid(model).eval()
+    dummy = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
+    torch.onnx.export(
+        wrapped, dummy, str(out), opset_version=17, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME[kind]],
+        do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL, dynamo=False,
+    )
+
+
+class RadiographReader:
+    """onnxruntime CalibrationDataReader over real, unmodified training-split radiographs."""
+
+    def __init__(self, count: int, seed: int = 7):
+        names, images = data.radiographs()
+        idx = [i for i, n in enumerate(names) if data.split_of(n) == "train"]
+        pick = np.random.default_rng(seed).choice(idx, size=count, replace=False)
+        self.batches = iter([{INPUT_NAME: data.normalize(images[i])[None]} for i in pick])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+
+def quantize(pre: Path, out: Path, fmt: str, calibration: int) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(pre), str(out), RadiographReader(calibration),
+        quant_format=QuantFormat.QOperator if fmt == "qop" else QuantFormat.QDQ,
+        op_types_to_quantize=["Conv"], per_channel=False,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+
+
+def export_all(kind: str, checkpoint: Path, out_dir: Path, calibration: int = 64) -> dict[str, Path]:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {v: out_dir / f"{kind}.{v}.onnx" for v in ("fp32", "pre", "int8", "int8-qdq")}
+    export_fp32(kind, checkpoint, paths["fp32"])
+    quant_pre_process(str(paths["fp32"]), str(paths["pre"]), skip_symbolic_shape=True)
+    quantize(paths["pre"], paths["int8"], "qop", calibration)
+    quantize(paths["pre"], paths["int8-qdq"], "qdq", calibration)
+    return paths
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="export a checkpoint to fp32 ONNX and the two int8 variants")
+    ap.add_argument("kind", choices=["classifier", "segmenter"])
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("--out-dir", type=Path, required=True)
+    ap.add_argument("--calibration", type=int, default=64, help="number of real radiographs to calibrate on")
+    args = ap.parse_args()
+    for variant, path in export_all(args.kind, args.checkpoint, args.out_dir, args.calibration).items():
+        print(f"{variant:9s} {path} {path.stat().st_size / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The two networks: a DenseNet121 classifier and a UNet++ segmenter on EfficientNet-Lite0.
+
+Both take 1x3x256x256 (grey replicated to three channels, normalised as in `data.normalize`)
+and their export wrappers end in a sigmoid, so the ONNX outputs are probabilities.
+"""
+
+import torch
+import torchvision
+from torch import nn
+from torch.nn import functional as F
+
+
+def classifier() -> nn.Module:
+    """torchvision DenseNet121, random init (no pretrained weights can be fetched here), one logit."""
+    return torchvision.models.densenet121(weights=None, num_classes=1)
+
+
+def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.ReLU6(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class MBConv(nn.Module):
+    """EfficientNet-Lite inverted residual: expand 1x1, depthwise kxk, project 1x1; no SE, ReLU6."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int, expand: int):
+        super().__init__()
+        mid = cin * expand
+        layers = [] if expand == 1 else [conv_bn(cin, mid, 1)]
+        layers += [conv_bn(mid, mid, k, stride, groups=mid), conv_bn(mid, cout, 1, act=False)]
+        self.body = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.body(x)
+        return x + y if self.residual else y
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 (Tan & Le 2019; the TF-Lite variant without SE, with ReLU6, which
+    quantizes better than SiLU). Returns the features at strides 2, 4, 8, 16 and 32."""
+
+    # (expand, kernel, stride, out channels, repeats), the B0/Lite0 stage table
+    STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+              (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
+    CHANNELS = [16, 24, 40, 112, 320]  # at strides 2, 4, 8, 16, 32
+
+    def __init__(self):
+        super().__init__()
+        self.stem = conv_bn(3, 32, 3, 2)
+        stages, cin = [], 32
+        for e, k, s, c, n in self.STAGES:
+            blocks = []
+            for i in range(n):
+                blocks.append(MBConv(cin, c, k, s if i == 0 else 1, e))
+                cin = c
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.ModuleList(stages)
+
+    def forward(self, x):
+        x = self.stem(x)
+        feats = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in (0, 1, 2, 4, 6):  # last stage at each stride
+                feats.append(x)
+        return feats
+
+
+class UNetPlusPlus(nn.Module):
+    """UNet++ (Zhou et al. 2018): nested, dense skip pathways X[i][j] = conv(cat(X[i][0..j-1],
+    up(X[i+1][j-1]))), on an EfficientNet-Lite0 encoder, with a slim decoder for CPU boards."""
+
+    def __init__(self, decoder=(16, 24, 32, 48, 64)):
+        super().__init__()
+        self.encoder = EfficientNetLite0()
+        enc = EfficientNetLite0.CHANNELS
+        self.depth = len(enc)
+        self.nodes = nn.ModuleDict()
+        for j in range(1, self.depth):
+            for i in range(self.depth - j):
+                cin = enc[i] + (j - 1) * decoder[i] + (enc[i + 1] if j == 1 else decoder[i + 1])
+                self.nodes[f"{i}_{j}"] = nn.Sequential(conv_bn(cin, decoder[i]), conv_bn(decoder[i], decoder[i]))
+        self.head = nn.Sequential(conv_bn(decoder[0], decoder[0]), nn.Conv2d(decoder[0], 1, 1))
+
+    def forward(self, x):
+        feats = self.encoder(x)
+        grid = {(i, 0): f for i, f in enumerate(feats)}
+        for j in range(1, self.depth):
+            for i in range(self.depth - j):
+                up = F.interpolate(grid[(i + 1, j - 1)], scale_factor=2.0, mode="nearest")
+                grid[(i, j)] = self.nodes[f"{i}_{j}"](torch.cat([grid[(i, k)] for k in range(j)] + [up], dim=1))
+        out = F.interpolate(grid[(0, self.depth - 1)], scale_factor=2.0, mode="nearest")
+        return self.head(out)  # 1-channel logits at input resolution
+
+
+def segmenter() -> nn.Module:
+    return UNetPlusPlus()
+
+
+class WithSigmoid(nn.Module):
+    """Export wrapper: the ONNX graph outputs probabilities, not logits."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return torch.sigmoid(self.net(x))
+
+
+def build(kind: str) -> nn.Module:
+    return {"classifier": classifier, "segmenter": segmenter}[kind]()

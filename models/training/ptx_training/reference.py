@@ -1,0 +1,103 @@
+"""Reference vectors: what the Python side computes, for the Rust side to match.
+
+    python -m ptx_training.reference --models-dir .. --out ../reference/vectors.json
+
+For each input (the committed phantom PNGs, plus a few real radiographs of ../shared/data
+named by relative path and sha256, never copied), it records:
+  * a summary of the preprocessed tensor (PIL bilinear resize to 256x256 of the 8-bit grey
+    image): sha256 of the resized 8-bit pixels, their mean, and some sampled pixels;
+  * onnxruntime's outputs for every shipped int8 file: the classifier's probability; the
+    segmenter's mask as its sum, its maximum, the count of pixels >= 0.5 and a 16x16 grid
+    of block means.
+"""
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import data, phantom
+from .evaluate import predict_onnx
+
+REAL_INPUTS = [
+    "cxr-512/ID_0011fe81e.jpg",
+    "cxr-512/ID_ecdae7d8d.jpg",
+    "dicom/ID_0a920cc01.dcm",
+    "real-dev/images/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.png",
+]
+PHANTOMS = {"phantom-clear.png": dict(seed=1, pneumothorax=False), "phantom-ptx.png": dict(seed=2, pneumothorax=True)}
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def summarize_input(resized: np.ndarray) -> dict:
+    samples = [[int(y), int(x), int(resized[y, x])] for y, x in [(0, 0), (17, 200), (128, 128), (200, 31), (255, 255), (64, 190)]]
+    return {"resized_sha256": hashlib.sha256(resized.tobytes()).hexdigest(), "resized_mean": float(resized.mean()), "samples": samples}
+
+
+def summarize_mask(prob: np.ndarray) -> dict:
+    h, w = prob.shape
+    grid = prob.reshape(16, h // 16, 16, w // 16).mean((1, 3))
+    return {"sum": float(prob.sum()), "max": float(prob.max()), "count_ge_0_5": int((prob >= 0.5).sum()), "grid16": np.round(grid, 5).tolist()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="write reference vectors for the shipped int8 models")
+    ap.add_argument("--models-dir", type=Path, required=True, help="folder holding the shipped .onnx files")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--files", nargs="+", default=["classifier.int8.onnx", "classifier.int8-qdq.onnx", "segmenter.int8.onnx", "segmenter.int8-qdq.onnx"])
+    args = ap.parse_args()
+    out_dir = args.out.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    inputs = []
+    for name, kw in PHANTOMS.items():
+        Image.fromarray(phantom.make(512, **kw)).save(out_dir / name)
+        inputs.append(("repo", out_dir / name, f"models/reference/{name}"))
+    for rel in REAL_INPUTS:
+        inputs.append(("shared", data.data_dir() / rel, f"../shared/data/{rel}"))
+
+    records = []
+    for origin, path, label in inputs:
+        if path.suffix == ".dcm":
+            resized = dicom_resized(path)
+        else:
+            resized = data.load_grey(path)
+        rec = {"input": label, "origin": origin, "input_sha256": file_sha256(path), "preprocessed": summarize_input(resized), "outputs": {}}
+        for f in args.files:
+            out = predict_onnx(args.models_dir / f, resized[None])[0]
+            rec["outputs"][f] = {"probability": float(out)} if out.ndim == 0 else summarize_mask(out)
+        records.append(rec)
+        print(label, {k: v.get("probability", v.get("count_ge_0_5")) for k, v in rec["outputs"].items()})
+    doc = {
+        "about": "Reference vectors from ptx_training.reference: onnxruntime outputs on the shipped int8 files. "
+        "Paths starting ../shared/data are read at test time, never committed.",
+        "files": {f: file_sha256(args.models_dir / f) for f in args.files},
+        "inputs": records,
+    }
+    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+def dicom_resized(path: Path) -> np.ndarray:
+    """The DICOM reference path: pixel data as 8-bit grey (these files are 8-bit MONOCHROME2
+    JPEG baseline, so no windowing applies), then the same resize as every other input."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    arr = ds.pixel_array.astype(np.float64)
+    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
+        arr = arr.max() - arr
+    lo, hi = arr.min(), arr.max()
+    grey = np.round((arr - lo) / max(hi - lo, 1) * 255).astype(np.uint8) if ds.BitsStored > 8 else arr.astype(np.uint8)
+    im = Image.fromarray(grey).resize((256, 256), Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""From two checkpoints to what ships in models/: int8 files, manifest, metrics, reference vectors.
+
+    python -m ptx_training.release --classifier work/classifier.pt --segmenter work/segmenter.pt
+
+Steps: export + quantize both models (export.py); run every variant through onnxruntime on
+the synthetic val/test splits and real-dev; choose operating thresholds on val only; compare
+int8 with its fp32 twin (max abs output difference, metric drop); time each file in
+onnxruntime and, when a built `ptxd` binary is given, in tract; copy the int8 files into
+models/; write models/metrics.json, models/manifest.toml and models/reference/vectors.json.
+"""
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import INPUT_SIZE, MEAN, STD, data, evaluate, export, reference
+
+MODELS = Path(__file__).resolve().parents[2]
+VARIANTS = ("fp32", "int8", "int8-qdq")
+CLS_SENSITIVITY = 0.90  # operating point: sensitivity on synthetic val
+CLS_INDETERMINATE_SENSITIVITY = 0.97  # lower edge of the "indeterminate" band
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ort_latency(path: Path, runs: int = 10) -> float:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 3, INPUT_SIZE, INPUT_SIZE), np.float32)
+    sess.run(None, {"image": x})
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, {"image": x})
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def tract_latency(ptxd: Path, path: Path, runs: int = 10) -> float | None:
+    out = subprocess.run([str(ptxd), "bench", "--runs", str(runs), "--json", str(path)], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"tract could not run {path.name}: {out.stderr.strip()}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])["median_s"]
+
+
+def classifier_report(paths: dict, splits: dict) -> dict:
+    rep = {"variants": {}}
+    for v in VARIANTS:
+        rep["variants"][v] = {name: evaluate.predict_onnx(paths[v], s["images"]) for name, s in splits.items()}
+    val_ref = rep["variants"]["int8"]["val"]
+    labels = {name: s["labels"] for name, s in splits.items()}
+    thr = evaluate.threshold_for_sensitivity(labels["val"], val_ref, CLS_SENSITIVITY)
+    low = evaluate.threshold_for_sensitivity(labels["val"], val_ref, CLS_INDETERMINATE_SENSITIVITY)
+    rep["thresholds"] = {"probability": thr, "indeterminate_low": min(low, thr)}
+    metrics = {}
+    for v in VARIANTS:
+        metrics[v] = {}
+        for name in ("test", "real_dev"):
+            p = rep["variants"][v][name]
+            sens, spec = evaluate.sens_spec(labels[name], p, thr)
+            metrics[v][name] = {"auc": evaluate.roc_auc(labels[name], p), "sensitivity": sens, "specificity": spec,
+                                "n": int(len(p)), "positives": int(labels[name].sum())}
+        metrics[v]["max_abs_diff_vs_fp32"] = float(max(np.abs(rep["variants"][v][n] - rep["variants"]["fp32"][n]).max() for n in splits))
+    rep["metrics"] = metrics
+    rep["real_dev_scores"] = {n: float(p) for n, p in zip(splits["real_dev"]["names"], rep["variants"]["int8"]["real_dev"])}
+    del rep["variants"]
+    return rep
+
+
+def segmenter_report(paths: dict, splits: dict, cls_scores: dict, cls_threshold: float) -> dict:
+    probs = {v: {name: evaluate.predict_onnx(paths[v], s["images"]) for name, s in splits.items()} for v in VARIANTS}
+    # Thresholds chosen on val (all images, segmenter alone) by SIIM's mean Dice.
+    best = None
+    for pt in (0.3, 0.4, 0.5, 0.6, 0.7):
+        for area in (0, 10, 25, 50, 100):
+            s = evaluate.segmentation_metrics(probs["int8"]["val"], splits["val"], pt, area)["siim_dice_all"]
+            if best is None or s > best[0]:
+                best = (s, pt, area)
+    _, pt, area = best
+    metrics = {}
+    for v in VARIANTS:
+        metrics[v] = {}
+        for name in ("test", "real_dev"):
+            m = evaluate.segmentation_metrics(probs[v][name], splits[name], pt, area)
+            # The pipeline: the segmenter's mask counts only where the classifier alerted.
+            gated = np.where((cls_scores[name] >= cls_threshold)[:, None, None], probs[v][name], 0.0)
+            m["pipeline_siim_dice_all"] = evaluate.segmentation_metrics(gated, splits[name], pt, area)["siim_dice_all"]
+            metrics[v][name] = m | {"n": int(len(probs[v][name])), "positives": int(splits[name]["labels"].sum())}
+        metrics[v]["max_abs_diff_vs_fp32"] = float(max(np.abs(probs[v][n] - probs["fp32"][n]).max() for n in splits))
+    return {"thresholds": {"pixel": pt, "min_area_pixels": area}, "metrics": metrics}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--classifier", type=Path, required=True)
+    ap.add_argument("--segmenter", type=Path, required=True)
+    ap.add_argument("--work", type=Path, default=MODELS / "work")
+    ap.add_argument("--ptxd", type=Path, help="a built ptxd binary, to time the files in tract")
+    ap.add_argument("--notes", type=Path, help="json with training notes (label-noise experiment etc.) to record")
+    args = ap.parse_args()
+
+    splits = {"val": evaluate.synthetic_split("val"), "test": evaluate.synthetic_split("test"), "real_dev": evaluate.real_dev()}
+    paths = {k: export.export_all(k, getattr(args, k), args.work) for k in ("classifier", "segmenter")}
+    cls = classifier_report(paths["classifier"], splits)
+    cls_int8 = {n: evaluate.predict_onnx(paths["classifier"]["int8"], s["images"]) for n, s in splits.items()}
+    seg = segmenter_report(paths["segmenter"], splits, cls_int8, cls["thresholds"]["probability"])
+
+    latency = {}
+    for kind in ("classifier", "segmenter"):
+        latency[kind] = {}
+        for v in VARIANTS:
+            p = paths[kind][v]
+            latency[kind][v] = {"onnxruntime_s": ort_latency(p), "tract_s": tract_latency(args.ptxd, p) if args.ptxd else None,
+                                "size_mb": round(p.stat().st_size / 1e6, 2)}
+    for kind in ("classifier", "segmenter"):
+        for v in ("int8", "int8-qdq"):
+            shutil.copy(paths[kind][v], MODELS / f"{kind}.{v}.onnx")
+
+    history = {k: __import__("torch").load(getattr(args, k))["history"] for k in ("classifier", "segmenter")}
+    notes = json.loads(args.notes.read_text()) if args.notes else {}
+    metrics = {"classifier": cls, "segmenter": seg, "latency": latency, "training_history": history, "notes": notes,
+               "data": {"val": len(splits["val"]["names"]), "test": len(splits["test"]["names"]), "real_dev": len(splits["real_dev"]["names"])}}
+    (MODELS / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    write_manifest(metrics, args)
+    print(json.dumps({k: metrics[k] for k in ("classifier", "segmenter", "latency")}, indent=1))
+
+
+def fmt(x) -> str:
+    return "nan" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.4f}"
+
+
+def write_manifest(m: dict, args) -> None:
+    """models/manifest.toml, generated: every number in it comes from metrics.json."""
+    cls, seg, lat = m["classifier"], m["segmenter"], m["latency"]
+
+    def variants(kind: str, tolerance: dict) -> str:
+        out = []
+        for v, fmt_name, note in (
+            ("int8", "ONNX opset 17, int8 QOperator: Conv as QLinearConv (u8 activations, s8 weights, per-tensor), other ops f32",
+             "real integer convolution kernels in tract (NEON on aarch64); the default"),
+            ("int8-qdq", "ONNX opset 17, int8 QDQ around Conv (u8 activations, s8 weights, per-tensor)",
+             "tract computes it in f32 between quantize/dequantize pairs: same int8 numerics, no integer speed-up"),
+        ):
+            f = MODELS / f"{kind}.{v}.onnx"
+            out.append(f'[{kind}.variants.{v}]\nfile = "{f.name}"\nsha256 = "{sha256(f)}"\nformat = "{fmt_name}"\nnote = "{note}"\ntolerance = {tolerance[v]}\n')
+        return "\n".join(out)
+
+    def metric_lines(d: dict) -> str:
+        return "\n".join(f"{k} = {fmt(v) if isinstance(v, float) else v}" for k, v in d.items() if not isinstance(v, dict))
+
+    pre = f'''resize = "pil-bilinear"
+width = {INPUT_SIZE}
+height = {INPUT_SIZE}
+scale = 255.0
+mean = {MEAN}
+std = {STD}
+channels = 3
+description = "decode to 8-bit grey (MONOCHROME1 inverted, VOI window applied); resize the whole image to {INPUT_SIZE}x{INPUT_SIZE} with Pillow's BILINEAR (antialiased triangle filter, aspect ratio not kept: training images are square); x/255; (x - {MEAN}) / {STD}; the grey plane repeated into 3 channels, NCHW"'''
+    train_data = ("3,205 unlabelled real radiographs (SIIM-ACR stage-2 test images, NIH ChestX-ray14, 512 px JPEG) split 80/10/10 by id hash; "
+                  "positives synthesised with 2,365 real SIIM stage-1 pneumothorax mask shapes split the same way; real-dev (10 real labelled images) for evaluation only")
+    text = f'''# Generated by models/training (python -m ptx_training.release); do not edit by hand.
+# Every number comes from models/metrics.json, measured by that same run.
+schema = 1
+
+[classifier]
+version = "ptx-cls-densenet121-int8-{time.strftime('%Y%m%d')}"
+architecture = "DenseNet121 (torchvision, random init), 1 logit + sigmoid"
+default_variant = "int8"
+
+{variants("classifier", {"int8": 0.03, "int8-qdq": 0.03})}
+[classifier.input]
+name = "image"
+shape = [1, 3, {INPUT_SIZE}, {INPUT_SIZE}]
+layout = "NCHW"
+
+[classifier.output]
+name = "probability"
+shape = [1, 1]
+meaning = "probability that the radiograph shows a pneumothorax (0..1)"
+
+[classifier.preprocess]
+{pre}
+
+[classifier.thresholds]
+# Chosen on the synthetic val split only: `probability` is the highest threshold reaching
+# sensitivity {CLS_SENSITIVITY} there (a missed alert is the failure users fear most);
+# scores in [indeterminate_low, probability) are reported as "indeterminate: have it read",
+# indeterminate_low being the threshold reaching sensitivity {CLS_INDETERMINATE_SENSITIVITY}.
+probability = {cls["thresholds"]["probability"]:.4f}
+indeterminate_low = {cls["thresholds"]["indeterminate_low"]:.4f}
+
+[classifier.metrics.synthetic_test]
+{metric_lines(cls["metrics"]["int8"]["test"])}
+
+[classifier.metrics.real_dev]
+# 10 real labelled radiographs (3 positive): far too few for any confidence.
+{metric_lines(cls["metrics"]["int8"]["real_dev"])}
+
+[classifier.metrics.quantization]
+max_abs_diff_int8_vs_fp32 = {fmt(cls["metrics"]["int8"]["max_abs_diff_vs_fp32"])}
+fp32_synthetic_test_auc = {fmt(cls["metrics"]["fp32"]["test"]["auc"])}
+int8_qdq_synthetic_test_auc = {fmt(cls["metrics"]["int8-qdq"]["test"]["auc"])}
+
+[classifier.training]
+command = "cd models/training && make classifier"
+data = "{train_data}"
+
+[segmenter]
+version = "ptx-seg-unetpp-effnetlite0-int8-{time.strftime('%Y%m%d')}"
+architecture = "UNet++ (nested dense skips, decoder 16/24/32/48/64) on EfficientNet-Lite0 (no SE, ReLU6), random init, 1-channel sigmoid"
+default_variant = "int8"
+
+{variants("segmenter", {"int8": 0.05, "int8-qdq": 0.05})}
+[segmenter.input]
+name = "image"
+shape = [1, 3, {INPUT_SIZE}, {INPUT_SIZE}]
+layout = "NCHW"
+
+[segmenter.output]
+name = "mask"
+shape = [1, 1, {INPUT_SIZE}, {INPUT_SIZE}]
+meaning = "per-pixel probability of pneumothorax on the {INPUT_SIZE}x{INPUT_SIZE} grid (resize back to the input image)"
+
+[segmenter.preprocess]
+{pre}
+
+[segmenter.thresholds]
+# Chosen on the synthetic val split by SIIM-ACR's mean Dice over all images (a grid of
+# pixel thresholds x minimum component areas): components smaller than min_area_pixels (on
+# the {INPUT_SIZE} grid) are dropped as noise.
+pixel = {seg["thresholds"]["pixel"]}
+min_area_pixels = {seg["thresholds"]["min_area_pixels"]}
+
+[segmenter.metrics.synthetic_test]
+{metric_lines(seg["metrics"]["int8"]["test"])}
+
+[segmenter.metrics.real_dev]
+{metric_lines(seg["metrics"]["int8"]["real_dev"])}
+
+[segmenter.metrics.quantization]
+max_abs_diff_int8_vs_fp32 = {fmt(seg["metrics"]["int8"]["max_abs_diff_vs_fp32"])}
+fp32_synthetic_test_dice_pos = {fmt(seg["metrics"]["fp32"]["test"]["dice_pos"])}
+
+[segmenter.training]
+command = "cd models/training && make segmenter"
+data = "{train_data}"
+'''
+    (MODELS / "manifest.toml").write_text(text)
+
+
+if __name__ == "__main__":
+    main()

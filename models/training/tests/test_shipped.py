@@ -1,0 +1,70 @@
+"""The shipped int8 files agree with the manifest and with the reference vectors."""
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptx_training import data, phantom, reference
+from ptx_training.evaluate import predict_onnx
+
+MODELS = Path(__file__).resolve().parents[2]
+MANIFEST = tomllib.loads((MODELS / "manifest.toml").read_text())
+VECTORS = json.loads((MODELS / "reference" / "vectors.json").read_text())
+
+
+def shipped():
+    for role in ("classifier", "segmenter"):
+        for name, v in MANIFEST[role]["variants"].items():
+            yield role, name, v
+
+
+@pytest.mark.parametrize("role,name,variant", list(shipped()))
+def test_manifest_sha256_matches_file(role, name, variant):
+    path = MODELS / variant["file"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == variant["sha256"], f"{path} changed without a new manifest"
+    assert VECTORS["files"][variant["file"]] == variant["sha256"], "reference vectors are stale"
+
+
+def test_files_are_int8():
+    import onnx
+
+    for role, name, v in shipped():
+        ops = {n.op_type for n in onnx.load(MODELS / v["file"]).graph.node}
+        if name == "int8":
+            assert "QLinearConv" in ops and "Conv" not in ops, f"{v['file']}: {sorted(ops)}"
+        else:
+            assert {"QuantizeLinear", "DequantizeLinear"} <= ops, f"{v['file']}: {sorted(ops)}"
+
+
+def test_phantoms_are_regenerated_bit_for_bit():
+    from PIL import Image
+
+    for name, kw in reference.PHANTOMS.items():
+        committed = np.asarray(Image.open(MODELS / "reference" / name))
+        assert (committed == phantom.make(512, **kw)).all(), f"{name} no longer matches ptx_training.phantom"
+
+
+def resolve(label: str) -> Path:
+    if label.startswith("../shared/data/"):
+        return data.data_dir() / label.removeprefix("../shared/data/")
+    return MODELS.parent / label
+
+
+@pytest.mark.parametrize("rec", VECTORS["inputs"], ids=lambda r: r["input"].rsplit("/", 1)[-1])
+def test_reference_vectors_reproduce(rec):
+    path = resolve(rec["input"])
+    assert reference.file_sha256(path) == rec["input_sha256"], f"{path} is not the file the vectors were made from"
+    resized = reference.dicom_resized(path) if path.suffix == ".dcm" else data.load_grey(path)
+    assert reference.summarize_input(resized) == rec["preprocessed"]
+    for f, expected in rec["outputs"].items():
+        out = predict_onnx(MODELS / f, resized[None])[0]
+        if "probability" in expected:
+            assert abs(float(out) - expected["probability"]) < 1e-4, f
+        else:
+            got = reference.summarize_mask(out)
+            assert got["count_ge_0_5"] == pytest.approx(expected["count_ge_0_5"], abs=5), f
+            assert np.abs(np.array(got["grid16"]) - np.array(expected["grid16"])).max() < 1e-3, f

@@ -1,0 +1,109 @@
+//! The two int8 ONNX models, run through tract.
+//!
+//! A model is loaded once: its file is checked against the manifest's sha256, parsed, given
+//! the manifest's static input shape, optimised and turned into a runnable plan. All of that
+//! is start-up work; [`Model::run`] then only executes the plan.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use crate::manifest::{Manifest, ManifestError, ModelEntry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("model {role} has no variant {variant:?} in the manifest (known: {known})")]
+    UnknownVariant { role: String, variant: String, known: String },
+    #[error("cannot load model file {path} into tract: {reason}")]
+    Load { path: PathBuf, reason: String },
+    #[error("model {role} got an input of {got} values, expected {expected}")]
+    InputSize { role: String, got: usize, expected: usize },
+    #[error("model {role} failed to run: {reason}")]
+    Run { role: String, reason: String },
+}
+
+/// A loaded, optimised model, ready to run.
+pub struct Model {
+    role: String,
+    variant: String,
+    version: String,
+    path: PathBuf,
+    input_shape: Vec<usize>,
+    plan: Arc<TypedRunnableModel>,
+}
+
+/// Use `threads` inference threads for every model (tract's matrix kernels); call once at start-up.
+pub fn set_threads(threads: usize) {
+    use tract_linalg::multithread::{set_default_executor, Executor};
+    if threads > 1 {
+        set_default_executor(Executor::multithread(threads));
+    } else {
+        set_default_executor(Executor::SingleThread);
+    }
+}
+
+impl Model {
+    /// Verify and load one model role (`"classifier"` or `"segmenter"`) from the manifest;
+    /// `variant` None means the manifest's default variant.
+    pub fn load(manifest: &Manifest, role: &str, variant: Option<&str>) -> Result<Model, InferError> {
+        let entry: &ModelEntry = match role {
+            "classifier" => &manifest.classifier,
+            _ => &manifest.segmenter,
+        };
+        let (name, v) = entry.variant(variant).ok_or_else(|| InferError::UnknownVariant {
+            role: role.into(),
+            variant: variant.unwrap_or_default().into(),
+            known: entry.variants.keys().cloned().collect::<Vec<_>>().join(", "),
+        })?;
+        let path = manifest.verified_path(v)?;
+        let plan = load_plan(&path, &entry.input.shape)?;
+        Ok(Model {
+            role: role.into(),
+            variant: name.into(),
+            version: entry.version.clone(),
+            path,
+            input_shape: entry.input.shape.clone(),
+            plan,
+        })
+    }
+
+    /// Run on one NCHW input tensor; returns the first output, flattened.
+    pub fn run(&self, input: Vec<f32>) -> Result<Vec<f32>, InferError> {
+        let expected: usize = self.input_shape.iter().product();
+        if input.len() != expected {
+            return Err(InferError::InputSize { role: self.role.clone(), got: input.len(), expected });
+        }
+        let run_err = |e: TractError| InferError::Run { role: self.role.clone(), reason: format!("{e:#}") };
+        let tensor = Tensor::from_shape(&self.input_shape, &input).map_err(run_err)?;
+        let outputs = self.plan.run(tvec!(tensor.into_tvalue())).map_err(run_err)?;
+        let view = outputs[0].to_array_view::<f32>().map_err(run_err)?;
+        Ok(view.iter().copied().collect())
+    }
+
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+    pub fn variant(&self) -> &str {
+        &self.variant
+    }
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Parse, type, optimise and plan an ONNX file for a fixed input shape.
+pub fn load_plan(path: &Path, shape: &[usize]) -> Result<Arc<TypedRunnableModel>, InferError> {
+    let load_err = |e: TractError| InferError::Load { path: path.into(), reason: format!("{e:#}") };
+    tract_onnx::onnx()
+        .model_for_path(path)
+        .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(load_err)
+}
