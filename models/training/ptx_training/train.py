@@ -51,8 +51,9 @@ class Synthetic(torch.utils.data.Dataset):
     A fresh lesion is drawn every epoch (the rng is seeded by seed, epoch and index).
     """
 
-    def __init__(self, images, shapes, pos_frac, seed, crop=None, lesion_centred=0.7, neg_ok=None):
+    def __init__(self, images, shapes, pos_frac, seed, crop=None, lesion_centred=0.7, neg_ok=None, masks=None):
         self.images, self.shapes, self.pos_frac, self.seed = images, shapes, pos_frac, seed
+        self.masks = masks  # real labelled data: fixed masks, never synthesised
         self.neg_ok = np.ones(len(images), bool) if neg_ok is None else neg_ok
         self.crop, self.lesion_centred, self.epoch = crop, lesion_centred, 0
 
@@ -62,8 +63,8 @@ class Synthetic(torch.utils.data.Dataset):
     def __getitem__(self, i):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         img = self.images[i]
-        mask = np.zeros(img.shape, bool)
-        if rng.random() < self.pos_frac or not self.neg_ok[i]:
+        mask = np.zeros(img.shape, bool) if self.masks is None else self.masks[i]
+        if self.masks is None and (rng.random() < self.pos_frac or not self.neg_ok[i]):
             img, mask = synth.synthesize(img, self.shapes, rng)
         img, mask = augment(img, mask, rng)
         if self.crop:
@@ -103,6 +104,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--pos-frac", type=float, default=0.5)
+    ap.add_argument("--real", type=Path, action="append", default=[],
+                    help="a labelled set in the SIIM PNG layout (images/*.png + masks/*.png) to train on as well; repeatable")
     ap.add_argument("--drop-negatives", type=Path, help="json list of radiograph names not to use as negatives")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -124,11 +127,18 @@ def main() -> None:
 
     seg = args.kind == "segmenter"
     ds = Synthetic(images[train_idx], train_shapes, 0.8 if seg else args.pos_frac, args.seed, crop=128 if seg else None, neg_ok=neg_ok)
+    train_set = ds
+    if args.real:
+        real = [data.siim_layout(folder) for folder in args.real]
+        real_ds = Synthetic(np.concatenate([r[1] for r in real]), train_shapes, 0.0, args.seed, crop=ds.crop,
+                            masks=np.concatenate([r[2] for r in real]))
+        train_set = torch.utils.data.ConcatDataset([ds, real_ds])
+        print(f"training on {len(ds)} synthetic-or-clear and {len(real_ds)} real labelled radiographs")
     model = nets.build(args.kind)
     if args.init:
         model.load_state_dict(torch.load(args.init)["state"])
     phases = [(args.epochs, None)] if seg else [(args.epochs_low, args.low_res), (args.epochs, None)]
-    total_steps = sum(n for n, _ in phases) * math.ceil(len(ds) / args.batch)
+    total_steps = sum(n for n, _ in phases) * math.ceil(len(train_set) / args.batch)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(total_steps, 1), pct_start=0.1 if not args.init else 0.01)
     val = evaluate.synthetic_split("val", limit=64 if args.limit else 0)
@@ -136,11 +146,14 @@ def main() -> None:
     for n_epochs, res in phases:
         if not seg and args.low_crop:
             # Crops keep thin lesions visible; global pooling lets the same net read whole images later.
-            ds.crop, ds.lesion_centred, res = (res, 0.9, None) if res else (None, 0.7, None)
+            for d in getattr(train_set, "datasets", [train_set]):
+                d.crop, d.lesion_centred = (res, 0.9) if res else (None, 0.7)
+            res = None
         for _ in range(n_epochs):
-            ds.epoch = epoch
+            for d in getattr(train_set, "datasets", [train_set]):
+                d.epoch = epoch
             gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)
-            loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True, generator=gen, num_workers=0, drop_last=True)
+            loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch, shuffle=True, generator=gen, num_workers=0, drop_last=True)
             model.train()
             t0, losses = time.time(), []
             for step, (x, y, m) in enumerate(loader):

@@ -1,0 +1,172 @@
+//! tract, fed by ptxd's own preprocessing, reproduces what onnxruntime computed in Python
+//! (`models/reference/vectors.json`, written by `ptx_training.reference`) on the shipped
+//! int8 files, within the manifest's per-file tolerance.
+//!
+//! Inputs: the committed phantoms, and real radiographs read from `../shared/data` beside
+//! the checkout (never committed). DICOM entries are checked by the decode tests, which own
+//! the DICOM reader; here only the image formats `image` decodes are used.
+
+use std::path::{Path, PathBuf};
+
+use ptxd::infer::Model;
+use ptxd::manifest::{hex, Manifest};
+use ptxd::preprocess::{resize_pil_bilinear, to_tensor, GreyImage};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn vectors() -> Value {
+    let text = std::fs::read_to_string(root().join("models/reference/vectors.json")).expect("reference vectors");
+    serde_json::from_str(&text).expect("vectors.json is JSON")
+}
+
+fn resolve(label: &str) -> PathBuf {
+    match label.strip_prefix("../shared/data/") {
+        Some(rel) => std::env::var_os("PTX_DATA").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/data")).join(rel),
+        None => root().join(label),
+    }
+}
+
+fn grey(path: &Path) -> GreyImage {
+    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_luma8();
+    let (w, h) = img.dimensions();
+    GreyImage::new(w as usize, h as usize, img.into_raw()).unwrap()
+}
+
+/// Inputs of the vectors that this test can decode, with the resized image.
+fn inputs(v: &Value) -> Vec<(String, Value, GreyImage)> {
+    let manifest = manifest();
+    let p = &manifest.classifier.preprocess;
+    let mut out = Vec::new();
+    for rec in v["inputs"].as_array().unwrap() {
+        let label = rec["input"].as_str().unwrap();
+        if label.ends_with(".dcm") {
+            continue;
+        }
+        let path = resolve(label);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (the tests read ../shared/data)", path.display()));
+        assert_eq!(hex(&Sha256::digest(&bytes)), rec["input_sha256"].as_str().unwrap(), "{label} is not the file the vectors were made from");
+        let resized = resize_pil_bilinear(&grey(&path), p.width, p.height);
+        out.push((label.to_string(), rec.clone(), resized));
+    }
+    assert!(out.len() >= 4, "too few decodable reference inputs");
+    out
+}
+
+fn manifest() -> Manifest {
+    Manifest::load(&root().join("models/manifest.toml")).expect("manifest")
+}
+
+#[test]
+fn preprocessing_matches_pillow() {
+    let v = vectors();
+    for (label, rec, resized) in inputs(&v) {
+        let pre = &rec["preprocessed"];
+        let mean = resized.pixels.iter().map(|&p| p as f64).sum::<f64>() / resized.pixels.len() as f64;
+        if label.ends_with(".png") {
+            // PNG is lossless: the resize must give Pillow's very pixels.
+            assert_eq!(hex(&Sha256::digest(&resized.pixels)), pre["resized_sha256"].as_str().unwrap(), "{label}: resize differs from Pillow");
+        } else {
+            // JPEG decoders may differ by a grey level here and there (IDCT rounding).
+            let expected = pre["resized_mean"].as_f64().unwrap();
+            assert!((mean - expected).abs() < 0.5, "{label}: mean {mean} vs Pillow's {expected}");
+        }
+        for s in pre["samples"].as_array().unwrap() {
+            let (y, x, value) = (s[0].as_u64().unwrap() as usize, s[1].as_u64().unwrap() as usize, s[2].as_i64().unwrap());
+            let got = resized.pixels[y * resized.width + x] as i64;
+            let slack = if label.ends_with(".png") { 0 } else { 2 };
+            assert!((got - value).abs() <= slack, "{label}: pixel ({y},{x}) = {got}, Pillow gave {value}");
+        }
+    }
+}
+
+fn check_model(role: &str, variant: &str, only_repo_inputs: bool) {
+    let manifest = manifest();
+    let model = Model::load(&manifest, role, Some(variant)).expect("model loads in tract");
+    let entry = if role == "classifier" { &manifest.classifier } else { &manifest.segmenter };
+    let tolerance = entry.variants[variant].tolerance;
+    let file = &entry.variants[variant].file;
+    let v = vectors();
+    for (label, rec, resized) in inputs(&v) {
+        if only_repo_inputs && rec["origin"] != "repo" {
+            continue;
+        }
+        let out = model.run(to_tensor(&resized, &entry.preprocess)).expect("model runs");
+        let expected = &rec["outputs"][file.as_str()];
+        if role == "classifier" {
+            let p = expected["probability"].as_f64().unwrap();
+            assert_eq!(out.len(), 1);
+            let diff = (out[0] as f64 - p).abs();
+            eprintln!("{file} {label}: tract {:.5} onnxruntime {p:.5} diff {diff:.5}", out[0]);
+            assert!(diff <= tolerance, "{file} on {label}: tract {} vs onnxruntime {p} (tolerance {tolerance})", out[0]);
+        } else {
+            let side = 256;
+            assert_eq!(out.len(), side * side);
+            let grid = expected["grid16"].as_array().unwrap();
+            let mut worst = 0f64;
+            for (gy, row) in grid.iter().enumerate() {
+                for (gx, cell) in row.as_array().unwrap().iter().enumerate() {
+                    let mut sum = 0f64;
+                    for y in gy * 16..gy * 16 + 16 {
+                        for x in gx * 16..gx * 16 + 16 {
+                            sum += out[y * side + x] as f64;
+                        }
+                    }
+                    worst = worst.max((sum / 256.0 - cell.as_f64().unwrap()).abs());
+                }
+            }
+            let count = out.iter().filter(|&&p| p >= 0.5).count() as i64;
+            let expected_count = expected["count_ge_0_5"].as_i64().unwrap();
+            eprintln!("{file} {label}: grid max diff {worst:.5}, pixels >= 0.5: tract {count} onnxruntime {expected_count}");
+            assert!(worst <= tolerance, "{file} on {label}: 16x16 grid differs by {worst} (tolerance {tolerance})");
+            assert!((count - expected_count).abs() <= 1 + expected_count / 20, "{file} on {label}: {count} vs {expected_count} mask pixels");
+        }
+    }
+}
+
+#[test]
+fn classifier_int8_matches_onnxruntime() {
+    check_model("classifier", "int8", false);
+}
+
+#[test]
+fn classifier_int8_qdq_matches_onnxruntime() {
+    check_model("classifier", "int8-qdq", true);
+}
+
+#[test]
+fn segmenter_int8_matches_onnxruntime() {
+    check_model("segmenter", "int8", false);
+}
+
+#[test]
+fn segmenter_int8_qdq_matches_onnxruntime() {
+    check_model("segmenter", "int8-qdq", true);
+}
+
+#[test]
+fn tampered_model_is_refused() {
+    let dir = std::env::temp_dir().join(format!("ptxd-tamper-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let models = root().join("models");
+    std::fs::copy(models.join("manifest.toml"), dir.join("manifest.toml")).unwrap();
+    let m = manifest();
+    for v in m.classifier.variants.values().chain(m.segmenter.variants.values()) {
+        std::fs::copy(models.join(&v.file), dir.join(&v.file)).unwrap();
+    }
+    let file = &m.classifier.variants["int8"].file;
+    let mut bytes = std::fs::read(dir.join(file)).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(dir.join(file), bytes).unwrap();
+    let copy = Manifest::load(&dir.join("manifest.toml")).unwrap();
+    let err = Model::load(&copy, "classifier", None).err().expect("tampered file must be refused").to_string();
+    assert!(err.contains(file.as_str()) && err.contains("sha256"), "{err}");
+    std::fs::remove_file(dir.join(&m.segmenter.variants["int8"].file)).unwrap();
+    let err = Model::load(&copy, "segmenter", None).err().expect("missing file must be refused").to_string();
+    assert!(err.contains("missing"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
