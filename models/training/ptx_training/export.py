@@ -27,7 +27,7 @@ OUTPUT_NAME = {"classifier": "probability", "segmenter": "mask"}
 
 def export_fp32(kind: str, checkpoint: Path, out: Path) -> None:
     model = nets.build(kind)
-    model.load_state_dict(torch.load(checkpoint)["state"])
+    model.load_state_dict(torch.load(checkpoint, weights_only=True)["state"])
     wrapped = nets.WithSigmoid(model).eval()
     dummy = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
     torch.onnx.export(

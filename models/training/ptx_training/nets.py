@@ -73,10 +73,10 @@ class UNetPlusPlus(nn.Module):
     """UNet++ (Zhou et al. 2018): nested, dense skip pathways X[i][j] = conv(cat(X[i][0..j-1],
     up(X[i+1][j-1]))), on an EfficientNet-Lite0 encoder, with a slim decoder for CPU boards."""
 
-    def __init__(self, decoder=(16, 24, 32, 48, 64)):
+    def __init__(self, decoder=(16, 24, 32, 48, 64), encoder: nn.Module | None = None, channels=None):
         super().__init__()
-        self.encoder = EfficientNetLite0()
-        enc = EfficientNetLite0.CHANNELS
+        self.encoder = encoder if encoder is not None else EfficientNetLite0()
+        enc = channels or EfficientNetLite0.CHANNELS
         self.depth = len(enc)
         self.nodes = nn.ModuleDict()
         for j in range(1, self.depth):
@@ -94,6 +94,29 @@ class UNetPlusPlus(nn.Module):
                 grid[(i, j)] = self.nodes[f"{i}_{j}"](torch.cat([grid[(i, k)] for k in range(j)] + [up], dim=1))
         out = F.interpolate(grid[(0, self.depth - 1)], scale_factor=2.0, mode="nearest")
         return self.head(out)  # 1-channel logits at input resolution
+
+
+class TorchvisionB4(nn.Module):
+    """torchvision's EfficientNet-B4 features at strides 2..32, only to measure the seed design."""
+
+    CHANNELS = [24, 32, 56, 160, 448]
+
+    def __init__(self):
+        super().__init__()
+        self.features = torchvision.models.efficientnet_b4(weights=None).features
+
+    def forward(self, x):
+        feats = []
+        for i, block in enumerate(self.features[:-1]):
+            x = block(x)
+            if i in (1, 2, 3, 5, 7):
+                feats.append(x)
+        return feats
+
+
+def seed_design_segmenter() -> nn.Module:
+    """The seed's UNet++ on EfficientNet-B4 with the usual decoder widths; see cost.py."""
+    return UNetPlusPlus(decoder=(16, 32, 64, 128, 256), encoder=TorchvisionB4(), channels=TorchvisionB4.CHANNELS)
 
 
 def segmenter() -> nn.Module:

@@ -26,7 +26,7 @@ def compare(args) -> None:
     result = {}
     for key, path in names.items():
         model = nets.classifier()
-        model.load_state_dict(torch.load(path)["state"])
+        model.load_state_dict(torch.load(path, weights_only=True)["state"])
         result[key] = {s: evaluate.roc_auc(split["labels"], evaluate.predict_torch("classifier", model, split["images"])) for s, split in splits.items()}
     verdict = "helped" if result["cleaned"]["synthetic_val"] > result["control"]["synthetic_val"] else "did not help"
     notes = {"label_noise_round2": (
@@ -62,7 +62,7 @@ def main() -> None:
     names, images = data.radiographs()
     idx = [i for i, n in enumerate(names) if data.split_of(n) == "train"]
     model = nets.classifier()
-    model.load_state_dict(torch.load(args.checkpoint)["state"])
+    model.load_state_dict(torch.load(args.checkpoint, weights_only=True)["state"])
     scores = evaluate.predict_torch("classifier", model, images[idx])
     k = int(round(args.drop * len(idx)))
     order = np.argsort(scores)[::-1][:k]

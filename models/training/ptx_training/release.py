@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from . import INPUT_SIZE, MEAN, STD, data, evaluate, export, reference
+from . import INPUT_SIZE, MEAN, STD, evaluate, export, nets
 
 MODELS = Path(__file__).resolve().parents[2]
 VARIANTS = ("fp32", "int8", "int8-qdq")
@@ -129,9 +130,13 @@ def main() -> None:
         for v in ("int8", "int8-qdq"):
             shutil.copy(paths[kind][v], MODELS / f"{kind}.{v}.onnx")
 
-    history = {k: __import__("torch").load(getattr(args, k))["history"] for k in ("classifier", "segmenter")}
+    history = {k: torch.load(getattr(args, k), weights_only=True)["history"] for k in ("classifier", "segmenter")}
     notes = json.loads(args.notes.read_text()) if args.notes else {}
-    metrics = {"classifier": cls, "segmenter": seg, "latency": latency, "training_history": history, "notes": notes,
+    from . import cost
+
+    design_cost = {"segmenter_unetpp_lite0": cost.measure(nets.segmenter()), "seed_unetpp_b4": cost.measure(nets.seed_design_segmenter()),
+                   "classifier_densenet121": cost.measure(nets.classifier())}
+    metrics = {"classifier": cls, "segmenter": seg, "latency": latency, "design_cost": design_cost, "training_history": history, "notes": notes,
                "data": {"val": len(splits["val"]["names"]), "test": len(splits["test"]["names"]), "real_dev": len(splits["real_dev"]["names"])}}
     (MODELS / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     write_manifest(metrics, args)
@@ -168,6 +173,9 @@ def write_card_metrics(m: dict) -> None:
             r = lat[kind][v]
             ratio = f"{r['tract_s'] / r['onnxruntime_s']:.1f}x" if r["tract_s"] else "not measured"
             lines.append(f"| {kind} | {v} | {r['size_mb']} | {r['onnxruntime_s']:.3f} | {fmt(r['tract_s']) if r['tract_s'] else '-'} | {ratio} |")
+    dc = m["design_cost"]
+    lines += ["", "Design cost at 256 px (FLOP = 2 x multiply-adds; torch fp32, 1 thread, median of 5): "
+              + "; ".join(f"{k} {v['gflop']} GFLOP, {v['params_m']} M parameters, {v['torch_fp32_s_median']} s" for k, v in dc.items()) + "."]
     notes = m.get("notes") or {}
     if notes:
         lines += ["", "Training notes recorded with this release:", ""] + [f"- {k}: {v}" for k, v in notes.items()]

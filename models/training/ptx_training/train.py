@@ -136,7 +136,7 @@ def main() -> None:
         print(f"training on {len(ds)} synthetic-or-clear and {len(real_ds)} real labelled radiographs")
     model = nets.build(args.kind)
     if args.init:
-        model.load_state_dict(torch.load(args.init)["state"])
+        model.load_state_dict(torch.load(args.init, weights_only=True)["state"])
     phases = [(args.epochs, None)] if seg else [(args.epochs_low, args.low_res), (args.epochs, None)]
     total_steps = sum(n for n, _ in phases) * math.ceil(len(train_set) / args.batch)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
