@@ -16,7 +16,11 @@ pub enum InferError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("model {role} has no variant {variant:?} in the manifest (known: {known})")]
-    UnknownVariant { role: String, variant: String, known: String },
+    UnknownVariant {
+        role: String,
+        variant: String,
+        known: String,
+    },
     #[error("cannot load model file {path} into tract: {reason}")]
     Load { path: PathBuf, reason: String },
     #[error("model {role} got an input of {got} values, expected {expected}")]
@@ -74,12 +78,19 @@ impl Model {
     pub fn run(&self, input: Vec<f32>) -> Result<Vec<f32>, InferError> {
         let expected: usize = self.input_shape.iter().product();
         if input.len() != expected {
-            return Err(InferError::InputSize { role: self.role.clone(), got: input.len(), expected });
+            return Err(InferError::InputSize {
+                role: self.role.clone(),
+                got: input.len(),
+                expected,
+            });
         }
-        let run_err = |e: TractError| InferError::Run { role: self.role.clone(), reason: format!("{e:#}") };
+        let run_err = |e: TractError| InferError::Run {
+            role: self.role.clone(),
+            reason: format!("{e:#}"),
+        };
         let tensor = Tensor::from_shape(&self.input_shape, &input).map_err(run_err)?;
         let outputs = self.plan.run(tvec!(tensor.into_tvalue())).map_err(run_err)?;
-        let view = outputs[0].to_array_view::<f32>().map_err(run_err)?;
+        let view = outputs[0].to_plain_array_view::<f32>().map_err(run_err)?;
         Ok(view.iter().copied().collect())
     }
 
@@ -99,7 +110,10 @@ impl Model {
 
 /// Parse, type, optimise and plan an ONNX file for a fixed input shape.
 pub fn load_plan(path: &Path, shape: &[usize]) -> Result<Arc<TypedRunnableModel>, InferError> {
-    let load_err = |e: TractError| InferError::Load { path: path.into(), reason: format!("{e:#}") };
+    let load_err = |e: TractError| InferError::Load {
+        path: path.into(),
+        reason: format!("{e:#}"),
+    };
     tract_onnx::onnx()
         .model_for_path(path)
         .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))

@@ -9,7 +9,11 @@ use ptxd::infer::{self, Model};
 use ptxd::manifest::Manifest;
 
 #[derive(Parser)]
-#[command(name = "ptxd", version, about = "Pneumothorax triage beside a portable X-ray digitizer (not a diagnosis)")]
+#[command(
+    name = "ptxd",
+    version,
+    about = "Pneumothorax triage beside a portable X-ray digitizer (not a diagnosis)"
+)]
 struct Cli {
     /// The model manifest; model files are read from its folder.
     #[arg(long, global = true, default_value = "models/manifest.toml")]
@@ -65,7 +69,11 @@ fn check_models(manifest: &std::path::Path, variant: Option<&str>) -> Result<(),
         let started = Instant::now();
         let model = Model::load(&manifest, role, variant)?;
         let loaded = started.elapsed();
-        let entry = if role == "classifier" { &manifest.classifier } else { &manifest.segmenter };
+        let entry = if role == "classifier" {
+            &manifest.classifier
+        } else {
+            &manifest.segmenter
+        };
         let input = vec![0.0f32; entry.input.shape.iter().product()];
         let started = Instant::now();
         model.run(input)?;
@@ -86,14 +94,15 @@ fn check_models(manifest: &std::path::Path, variant: Option<&str>) -> Result<(),
 }
 
 fn bench(files: &[PathBuf], runs: usize, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    use tract_onnx::prelude::{tvec, IntoTValue, Tensor};
     const SHAPE: [usize; 4] = [1, 3, 256, 256];
     for file in files {
         let started = Instant::now();
         let plan = infer::load_plan(file, &SHAPE)?;
         let load_s = started.elapsed().as_secs_f64();
         let input = || {
-            let t = tract_onnx::prelude::Tensor::zero::<f32>(&SHAPE).expect("static shape");
-            tract_onnx::prelude::tvec!(t.into())
+            let t = Tensor::zero::<f32>(&SHAPE).expect("static shape");
+            tvec!(t.into_tvalue())
         };
         plan.run(input())?;
         let mut times: Vec<f64> = (0..runs.max(1))
@@ -110,7 +119,13 @@ fn bench(files: &[PathBuf], runs: usize, json: bool) -> Result<(), Box<dyn std::
                 serde_json::json!({"file": file.display().to_string(), "runs": times.len(), "median_s": median, "load_s": load_s})
             );
         } else {
-            println!("{}: median {:.3}s over {} runs (load {:.2}s)", file.display(), median, times.len(), load_s);
+            println!(
+                "{}: median {:.3}s over {} runs (load {:.2}s)",
+                file.display(),
+                median,
+                times.len(),
+                load_s
+            );
         }
     }
     Ok(())

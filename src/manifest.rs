@@ -24,7 +24,11 @@ pub enum ManifestError {
     #[error("model file {path} is missing or unreadable ({source}); reinstall the models/ directory")]
     ModelMissing { path: PathBuf, source: std::io::Error },
     #[error("model file {path} has sha256 {actual}, but the manifest expects {expected}; reinstall the models/ directory or rebuild the manifest with the training pipeline")]
-    Checksum { path: PathBuf, expected: String, actual: String },
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
 }
 
 /// The whole manifest: one entry per model role.
@@ -105,27 +109,45 @@ pub struct Preprocess {
 impl Manifest {
     /// Read and validate `path` (usually `models/manifest.toml`).
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        let text = fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.into(), source })?;
-        let mut manifest: Manifest = toml::from_str(&text).map_err(|source| ManifestError::Parse { path: path.into(), source })?;
+        let text = fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut manifest: Manifest = toml::from_str(&text).map_err(|source| ManifestError::Parse {
+            path: path.into(),
+            source,
+        })?;
         manifest.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        manifest.validate().map_err(|what| ManifestError::Invalid { path: path.into(), what })?;
+        manifest.validate().map_err(|what| ManifestError::Invalid {
+            path: path.into(),
+            what,
+        })?;
         Ok(manifest)
     }
 
     fn validate(&self) -> Result<(), String> {
         if self.schema != 1 {
-            return Err(format!("schema {} is not supported (this ptxd reads schema 1)", self.schema));
+            return Err(format!(
+                "schema {} is not supported (this ptxd reads schema 1)",
+                self.schema
+            ));
         }
         for (role, entry) in [("classifier", &self.classifier), ("segmenter", &self.segmenter)] {
             if !entry.variants.contains_key(&entry.default_variant) {
-                return Err(format!("[{role}] default_variant {:?} is not among its variants", entry.default_variant));
+                return Err(format!(
+                    "[{role}] default_variant {:?} is not among its variants",
+                    entry.default_variant
+                ));
             }
             let p = &entry.preprocess;
             if p.resize != "pil-bilinear" {
                 return Err(format!("[{role}.preprocess] resize {:?} is unknown", p.resize));
             }
             if entry.input.shape != [1, p.channels, p.height, p.width] || entry.input.layout != "NCHW" {
-                return Err(format!("[{role}.input] shape {:?} does not match the preprocessing", entry.input.shape));
+                return Err(format!(
+                    "[{role}.input] shape {:?} does not match the preprocessing",
+                    entry.input.shape
+                ));
             }
             if !(p.std > 0.0 && p.scale > 0.0) {
                 return Err(format!("[{role}.preprocess] scale and std must be positive"));
@@ -152,10 +174,17 @@ impl Manifest {
     /// Path of a variant's file, after checking it exists and its sha256 matches.
     pub fn verified_path(&self, variant: &Variant) -> Result<PathBuf, ManifestError> {
         let path = self.dir.join(&variant.file);
-        let bytes = fs::read(&path).map_err(|source| ManifestError::ModelMissing { path: path.clone(), source })?;
+        let bytes = fs::read(&path).map_err(|source| ManifestError::ModelMissing {
+            path: path.clone(),
+            source,
+        })?;
         let actual = hex(&Sha256::digest(&bytes));
         if !actual.eq_ignore_ascii_case(&variant.sha256) {
-            return Err(ManifestError::Checksum { path, expected: variant.sha256.clone(), actual });
+            return Err(ManifestError::Checksum {
+                path,
+                expected: variant.sha256.clone(),
+                actual,
+            });
         }
         Ok(path)
     }

@@ -58,7 +58,11 @@ fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
         for x in 0..ksize {
             let w = if x < xmax && ww != 0.0 { k[x] / ww } else { 0.0 };
             let fixed = w * (1u32 << PRECISION_BITS) as f64;
-            weights[xx * ksize + x] = if w < 0.0 { (-0.5 + fixed) as i32 } else { (0.5 + fixed) as i32 };
+            weights[xx * ksize + x] = if w < 0.0 {
+                (-0.5 + fixed) as i32
+            } else {
+                (0.5 + fixed) as i32
+            };
         }
         bounds.push((xmin, xmax));
     }
@@ -103,9 +107,17 @@ pub fn resize_pil_bilinear(src: &GreyImage, width: usize, height: usize) -> Grey
                 t[(y - first) * width + xx] = dot(row[xmin..xmin + xlen].iter().copied(), w);
             }
         }
-        GreyImage { width, height: last - first, pixels: t }
+        GreyImage {
+            width,
+            height: last - first,
+            pixels: t,
+        }
     } else {
-        GreyImage { width, height: last - first, pixels: src.pixels[first * width..last * width].to_vec() }
+        GreyImage {
+            width,
+            height: last - first,
+            pixels: src.pixels[first * width..last * width].to_vec(),
+        }
     };
     if src.height == height {
         return temp;
@@ -118,13 +130,21 @@ pub fn resize_pil_bilinear(src: &GreyImage, width: usize, height: usize) -> Grey
             out[yy * width + xx] = dot((y0..y0 + ylen).map(|y| temp.pixels[y * width + xx]), w);
         }
     }
-    GreyImage { width, height, pixels: out }
+    GreyImage {
+        width,
+        height,
+        pixels: out,
+    }
 }
 
 /// The model input: resized grey, scaled to 0..1, standardised, replicated to `channels`
 /// planes, NCHW with N = 1.
 pub fn to_tensor(resized: &GreyImage, p: &Preprocess) -> Vec<f32> {
-    let plane: Vec<f32> = resized.pixels.iter().map(|&v| (v as f32 / p.scale - p.mean) / p.std).collect();
+    let plane: Vec<f32> = resized
+        .pixels
+        .iter()
+        .map(|&v| (v as f32 / p.scale - p.mean) / p.std)
+        .collect();
     let mut out = Vec::with_capacity(plane.len() * p.channels);
     for _ in 0..p.channels {
         out.extend_from_slice(&plane);
@@ -142,7 +162,10 @@ mod tests {
             let c = coefficients(i, o);
             for xx in 0..o {
                 let s: i32 = c.weights[xx * c.ksize..(xx + 1) * c.ksize].iter().sum();
-                assert!((s - (1 << PRECISION_BITS)).abs() <= c.ksize as i32, "{i}->{o} at {xx}: {s}");
+                assert!(
+                    (s - (1 << PRECISION_BITS)).abs() <= c.ksize as i32,
+                    "{i}->{o} at {xx}: {s}"
+                );
             }
         }
     }

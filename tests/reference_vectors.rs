@@ -25,13 +25,18 @@ fn vectors() -> Value {
 
 fn resolve(label: &str) -> PathBuf {
     match label.strip_prefix("../shared/data/") {
-        Some(rel) => std::env::var_os("PTX_DATA").map(PathBuf::from).unwrap_or_else(|| root().join("../shared/data")).join(rel),
+        Some(rel) => std::env::var_os("PTX_DATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root().join("../shared/data"))
+            .join(rel),
         None => root().join(label),
     }
 }
 
 fn grey(path: &Path) -> GreyImage {
-    let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_luma8();
+    let img = image::open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .to_luma8();
     let (w, h) = img.dimensions();
     GreyImage::new(w as usize, h as usize, img.into_raw()).unwrap()
 }
@@ -47,8 +52,13 @@ fn inputs(v: &Value) -> Vec<(String, Value, GreyImage)> {
             continue;
         }
         let path = resolve(label);
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (the tests read ../shared/data)", path.display()));
-        assert_eq!(hex(&Sha256::digest(&bytes)), rec["input_sha256"].as_str().unwrap(), "{label} is not the file the vectors were made from");
+        let bytes =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (the tests read ../shared/data)", path.display()));
+        assert_eq!(
+            hex(&Sha256::digest(&bytes)),
+            rec["input_sha256"].as_str().unwrap(),
+            "{label} is not the file the vectors were made from"
+        );
         let resized = resize_pil_bilinear(&grey(&path), p.width, p.height);
         out.push((label.to_string(), rec.clone(), resized));
     }
@@ -68,17 +78,31 @@ fn preprocessing_matches_pillow() {
         let mean = resized.pixels.iter().map(|&p| p as f64).sum::<f64>() / resized.pixels.len() as f64;
         if label.ends_with(".png") {
             // PNG is lossless: the resize must give Pillow's very pixels.
-            assert_eq!(hex(&Sha256::digest(&resized.pixels)), pre["resized_sha256"].as_str().unwrap(), "{label}: resize differs from Pillow");
+            assert_eq!(
+                hex(&Sha256::digest(&resized.pixels)),
+                pre["resized_sha256"].as_str().unwrap(),
+                "{label}: resize differs from Pillow"
+            );
         } else {
             // JPEG decoders may differ by a grey level here and there (IDCT rounding).
             let expected = pre["resized_mean"].as_f64().unwrap();
-            assert!((mean - expected).abs() < 0.5, "{label}: mean {mean} vs Pillow's {expected}");
+            assert!(
+                (mean - expected).abs() < 0.5,
+                "{label}: mean {mean} vs Pillow's {expected}"
+            );
         }
         for s in pre["samples"].as_array().unwrap() {
-            let (y, x, value) = (s[0].as_u64().unwrap() as usize, s[1].as_u64().unwrap() as usize, s[2].as_i64().unwrap());
+            let (y, x, value) = (
+                s[0].as_u64().unwrap() as usize,
+                s[1].as_u64().unwrap() as usize,
+                s[2].as_i64().unwrap(),
+            );
             let got = resized.pixels[y * resized.width + x] as i64;
             let slack = if label.ends_with(".png") { 0 } else { 2 };
-            assert!((got - value).abs() <= slack, "{label}: pixel ({y},{x}) = {got}, Pillow gave {value}");
+            assert!(
+                (got - value).abs() <= slack,
+                "{label}: pixel ({y},{x}) = {got}, Pillow gave {value}"
+            );
         }
     }
 }
@@ -86,7 +110,11 @@ fn preprocessing_matches_pillow() {
 fn check_model(role: &str, variant: &str, only_repo_inputs: bool) {
     let manifest = manifest();
     let model = Model::load(&manifest, role, Some(variant)).expect("model loads in tract");
-    let entry = if role == "classifier" { &manifest.classifier } else { &manifest.segmenter };
+    let entry = if role == "classifier" {
+        &manifest.classifier
+    } else {
+        &manifest.segmenter
+    };
     let tolerance = entry.variants[variant].tolerance;
     let file = &entry.variants[variant].file;
     let v = vectors();
@@ -101,7 +129,11 @@ fn check_model(role: &str, variant: &str, only_repo_inputs: bool) {
             assert_eq!(out.len(), 1);
             let diff = (out[0] as f64 - p).abs();
             eprintln!("{file} {label}: tract {:.5} onnxruntime {p:.5} diff {diff:.5}", out[0]);
-            assert!(diff <= tolerance, "{file} on {label}: tract {} vs onnxruntime {p} (tolerance {tolerance})", out[0]);
+            assert!(
+                diff <= tolerance,
+                "{file} on {label}: tract {} vs onnxruntime {p} (tolerance {tolerance})",
+                out[0]
+            );
         } else {
             let side = 256;
             assert_eq!(out.len(), side * side);
@@ -120,9 +152,17 @@ fn check_model(role: &str, variant: &str, only_repo_inputs: bool) {
             }
             let count = out.iter().filter(|&&p| p >= 0.5).count() as i64;
             let expected_count = expected["count_ge_0_5"].as_i64().unwrap();
-            eprintln!("{file} {label}: grid max diff {worst:.5}, pixels >= 0.5: tract {count} onnxruntime {expected_count}");
-            assert!(worst <= tolerance, "{file} on {label}: 16x16 grid differs by {worst} (tolerance {tolerance})");
-            assert!((count - expected_count).abs() <= 1 + expected_count / 20, "{file} on {label}: {count} vs {expected_count} mask pixels");
+            eprintln!(
+                "{file} {label}: grid max diff {worst:.5}, pixels >= 0.5: tract {count} onnxruntime {expected_count}"
+            );
+            assert!(
+                worst <= tolerance,
+                "{file} on {label}: 16x16 grid differs by {worst} (tolerance {tolerance})"
+            );
+            assert!(
+                (count - expected_count).abs() <= 1 + expected_count / 20,
+                "{file} on {label}: {count} vs {expected_count} mask pixels"
+            );
         }
     }
 }
@@ -163,10 +203,16 @@ fn tampered_model_is_refused() {
     bytes[last] ^= 1;
     std::fs::write(dir.join(file), bytes).unwrap();
     let copy = Manifest::load(&dir.join("manifest.toml")).unwrap();
-    let err = Model::load(&copy, "classifier", None).err().expect("tampered file must be refused").to_string();
+    let err = Model::load(&copy, "classifier", None)
+        .err()
+        .expect("tampered file must be refused")
+        .to_string();
     assert!(err.contains(file.as_str()) && err.contains("sha256"), "{err}");
     std::fs::remove_file(dir.join(&m.segmenter.variants["int8"].file)).unwrap();
-    let err = Model::load(&copy, "segmenter", None).err().expect("missing file must be refused").to_string();
+    let err = Model::load(&copy, "segmenter", None)
+        .err()
+        .expect("missing file must be refused")
+        .to_string();
     assert!(err.contains("missing"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
