@@ -1,6 +1,6 @@
 //! The `ptxd` command line: a thin layer over the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -41,6 +41,12 @@ enum Command {
         /// One JSON object per line instead of text.
         #[arg(long)]
         json: bool,
+        /// Run on this input instead of zeros: raw little-endian f32, 1x3x256x256.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Write the first output of the last run here (raw little-endian f32).
+        #[arg(long)]
+        output: Option<PathBuf>,
         /// ONNX files to time (any variant: int8, int8-qdq, fp32 twins).
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -52,7 +58,13 @@ fn main() -> ExitCode {
     infer::set_threads(cli.threads);
     let result = match cli.command {
         Command::CheckModels { variant } => check_models(&cli.manifest, variant.as_deref()),
-        Command::Bench { runs, json, files } => bench(&files, runs, json),
+        Command::Bench {
+            runs,
+            json,
+            input,
+            output,
+            files,
+        } => bench(&files, runs, json, input.as_deref(), output.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,26 +105,52 @@ fn check_models(manifest: &std::path::Path, variant: Option<&str>) -> Result<(),
     Ok(())
 }
 
-fn bench(files: &[PathBuf], runs: usize, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+fn bench(
+    files: &[PathBuf],
+    runs: usize,
+    json: bool,
+    input: Option<&Path>,
+    output: Option<&Path>,
+) -> Result<(), Box<dyn std::error::Error>> {
     use tract_onnx::prelude::{tvec, IntoTValue, Tensor};
     const SHAPE: [usize; 4] = [1, 3, 256, 256];
+    let data: Vec<f32> = match input {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if bytes.len() != SHAPE.iter().product::<usize>() * 4 {
+                return Err(format!(
+                    "{}: {} bytes, expected a raw f32 1x3x256x256 tensor",
+                    path.display(),
+                    bytes.len()
+                )
+                .into());
+            }
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        }
+        None => vec![0.0; SHAPE.iter().product()],
+    };
     for file in files {
         let started = Instant::now();
         let plan = infer::load_plan(file, &SHAPE)?;
         let load_s = started.elapsed().as_secs_f64();
-        let input = || {
-            let t = Tensor::zero::<f32>(&SHAPE).expect("static shape");
-            tvec!(t.into_tvalue())
-        };
-        plan.run(input())?;
-        let mut times: Vec<f64> = (0..runs.max(1))
-            .map(|_| {
-                let t = Instant::now();
-                plan.run(input()).map(|_| t.elapsed().as_secs_f64())
-            })
-            .collect::<Result<_, _>>()?;
+        let tensor = Tensor::from_shape(&SHAPE, &data)?;
+        let mut last = plan.run(tvec!(tensor.clone().into_tvalue()))?;
+        let mut times = Vec::with_capacity(runs.max(1));
+        for _ in 0..runs.max(1) {
+            let t = Instant::now();
+            last = plan.run(tvec!(tensor.clone().into_tvalue()))?;
+            times.push(t.elapsed().as_secs_f64());
+        }
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
+        if let Some(path) = output {
+            let out = last[0].to_plain_array_view::<f32>()?;
+            let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
+            std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
         if json {
             println!(
                 "{}",
