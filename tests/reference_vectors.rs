@@ -125,7 +125,11 @@ fn check_model(role: &str, variant: &str, only_repo_inputs: bool) {
         // The manifest's tolerance covers JPEG inputs, whose decoders differ by a grey level
         // here and there; a lossless PNG gives both sides the same tensor, so only the
         // runtimes differ and a fifth of it must hold.
-        let tolerance = if label.ends_with(".png") { full_tolerance / 5.0 } else { full_tolerance };
+        let tolerance = if label.ends_with(".png") {
+            full_tolerance / 5.0
+        } else {
+            full_tolerance
+        };
         let out = model.run(to_tensor(&resized, &entry.preprocess)).expect("model runs");
         let expected = &rec["outputs"][file.as_str()];
         if role == "classifier" {
