@@ -298,6 +298,7 @@ indeterminate_low = {cls["thresholds"]["indeterminate_low"]:.4f}
 {metric_lines(cls["metrics"]["int8"]["real_dev"])}
 
 [classifier.metrics.quantization]
+# largest difference of any single output over val, test and real-dev; the metric drop is what it costs
 max_abs_diff_int8_vs_fp32 = {fmt(cls["metrics"]["int8"]["max_abs_diff_vs_fp32"])}
 fp32_synthetic_test_auc = {fmt(cls["metrics"]["fp32"]["test"]["auc"])}
 int8_qdq_synthetic_test_auc = {fmt(cls["metrics"]["int8-qdq"]["test"]["auc"])}
@@ -328,6 +329,7 @@ min_area_pixels = {seg["thresholds"]["min_area_pixels"]}
 {metric_lines(seg["metrics"]["int8"]["real_dev"])}
 
 [segmenter.metrics.quantization]
+# worst single mask pixel (one near the threshold flipping) over val, test and real-dev; compare the Dice drop
 max_abs_diff_int8_vs_fp32 = {fmt(seg["metrics"]["int8"]["max_abs_diff_vs_fp32"])}
 fp32_synthetic_test_dice_pos = {fmt(seg["metrics"]["fp32"]["test"]["dice_pos"])}
 
