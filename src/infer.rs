@@ -15,6 +15,8 @@ use crate::manifest::{Manifest, ManifestError, ModelEntry};
 pub enum InferError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error("no model role {0:?}: the manifest has \"classifier\" and \"segmenter\"")]
+    UnknownRole(String),
     #[error("model {role} has no variant {variant:?} in the manifest (known: {known})")]
     UnknownVariant {
         role: String,
@@ -53,10 +55,9 @@ impl Model {
     /// Verify and load one model role (`"classifier"` or `"segmenter"`) from the manifest;
     /// `variant` None means the manifest's default variant.
     pub fn load(manifest: &Manifest, role: &str, variant: Option<&str>) -> Result<Model, InferError> {
-        let entry: &ModelEntry = match role {
-            "classifier" => &manifest.classifier,
-            _ => &manifest.segmenter,
-        };
+        let entry: &ModelEntry = manifest
+            .entry(role)
+            .ok_or_else(|| InferError::UnknownRole(role.into()))?;
         let (name, v) = entry.variant(variant).ok_or_else(|| InferError::UnknownVariant {
             role: role.into(),
             variant: variant.unwrap_or_default().into(),

@@ -81,11 +81,7 @@ fn check_models(manifest: &std::path::Path, variant: Option<&str>) -> Result<(),
         let started = Instant::now();
         let model = Model::load(&manifest, role, variant)?;
         let loaded = started.elapsed();
-        let entry = if role == "classifier" {
-            &manifest.classifier
-        } else {
-            &manifest.segmenter
-        };
+        let entry = manifest.entry(role).expect("both roles are in every manifest");
         let input = vec![0.0f32; entry.input.shape.iter().product()];
         let started = Instant::now();
         model.run(input)?;

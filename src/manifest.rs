@@ -166,6 +166,15 @@ impl Manifest {
         Ok(())
     }
 
+    /// The entry for a model role, `"classifier"` or `"segmenter"`; None for anything else.
+    pub fn entry(&self, role: &str) -> Option<&ModelEntry> {
+        match role {
+            "classifier" => Some(&self.classifier),
+            "segmenter" => Some(&self.segmenter),
+            _ => None,
+        }
+    }
+
     /// The folder the model files live in.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -110,11 +110,7 @@ fn preprocessing_matches_pillow() {
 fn check_model(role: &str, variant: &str, only_repo_inputs: bool) {
     let manifest = manifest();
     let model = Model::load(&manifest, role, Some(variant)).expect("model loads in tract");
-    let entry = if role == "classifier" {
-        &manifest.classifier
-    } else {
-        &manifest.segmenter
-    };
+    let entry = manifest.entry(role).expect("known role");
     let full_tolerance = entry.variants[variant].tolerance;
     let file = &entry.variants[variant].file;
     let v = vectors();
@@ -222,5 +218,10 @@ fn tampered_model_is_refused() {
         .expect("missing file must be refused")
         .to_string();
     assert!(err.contains("missing"), "{err}");
+    let err = Model::load(&copy, "segmentor", None)
+        .err()
+        .expect("unknown role must be refused")
+        .to_string();
+    assert!(err.contains("segmentor"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -39,10 +39,14 @@ def load_grey(path: Path, size: int = INPUT_SIZE) -> np.ndarray:
     daemon reproduces it (the reference vectors check the match).
     """
     with Image.open(path) as im:
-        im = im.convert("L")
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+        return resize_grey(im.convert("L"), size)
+
+
+def resize_grey(im: Image.Image, size: int = INPUT_SIZE) -> np.ndarray:
+    """The manifest's resize: Pillow BILINEAR of an 8-bit grey image to size x size."""
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
 
 
 def radiographs(size: int = INPUT_SIZE) -> tuple[list[str], np.ndarray]:

@@ -107,17 +107,21 @@ def predict_torch(kind: str, model, images: np.ndarray, batch: int = 16) -> np.n
         for s in range(0, len(images), batch):
             x = torch.from_numpy(data.normalize(images[s : s + batch]))
             outs.append(torch.sigmoid(model(x)).numpy())
-    out = np.concatenate(outs)
-    return out[:, 0] if kind == "classifier" else out[:, 0]
+    return np.concatenate(outs)[:, 0]  # classifier: (N,); segmenter: (N, H, W)
 
 
-def predict_onnx(path: Path, images: np.ndarray, threads: int = 2) -> np.ndarray:
-    """Run an exported file (fp32 or int8) through onnxruntime, one image at a time (static batch 1)."""
+def ort_session(path: Path, threads: int):
+    """An onnxruntime CPU session with a fixed thread count."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def predict_onnx(path: Path, images: np.ndarray, threads: int = 2) -> np.ndarray:
+    """Run an exported file (fp32 or int8) through onnxruntime, one image at a time (static batch 1)."""
+    sess = ort_session(path, threads)
     name = sess.get_inputs()[0].name
     outs = [sess.run(None, {name: data.normalize(img)[None]})[0][0] for img in images]
     out = np.stack(outs)

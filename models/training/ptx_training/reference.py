@@ -95,8 +95,7 @@ def dicom_resized(path: Path) -> np.ndarray:
         arr = arr.max() - arr
     lo, hi = arr.min(), arr.max()
     grey = np.round((arr - lo) / max(hi - lo, 1) * 255).astype(np.uint8) if ds.BitsStored > 8 else arr.astype(np.uint8)
-    im = Image.fromarray(grey).resize((256, 256), Image.BILINEAR)
-    return np.asarray(im, dtype=np.uint8)
+    return data.resize_grey(Image.fromarray(grey))
 
 
 if __name__ == "__main__":

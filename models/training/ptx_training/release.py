@@ -34,17 +34,9 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def ort_session(path: Path):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 def ort_latency(path: Path, x: np.ndarray, runs: int = 10) -> float:
     """Median of `runs` onnxruntime runs (1 thread) after a warm-up run."""
-    sess = ort_session(path)
+    sess = evaluate.ort_session(path, threads=1)
     sess.run(None, {"image": x})
     times = []
     for _ in range(runs):
@@ -57,7 +49,7 @@ def ort_latency(path: Path, x: np.ndarray, runs: int = 10) -> float:
 def tract_check(ptxd: Path, path: Path, inputs: list[np.ndarray], runs: int = 10) -> dict:
     """Time a file in tract through `ptxd bench` (median of `runs` on the first input, 1 thread)
     and compare tract's outputs with onnxruntime's on every input."""
-    sess = ort_session(path)
+    sess = evaluate.ort_session(path, threads=1)
     median, worst = None, 0.0
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = Path(tmp) / "in.f32", Path(tmp) / "out.f32"
