@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use ptxd::infer::{self, Model};
-use ptxd::manifest::Manifest;
+use ptxd::manifest::{Manifest, ROLES};
 
 #[derive(Parser)]
 #[command(
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
 
 fn check_models(manifest: &std::path::Path, variant: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
     let manifest = Manifest::load(manifest)?;
-    for role in ["classifier", "segmenter"] {
+    for role in ROLES {
         let started = Instant::now();
         let model = Model::load(&manifest, role, variant)?;
         let loaded = started.elapsed();

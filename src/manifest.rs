@@ -31,6 +31,9 @@ pub enum ManifestError {
     },
 }
 
+/// The model roles, in pipeline order: the classifier gates the segmenter.
+pub const ROLES: [&str; 2] = ["classifier", "segmenter"];
+
 /// The whole manifest: one entry per model role.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,7 +135,8 @@ impl Manifest {
                 self.schema
             ));
         }
-        for (role, entry) in [("classifier", &self.classifier), ("segmenter", &self.segmenter)] {
+        for role in ROLES {
+            let entry = self.entry(role).expect("every role has an entry");
             if !entry.variants.contains_key(&entry.default_variant) {
                 return Err(format!(
                     "[{role}] default_variant {:?} is not among its variants",

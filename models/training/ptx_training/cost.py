@@ -33,12 +33,15 @@ def measure(model: torch.nn.Module, runs: int = 5) -> dict:
             "torch_fp32_s_median": round(sorted(times)[len(times) // 2], 3)}
 
 
-def main() -> None:
+def measure_all() -> dict:
+    """The shipped segmenter, the seed design's segmenter and the classifier, on one thread."""
     torch.set_num_threads(1)
-    out = {"segmenter (UNet++ / EfficientNet-Lite0, shipped)": measure(nets.segmenter()),
-           "seed design (UNet++ / EfficientNet-B4)": measure(nets.seed_design_segmenter()),
-           "classifier (DenseNet121)": measure(nets.classifier())}
-    print(json.dumps(out, indent=1))
+    return {"segmenter_unetpp_lite0": measure(nets.segmenter()), "seed_unetpp_b4": measure(nets.seed_design_segmenter()),
+            "classifier_densenet121": measure(nets.classifier())}
+
+
+def main() -> None:
+    print(json.dumps(measure_all(), indent=1))
 
 
 if __name__ == "__main__":

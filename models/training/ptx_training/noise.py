@@ -36,15 +36,9 @@ def compare(args) -> None:
         f"{verdict} on synthetic val: ROC AUC cleaned/control = "
         + ", ".join(f"{s} {result['cleaned'][s]:.3f}/{result['control'][s]:.3f}" for s in splits)
         + ". Synthetic splits hold unlabelled real pneumothoraces among their negatives too, and real-dev has 10 images: "
-        "a small difference here is not evidence either way; settling it needs real labelled data. The shipped classifier is the one with the higher synthetic-val AUC.")}
+        "a small difference here is not evidence either way; settling it needs real labelled data. Training went on from the one with the higher synthetic-val AUC (ptx_training.select).")}
     args.out.write_text(json.dumps(notes, indent=1) + "\n")
     print(json.dumps(result, indent=1))
-    best = names["cleaned"] if result["cleaned"]["synthetic_val"] >= result["control"]["synthetic_val"] else names["control"]
-    print(f"better on synthetic val: {best}")
-    if args.keep:
-        import shutil
-
-        shutil.copy(best, args.keep)
 
 
 def main() -> None:
@@ -52,7 +46,6 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true", help="compare --cleaned with --control instead of scoring")
     ap.add_argument("--cleaned", type=Path)
     ap.add_argument("--control", type=Path)
-    ap.add_argument("--keep", type=Path, help="with --compare: copy the better checkpoint here")
     ap.add_argument("--checkpoint", type=Path)
     ap.add_argument("--drop", type=float, default=0.15)
     ap.add_argument("--out", type=Path, required=True)

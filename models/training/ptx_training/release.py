@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import INPUT_SIZE, MEAN, STD, data, evaluate, export, nets
+from . import INPUT_SIZE, MEAN, STD, cost, data, evaluate, export
 
 MODELS = Path(__file__).resolve().parents[2]
 VARIANTS = ("fp32", "int8", "int8-qdq")
@@ -75,10 +75,9 @@ def history_chain(path: Path) -> list:
     return prior + [dict(h, checkpoint=path.name) for h in ck["history"]]
 
 
-def classifier_report(paths: dict, splits: dict) -> dict:
-    rep = {"variants": {}}
-    for v in VARIANTS:
-        rep["variants"][v] = {name: evaluate.predict_onnx(paths[v], s["images"]) for name, s in splits.items()}
+def classifier_report(preds: dict, splits: dict) -> dict:
+    """Thresholds (on val) and metrics from `preds[variant][split]`, the classifier's probabilities."""
+    rep = {"variants": preds}
     val_ref = rep["variants"]["int8"]["val"]
     labels = {name: s["labels"] for name, s in splits.items()}
     thr = evaluate.threshold_for_sensitivity(labels["val"], val_ref, CLS_SENSITIVITY)
@@ -95,7 +94,7 @@ def classifier_report(paths: dict, splits: dict) -> dict:
         metrics[v]["max_abs_diff_vs_fp32"] = float(max(np.abs(rep["variants"][v][n] - rep["variants"]["fp32"][n]).max() for n in splits))
     rep["metrics"] = metrics
     rep["real_dev_scores"] = {n: float(p) for n, p in zip(splits["real_dev"]["names"], rep["variants"]["int8"]["real_dev"])}
-    del rep["variants"]
+    del rep["variants"]  # the raw scores stay out of metrics.json
     return rep
 
 
@@ -132,6 +131,8 @@ def main() -> None:
     ap.add_argument("--manifest-only", action="store_true",
                     help="rewrite manifest.toml and the card's metrics from the existing metrics.json (no export)")
     args = ap.parse_args()
+    if not args.manifest_only and not (args.classifier and args.segmenter):
+        ap.error("--classifier and --segmenter checkpoints are needed (or --manifest-only)")
     if args.manifest_only:
         metrics = json.loads((MODELS / "metrics.json").read_text())
         write_manifest(metrics, args)
@@ -140,9 +141,9 @@ def main() -> None:
 
     splits = {"val": evaluate.synthetic_split("val"), "test": evaluate.synthetic_split("test"), "real_dev": evaluate.real_dev()}
     paths = {k: export.export_all(k, getattr(args, k), args.work) for k in ("classifier", "segmenter")}
-    cls = classifier_report(paths["classifier"], splits)
-    cls_int8 = {n: evaluate.predict_onnx(paths["classifier"]["int8"], s["images"]) for n, s in splits.items()}
-    seg = segmenter_report(paths["segmenter"], splits, cls_int8, cls["thresholds"]["probability"])
+    cls_preds = {v: {n: evaluate.predict_onnx(paths["classifier"][v], s["images"]) for n, s in splits.items()} for v in VARIANTS}
+    cls = classifier_report(cls_preds, splits)
+    seg = segmenter_report(paths["segmenter"], splits, cls_preds["int8"], cls["thresholds"]["probability"])
 
     # Real radiographs (val split, unmodified) as the timing and comparison inputs.
     probe = [data.normalize(img)[None] for img in splits["val"]["images"][1:7:2]]
@@ -159,10 +160,7 @@ def main() -> None:
 
     history = {k: history_chain(getattr(args, k)) for k in ("classifier", "segmenter")}
     notes = json.loads(args.notes.read_text()) if args.notes else {}
-    from . import cost
-
-    design_cost = {"segmenter_unetpp_lite0": cost.measure(nets.segmenter()), "seed_unetpp_b4": cost.measure(nets.seed_design_segmenter()),
-                   "classifier_densenet121": cost.measure(nets.classifier())}
+    design_cost = cost.measure_all()
     metrics = {"released": time.strftime("%Y%m%d"), "classifier": cls, "segmenter": seg, "latency": latency, "design_cost": design_cost, "training_history": history, "notes": notes,
                "data": {"val": len(splits["val"]["names"]), "test": len(splits["test"]["names"]), "real_dev": len(splits["real_dev"]["names"])}}
     (MODELS / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
