@@ -31,6 +31,13 @@ pub enum InferError {
     Run { role: String, reason: String },
 }
 
+/// The model versions a result was produced with (journaled and reported with it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelVersions {
+    pub classifier: String,
+    pub segmenter: String,
+}
+
 /// A loaded, optimised model, ready to run.
 pub struct Model {
     role: String,

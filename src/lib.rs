@@ -1,12 +1,21 @@
-//! ptxd: pneumothorax triage beside a portable X-ray digitizer.
+//! ptxd: pneumothorax triage beside a portable X-ray digitizer. **Not a diagnosis.**
 //!
 //! Layers, each depending only on those above it in this list:
-//! - [`manifest`]: the models' facts (`models/manifest.toml`), parsed once into validated types;
-//! - [`preprocess`]: a grey radiograph to the exact tensor the models were trained on;
-//! - [`infer`]: the int8 ONNX models, checked against the manifest and run through tract.
-//!
-//! The binary (`src/main.rs`) is a thin command line over these.
+//! - [`manifest`], [`config`]: what the models are and how the daemon is set up, parsed once;
+//! - [`decode`], [`preprocess`], [`infer`], [`findings`]: one radiograph's way through the
+//!   models, put together by [`analysis`];
+//! - [`render`], [`journal`], [`source`]: showing, recording and receiving results;
+//! - [`daemon`]: the service loop that ties them together; [`logging`] for its messages.
 
+pub mod analysis;
+pub mod config;
+pub mod daemon;
+pub mod decode;
+pub mod findings;
 pub mod infer;
+pub mod journal;
+pub mod logging;
 pub mod manifest;
 pub mod preprocess;
+pub mod render;
+pub mod source;

@@ -5,7 +5,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use ptxd::analysis::{Analysis, Analyzer};
+use ptxd::config::{Config, OverlaySize};
+use ptxd::daemon::{self, Daemon};
+use ptxd::decode::Limits;
 use ptxd::infer::{self, Model};
+use ptxd::journal;
 use ptxd::manifest::{Manifest, ROLES};
 
 #[derive(Parser)]
@@ -18,15 +23,47 @@ struct Cli {
     /// The model manifest; model files are read from its folder.
     #[arg(long, global = true, default_value = "models/manifest.toml")]
     manifest: PathBuf,
-    /// Inference threads.
+    /// Inference threads (for `run`, the config's models.threads applies).
     #[arg(long, global = true, default_value_t = 1)]
     threads: usize,
+    /// Log debug messages too.
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Analyze radiograph files (DICOM, PNG, JPEG, TIFF): one line per file. Exit 0 when every
+    /// file was analyzed, 2 when any could not be (the others still are).
+    Analyze {
+        /// One JSON object per line: file, pneumothorax, verdict, probability, findings, error...
+        #[arg(long)]
+        json: bool,
+        /// Write each positive input's mask here as `<input stem>.png` (8-bit 0/255, input size).
+        #[arg(long)]
+        mask_dir: Option<PathBuf>,
+        /// Write each input's result screen here as `<input stem>.png`.
+        #[arg(long)]
+        overlay_dir: Option<PathBuf>,
+        /// Overlay size, WIDTHxHEIGHT.
+        #[arg(long, default_value = "1280x720", value_parser = parse_size)]
+        overlay_size: OverlaySize,
+        /// Refuse images with more pixels than this.
+        #[arg(long, default_value_t = Limits::default().max_pixels)]
+        max_pixels: u64,
+        /// Model variant (default: the manifest's).
+        #[arg(long)]
+        variant: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// The daemon: watch the configured folder, analyze, journal, until SIGTERM/SIGINT.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Verify the models' checksums, load them, print their manifest facts and a timing.
     CheckModels {
         /// Load this variant instead of the manifest's default (e.g. int8-qdq).
@@ -55,8 +92,31 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    ptxd::logging::init(cli.verbose);
     infer::set_threads(cli.threads);
     let result = match cli.command {
+        Command::Analyze {
+            json,
+            mask_dir,
+            overlay_dir,
+            overlay_size,
+            max_pixels,
+            variant,
+            files,
+        } => {
+            let outputs = Outputs {
+                json,
+                mask_dir,
+                overlay_dir,
+                overlay_size,
+            };
+            match analyze(&cli.manifest, variant.as_deref(), Limits { max_pixels }, &outputs, &files) {
+                Ok(true) => return ExitCode::SUCCESS,
+                Ok(false) => return ExitCode::from(2),
+                Err(e) => Err(e),
+            }
+        }
+        Command::Run { config } => run(&config),
         Command::CheckModels { variant } => check_models(&cli.manifest, variant.as_deref()),
         Command::Bench {
             runs,
@@ -69,10 +129,127 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ptxd: {e}");
+            log::error!("{e}");
             ExitCode::from(1)
         }
     }
+}
+
+fn parse_size(s: &str) -> Result<OverlaySize, String> {
+    let (w, h) = s.split_once('x').ok_or("expected WIDTHxHEIGHT, e.g. 1280x720")?;
+    let w = w.parse().map_err(|_| format!("bad width {w:?}"))?;
+    let h = h.parse().map_err(|_| format!("bad height {h:?}"))?;
+    OverlaySize::try_from([w, h])
+}
+
+struct Outputs {
+    json: bool,
+    mask_dir: Option<PathBuf>,
+    overlay_dir: Option<PathBuf>,
+    overlay_size: OverlaySize,
+}
+
+/// Analyze every file; Ok(true) when all were analyzed.
+fn analyze(
+    manifest: &Path,
+    variant: Option<&str>,
+    limits: Limits,
+    out: &Outputs,
+    files: &[PathBuf],
+) -> Result<bool, Box<dyn std::error::Error>> {
+    let manifest = Manifest::load(manifest)?;
+    let analyzer = Analyzer::load(&manifest, variant, limits)?;
+    for dir in [&out.mask_dir, &out.overlay_dir].into_iter().flatten() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
+    }
+    let mut all_ok = true;
+    for file in files {
+        let result = analyzer.analyze_file(file).map_err(|e| e.to_string()).and_then(|a| {
+            let written = write_outputs(&analyzer, &a, file, out)?;
+            Ok((a, written))
+        });
+        all_ok &= result.is_ok();
+        print_result(file, &result, out.json);
+    }
+    Ok(all_ok)
+}
+
+/// Mask and overlay files for one analysis: (mask path, overlay path).
+fn write_outputs(
+    analyzer: &Analyzer,
+    a: &Analysis,
+    file: &Path,
+    out: &Outputs,
+) -> Result<(Option<PathBuf>, Option<PathBuf>), String> {
+    let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+    let name = file.file_name().unwrap_or_default().to_string_lossy();
+    let write = |path: PathBuf, bytes: Vec<u8>| {
+        std::fs::write(&path, bytes)
+            .map(|_| path.clone())
+            .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+    };
+    let mask = match (&a.mask, &out.mask_dir) {
+        (Some(mask), Some(dir)) => Some(write(dir.join(format!("{stem}.png")), mask.to_png())?),
+        _ => None,
+    };
+    let overlay = match &out.overlay_dir {
+        Some(dir) => {
+            let fb = daemon::render_overlay(a, out.overlay_size, &analyzer.versions(), &journal::now_rfc3339(), &name);
+            Some(write(dir.join(format!("{stem}.png")), fb.to_png())?)
+        }
+        None => None,
+    };
+    Ok((mask, overlay))
+}
+
+type Outcome = Result<(Analysis, (Option<PathBuf>, Option<PathBuf>)), String>;
+
+fn print_result(file: &Path, result: &Outcome, json: bool) {
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    match (result, json) {
+        (Ok((a, (mask, overlay))), true) => println!(
+            "{}",
+            serde_json::json!({
+                "file": file.display().to_string(),
+                "pneumothorax": a.pneumothorax(),
+                "verdict": a.verdict,
+                "probability": a.probability,
+                "findings": a.findings,
+                "width": a.radiograph.image.width,
+                "height": a.radiograph.image.height,
+                "format": a.radiograph.format,
+                "orientation": a.radiograph.orientation,
+                "input_sha256": a.radiograph.sha256,
+                "mask": path(mask),
+                "overlay": path(overlay),
+                "seconds": a.seconds,
+                "error": null,
+            })
+        ),
+        (Ok((a, _)), false) => {
+            let (banner, _) = ptxd::render::banner(a.verdict, &a.findings);
+            println!("{}: {banner} (p={:.3})", file.display(), a.probability);
+        }
+        (Err(e), true) => println!(
+            "{}",
+            serde_json::json!({
+                "file": file.display().to_string(),
+                "pneumothorax": null,
+                "verdict": null,
+                "probability": null,
+                "findings": [],
+                "error": e,
+            })
+        ),
+        (Err(e), false) => println!("{}: ERROR {e}", file.display()),
+    }
+}
+
+fn run(config: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::load(config)?;
+    let stop = daemon::stop_on_signals()?;
+    Daemon::start(config)?.run(&stop)?;
+    Ok(())
 }
 
 fn check_models(manifest: &std::path::Path, variant: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {

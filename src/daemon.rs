@@ -1,0 +1,292 @@
+//! The service: radiographs in, results out, in an order that loses nothing.
+//!
+//! For each file the watch folder hands over:
+//! 1. decode; if the journal already holds this input (same bytes, same name), it was
+//!    recorded before a crash but not moved: move it now, analyze nothing;
+//! 2. analyze (classifier; segmenter when positive);
+//! 3. write the overlay PNG (and the mask when positive) durably;
+//! 4. append the record to the journal and fsync: from here on the result exists;
+//! 5. move the input to `done/` (or `failed/` with `<name>.error.txt`).
+//!
+//! Showing and reporting (the device issue) come after step 4, never before. A file that
+//! cannot be decoded or analyzed is a result too: it is journaled with its error, so the
+//! host learns of it. If the journal itself cannot be written, the input stays in the watch
+//! folder (it is picked up again at the next start) and the error is logged.
+//!
+//! SIGTERM or SIGINT stops the loop after the file in hand; nothing is left half done.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::analysis::{Analysis, Analyzer, SetupError};
+use crate::config::{Config, OverlaySize};
+use crate::decode;
+use crate::infer::{self, ModelVersions};
+use crate::journal::{self, Journal, JournalError, Record};
+use crate::manifest::{Manifest, ManifestError};
+use crate::render::{self, Framebuffer, ResultView};
+use crate::source::{SourceError, WatchFolder};
+
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("{}: cannot create this folder: {source}", path.display())]
+    Folder { path: PathBuf, source: std::io::Error },
+    #[error("cannot install the SIGTERM/SIGINT handler: {0}")]
+    Signals(std::io::Error),
+}
+
+/// What a run did, for the final log line and the tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub analyzed: usize,
+    pub failed: usize,
+    pub already_journaled: usize,
+}
+
+/// Draw the result screen for `analysis` into a new framebuffer of `size`.
+pub fn render_overlay(analysis: &Analysis, size: OverlaySize, models: &ModelVersions, time: &str, source: &str) -> Framebuffer {
+    let mut fb = Framebuffer::new(size.width, size.height);
+    let models = format!("{} / {}", models.classifier, models.segmenter);
+    let view = ResultView {
+        image: &analysis.radiograph.image,
+        mask: analysis.mask.as_ref(),
+        verdict: analysis.verdict,
+        probability: analysis.probability,
+        findings: &analysis.findings,
+        time,
+        models: &models,
+        source,
+    };
+    let Ok(()) = render::draw_result(&mut fb, &view);
+    fb
+}
+
+/// Install SIGTERM and SIGINT handlers that set the returned flag.
+pub fn stop_on_signals() -> Result<Arc<AtomicBool>, DaemonError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).map_err(DaemonError::Signals)?;
+    }
+    Ok(stop)
+}
+
+/// The daemon's state: models, journal, folders.
+pub struct Daemon {
+    config: Config,
+    analyzer: Analyzer,
+    journal: Journal,
+    summary: Summary,
+}
+
+impl Daemon {
+    /// Load and verify the models, open (and repair) the journal, create the output folders.
+    /// Any failure here stops start-up with a message saying what to fix.
+    pub fn start(config: Config) -> Result<Daemon, DaemonError> {
+        infer::set_threads(config.models.threads.get());
+        let manifest = Manifest::load(&config.models.manifest)?;
+        let analyzer = Analyzer::load(&manifest, config.models.variant.as_deref(), config.limits())?;
+        let journal = Journal::open(&config.journal.path)?;
+        let mut folders = vec![
+            config.watch.dir.clone(),
+            config.done_dir().to_path_buf(),
+            config.failed_dir().to_path_buf(),
+            config.output.overlay_dir.clone(),
+        ];
+        folders.extend(config.output.mask_dir.clone());
+        for path in folders {
+            std::fs::create_dir_all(&path).map_err(|source| DaemonError::Folder { path, source })?;
+        }
+        let v = analyzer.versions();
+        log::info!(
+            "ready: models {} / {}, journal {} (next seq {}), watching {}",
+            v.classifier,
+            v.segmenter,
+            journal.path().display(),
+            journal.next_seq(),
+            config.watch.dir.display()
+        );
+        Ok(Daemon {
+            config,
+            analyzer,
+            journal,
+            summary: Summary::default(),
+        })
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Serve the watch folder until `stop` is set.
+    pub fn run(mut self, stop: &AtomicBool) -> Result<Summary, DaemonError> {
+        let watch = &self.config.watch;
+        let folder = WatchFolder::start(&watch.dir, watch.queue.get(), Duration::from_millis(watch.settle_ms))?;
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(path) = folder.recv_timeout(Duration::from_millis(100)) {
+                self.handle(&path);
+            }
+        }
+        let s = &self.summary;
+        log::info!(
+            "stopped: {} analyzed, {} failed, {} already journaled",
+            s.analyzed,
+            s.failed,
+            s.already_journaled
+        );
+        Ok(self.summary)
+    }
+
+    /// Handle one file from the watch folder; never panics, never returns an error: every
+    /// outcome is journaled or logged.
+    pub fn handle(&mut self, path: &Path) {
+        if !path.is_file() {
+            return; // taken already (a duplicate event) or removed by the user
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let source = format!("watch:{name}");
+        let started = Instant::now();
+        let outcome = decode::decode_file(path, self.config.limits())
+            .map_err(|e| (None, e.to_string()))
+            .and_then(|radiograph| {
+                if self.journal.contains(&radiograph.sha256, &source) {
+                    return Ok(None);
+                }
+                let sha = radiograph.sha256.clone();
+                self.analyzer
+                    .analyze(radiograph, started)
+                    .map(Some)
+                    .map_err(|e| (Some(sha), format!("{}: {e}", path.display())))
+            });
+        match outcome {
+            Ok(None) => {
+                log::info!("{name}: already in the journal (recorded before a restart); moving it to done/");
+                self.summary.already_journaled += 1;
+                self.move_input(path, self.config.done_dir(), None);
+            }
+            Ok(Some(analysis)) => self.record_analysis(path, &name, &source, &analysis),
+            Err((sha, error)) => self.record_failure(path, &source, sha, &error),
+        }
+    }
+
+    fn record_analysis(&mut self, path: &Path, name: &str, source: &str, analysis: &Analysis) {
+        let seq = self.journal.next_seq();
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let time = journal::now_rfc3339();
+        let versions = self.analyzer.versions();
+        let overlay_path = self.config.output.overlay_dir.join(format!("{seq:08}-{stem}.png"));
+        let fb = render_overlay(analysis, self.config.output.overlay_size, &versions, &time, name);
+        let overlay = match journal::write_durably(&overlay_path, &fb.to_png()) {
+            Ok(()) => Some(overlay_path.display().to_string()),
+            Err(e) => {
+                log::error!("{}: cannot write the overlay: {e}", overlay_path.display());
+                None
+            }
+        };
+        let mask = match (&analysis.mask, &self.config.output.mask_dir) {
+            (Some(mask), Some(dir)) => {
+                let p = dir.join(format!("{seq:08}-{stem}.png"));
+                match journal::write_durably(&p, &mask.to_png()) {
+                    Ok(()) => Some(p.display().to_string()),
+                    Err(e) => {
+                        log::error!("{}: cannot write the mask: {e}", p.display());
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let record = Record {
+            seq,
+            time,
+            source: source.to_string(),
+            input_sha256: Some(analysis.radiograph.sha256.clone()),
+            verdict: Some(analysis.verdict),
+            pneumothorax: analysis.pneumothorax(),
+            probability: Some(analysis.probability),
+            findings: analysis.findings.clone(),
+            models: versions,
+            overlay,
+            mask,
+            error: None,
+        };
+        match self.journal.append(record) {
+            Ok(r) => {
+                log::info!(
+                    "#{} {name}: {:?} p={:.3}, {} finding(s), {:.2}s",
+                    r.seq,
+                    analysis.verdict,
+                    analysis.probability,
+                    analysis.findings.len(),
+                    analysis.seconds
+                );
+                self.summary.analyzed += 1;
+                self.move_input(path, self.config.done_dir(), None);
+            }
+            Err(e) => log::error!("{name}: analyzed but NOT recorded, left in the watch folder: {e}"),
+        }
+    }
+
+    fn record_failure(&mut self, path: &Path, source: &str, sha: Option<String>, error: &str) {
+        log::warn!("{error}");
+        let sha = sha.or_else(|| std::fs::read(path).ok().map(|b| sha256_hex(&b)));
+        let record = Record {
+            seq: 0,
+            time: journal::now_rfc3339(),
+            source: source.to_string(),
+            input_sha256: sha,
+            verdict: None,
+            pneumothorax: false,
+            probability: None,
+            findings: Vec::new(),
+            models: self.analyzer.versions(),
+            overlay: None,
+            mask: None,
+            error: Some(error.to_string()),
+        };
+        match self.journal.append(record) {
+            Ok(_) => {
+                self.summary.failed += 1;
+                self.move_input(path, self.config.failed_dir(), Some(error));
+            }
+            Err(e) => log::error!("{}: failure NOT recorded, left in the watch folder: {e}", path.display()),
+        }
+    }
+
+    /// Move the input into `dir` (adding `.2`, `.3`... on a name clash), and the error text
+    /// beside it for a failure.
+    fn move_input(&self, path: &Path, dir: &Path, error: Option<&str>) {
+        let name = path.file_name().unwrap_or_default();
+        let mut target = dir.join(name);
+        let mut n = 2;
+        while target.exists() {
+            target = dir.join(format!("{}.{n}", name.to_string_lossy()));
+            n += 1;
+        }
+        if let Some(error) = error {
+            let txt = PathBuf::from(format!("{}.error.txt", target.display()));
+            if let Err(e) = journal::write_durably(&txt, format!("{error}\n").as_bytes()) {
+                log::error!("{}: {e}", txt.display());
+            }
+        }
+        if let Err(e) = std::fs::rename(path, &target) {
+            log::error!("{}: cannot move it to {}: {e}", path.display(), dir.display());
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    crate::manifest::hex(&sha2::Sha256::digest(bytes))
+}

@@ -1,0 +1,349 @@
+//! From a radiograph file to the 8-bit grey image the models read, or a clear refusal.
+//!
+//! Formats are recognised by content, not by file name: DICOM (the `DICM` tag after the
+//! 128-byte preamble) through dicom-rs, PNG, JPEG and TIFF through `image`. Everything
+//! becomes one 8-bit grey plane, the display scale the models were trained on:
+//!
+//! - DICOM: the modality LUT (rescale slope/intercept) is applied by dicom-pixeldata; then
+//!   the first VOI window of the file (DICOM's linear window function). Without a window,
+//!   8-bit data is taken as it is (it is already on a display scale, like the training
+//!   PNGs), and deeper data is stretched from its minimum to its maximum. MONOCHROME1
+//!   (white = low values) is inverted last, so bone is always bright.
+//! - 16-bit grey PNG or TIFF: minimum-to-maximum stretch, as for a DICOM without a window.
+//! - Colour: Pillow's `convert('L')` rule (ITU-R 601 luma in integer arithmetic), because
+//!   that is what the training pipeline did; `image`'s own `to_luma8` rounds differently.
+//!
+//! Before any pixel is decoded, the declared size is checked against the configured pixel
+//! limit, so a small file that claims a huge image (a decompression bomb) costs nothing.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use dicom_dictionary_std::tags;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
+use image::{DynamicImage, ImageReader};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::manifest::hex;
+use crate::preprocess::GreyImage;
+
+/// Why a file could not be turned into a radiograph. The message names the file.
+#[derive(Debug, Error)]
+#[error("{}: {reason}", file.display())]
+pub struct DecodeError {
+    pub file: PathBuf,
+    pub reason: String,
+}
+
+/// Where the patient's right is in the image, which decides a finding's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Orientation {
+    /// True when the patient's right is on the viewer's left (the radiographic convention
+    /// for PA and AP chest films).
+    pub patient_right_on_image_left: bool,
+    /// True when that came from the file's DICOM Patient Orientation (0020,0020); false when
+    /// the file says nothing and the convention is assumed.
+    pub from_header: bool,
+}
+
+impl Orientation {
+    pub const CONVENTION: Orientation = Orientation {
+        patient_right_on_image_left: true,
+        from_header: false,
+    };
+}
+
+/// A decoded radiograph with what the rest of the pipeline needs to know about its file.
+#[derive(Debug, Clone)]
+pub struct Radiograph {
+    pub image: GreyImage,
+    /// sha256 of the file's bytes, recorded in the journal.
+    pub sha256: String,
+    /// "dicom", "png", "jpeg" or "tiff".
+    pub format: &'static str,
+    pub orientation: Orientation,
+}
+
+/// Decoding limits, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest width x height accepted.
+    pub max_pixels: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // 64 megapixels: four times the largest flat-panel detectors (about 4300 x 3500).
+        Limits { max_pixels: 64 << 20 }
+    }
+}
+
+/// Read and decode one file.
+pub fn decode_file(path: &Path, limits: Limits) -> Result<Radiograph, DecodeError> {
+    let fail = |reason: String| DecodeError {
+        file: path.to_path_buf(),
+        reason,
+    };
+    // A file cannot need more than ~8 bytes a pixel (16-bit RGBA uncompressed) plus headers:
+    // refuse anything larger before reading it into memory.
+    let max_bytes = limits.max_pixels.saturating_mul(8).saturating_add(1 << 20);
+    let size = std::fs::metadata(path)
+        .map_err(|e| fail(format!("cannot read: {e}")))?
+        .len();
+    if size > max_bytes {
+        return Err(fail(format!(
+            "file is {size} bytes, more than any image within the {} pixel limit needs",
+            limits.max_pixels
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    decode_bytes(&bytes, limits).map_err(fail)
+}
+
+/// Decode a file's bytes; the error is the reason only (the caller names the file).
+pub fn decode_bytes(bytes: &[u8], limits: Limits) -> Result<Radiograph, String> {
+    if bytes.is_empty() {
+        return Err("file is empty".into());
+    }
+    let sha256 = hex(&Sha256::digest(bytes));
+    let (image, format, orientation) = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        let (image, orientation) = decode_dicom(&bytes[128..], limits)?;
+        (image, "dicom", orientation)
+    } else {
+        let (image, format) = decode_picture(bytes, limits)?;
+        (image, format, Orientation::CONVENTION)
+    };
+    Ok(Radiograph {
+        image,
+        sha256,
+        format,
+        orientation,
+    })
+}
+
+fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, Orientation), String> {
+    let obj = OpenFileOptions::new()
+        .from_reader(after_preamble)
+        .map_err(|e| format!("not a readable DICOM file: {e}"))?;
+    let rows: u64 = int_attr(&obj, tags::ROWS, "Rows")?;
+    let columns: u64 = int_attr(&obj, tags::COLUMNS, "Columns")?;
+    let frames: u64 = match obj.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten() {
+        Some(e) => e.to_int().map_err(|e| format!("bad Number of Frames: {e}"))?,
+        None => 1,
+    };
+    if frames != 1 {
+        return Err(format!(
+            "DICOM holds {frames} frames; ptxd reads single-frame 2-D radiographs only"
+        ));
+    }
+    check_size(columns, rows, limits)?;
+    let orientation = dicom_orientation(&obj);
+    let pixels = obj
+        .decode_pixel_data()
+        .map_err(|e| format!("DICOM pixel data cannot be decoded: {e}"))?;
+    let (w, h) = (pixels.columns() as usize, pixels.rows() as usize);
+    let photometric = pixels.photometric_interpretation().as_str().to_string();
+    let grey: Vec<u8> = match pixels.samples_per_pixel() {
+        1 => {
+            let values: Vec<f32> = pixels
+                .to_vec_frame_with_options(
+                    0,
+                    &ConvertOptions::new()
+                        .with_modality_lut(ModalityLutOption::Default)
+                        .with_voi_lut(VoiLutOption::Identity),
+                )
+                .map_err(|e| format!("DICOM pixel data cannot be converted: {e}"))?;
+            let window = pixels
+                .window()
+                .ok()
+                .flatten()
+                .and_then(|w| w.first().copied())
+                .filter(|w| w.width >= 1.0)
+                .map(|w| (w.center, w.width));
+            let mut grey = to_display(&values, window, pixels.bits_stored());
+            if photometric == "MONOCHROME1" {
+                grey.iter_mut().for_each(|v| *v = 255 - *v);
+            }
+            grey
+        }
+        3 => {
+            let rgb: Vec<u8> = pixels
+                .to_vec_frame_with_options(0, &ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
+                .map_err(|e| format!("DICOM colour pixel data cannot be converted: {e}"))?;
+            rgb.chunks_exact(3).map(|p| pil_luma(p[0], p[1], p[2])).collect()
+        }
+        n => return Err(format!("DICOM has {n} samples per pixel; expected 1 (grey) or 3 (colour)")),
+    };
+    let image = GreyImage::new(w, h, grey).ok_or_else(|| {
+        format!("DICOM pixel data is shorter than its declared {w}x{h} (truncated file?)")
+    })?;
+    Ok((image, orientation))
+}
+
+fn int_attr(obj: &DefaultDicomObject, tag: dicom_object::Tag, name: &str) -> Result<u64, String> {
+    obj.element(tag)
+        .map_err(|_| format!("DICOM has no {name}: not an image"))?
+        .to_int::<u64>()
+        .map_err(|e| format!("DICOM {name} is not a number: {e}"))
+}
+
+/// Patient Orientation (0020,0020) names the patient direction of the image's rows (left to
+/// right on screen) then of its columns: "L\F" means the viewer's right is the patient's
+/// left, i.e. the usual display with the patient's right on the viewer's left.
+fn dicom_orientation(obj: &DefaultDicomObject) -> Orientation {
+    let rows_toward = obj
+        .element_opt(tags::PATIENT_ORIENTATION)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_multi_str().ok().map(|v| v.to_vec()))
+        .and_then(|v| v.first().cloned())
+        .unwrap_or_default();
+    match rows_toward.trim().chars().next() {
+        Some('L') => Orientation {
+            patient_right_on_image_left: true,
+            from_header: true,
+        },
+        Some('R') => Orientation {
+            patient_right_on_image_left: false,
+            from_header: true,
+        },
+        _ => Orientation::CONVENTION,
+    }
+}
+
+/// Values after the modality LUT -> 8-bit display values: the VOI window when there is one
+/// (DICOM PS3.3 C.11.2.1.2.1, linear), else as-is for 8-bit data, else min-max.
+fn to_display(values: &[f32], window: Option<(f64, f64)>, bits_stored: u16) -> Vec<u8> {
+    if let Some((center, width)) = window {
+        let (c, w) = (center - 0.5, width - 1.0);
+        return values
+            .iter()
+            .map(|&x| {
+                let y = if w <= 0.0 {
+                    if f64::from(x) <= c {
+                        0.0
+                    } else {
+                        1.0
+                    }
+                } else {
+                    ((f64::from(x) - c) / w + 0.5).clamp(0.0, 1.0)
+                };
+                (y * 255.0).round() as u8
+            })
+            .collect();
+    }
+    if bits_stored <= 8 {
+        return values.iter().map(|&x| x.round().clamp(0.0, 255.0) as u8).collect();
+    }
+    stretch(values.iter().copied())
+}
+
+/// Minimum-to-maximum stretch onto 0..=255 (a flat image becomes all zeros).
+fn stretch(values: impl Iterator<Item = f32> + Clone) -> Vec<u8> {
+    let (lo, hi) = values
+        .clone()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let span = (hi - lo).max(f32::MIN_POSITIVE);
+    values.map(|v| ((v - lo) / span * 255.0).round() as u8).collect()
+}
+
+/// Pillow's `convert('L')`: L = R*299/1000 + G*587/1000 + B*114/1000, in its fixed point.
+pub fn pil_luma(r: u8, g: u8, b: u8) -> u8 {
+    // Pillow (Convert.c, L24): (r*19595 + g*38470 + b*7471 + 0x8000) >> 16
+    ((u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 0x8000) >> 16) as u8
+}
+
+fn check_size(width: u64, height: u64, limits: Limits) -> Result<(), String> {
+    if width == 0 || height == 0 {
+        return Err(format!("image is {width}x{height}: empty"));
+    }
+    if width.saturating_mul(height) > limits.max_pixels {
+        return Err(format!(
+            "image is {width}x{height}, above the configured limit of {} pixels (input.max_pixels)",
+            limits.max_pixels
+        ));
+    }
+    Ok(())
+}
+
+fn decode_picture(bytes: &[u8], limits: Limits) -> Result<(GreyImage, &'static str), String> {
+    let reader = || {
+        ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| format!("cannot read: {e}"))
+    };
+    let format = match reader()?.format() {
+        Some(image::ImageFormat::Png) => "png",
+        Some(image::ImageFormat::Jpeg) => "jpeg",
+        Some(image::ImageFormat::Tiff) => "tiff",
+        _ => return Err("not a DICOM, PNG, JPEG or TIFF file".into()),
+    };
+    let (w, h) = reader()?
+        .into_dimensions()
+        .map_err(|e| format!("{format} header cannot be read: {e}"))?;
+    check_size(u64::from(w), u64::from(h), limits)?;
+    let mut decoder = reader()?;
+    let mut image_limits = image::Limits::default();
+    image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(1 << 20));
+    decoder.limits(image_limits);
+    let decoded = decoder
+        .decode()
+        .map_err(|e| format!("{format} data cannot be decoded (truncated or corrupt?): {e}"))?;
+    let grey = match decoded {
+        DynamicImage::ImageLuma8(g) => g.into_raw(),
+        DynamicImage::ImageLumaA8(g) => g.pixels().map(|p| p.0[0]).collect(),
+        DynamicImage::ImageLuma16(g) => stretch(g.as_raw().iter().map(|&v| f32::from(v))),
+        DynamicImage::ImageLumaA16(g) => stretch(g.pixels().map(|p| f32::from(p.0[0]))),
+        DynamicImage::ImageRgb8(c) => c.pixels().map(|p| pil_luma(p.0[0], p.0[1], p.0[2])).collect(),
+        DynamicImage::ImageRgba8(c) => c.pixels().map(|p| pil_luma(p.0[0], p.0[1], p.0[2])).collect(),
+        DynamicImage::ImageRgb16(_) | DynamicImage::ImageRgba16(_) => {
+            let c = decoded.to_rgb8();
+            c.pixels().map(|p| pil_luma(p.0[0], p.0[1], p.0[2])).collect()
+        }
+        other => return Err(format!("{format} with {:?} pixels is not supported", other.color())),
+    };
+    let image = GreyImage::new(w as usize, h as usize, grey)
+        .ok_or_else(|| format!("{format} decoded to fewer pixels than its {w}x{h} header says"))?;
+    Ok((image, format))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luma_matches_pillow_rule() {
+        // Values from Pillow 10: Image.new('RGB', (1, 1), c).convert('L').getpixel((0, 0))
+        assert_eq!(pil_luma(255, 255, 255), 255);
+        assert_eq!(pil_luma(255, 0, 0), 76);
+        assert_eq!(pil_luma(0, 255, 0), 150);
+        assert_eq!(pil_luma(0, 0, 255), 29);
+        assert_eq!(pil_luma(10, 200, 30), 123);
+    }
+
+    #[test]
+    fn window_follows_dicom_linear_function() {
+        // centre 100, width 50: below 75 black, above 124 white, centre mid-grey
+        let out = to_display(&[0.0, 74.0, 100.0, 125.0, 4000.0], Some((100.0, 50.0)), 12);
+        assert_eq!(out[0], 0);
+        assert_eq!(out[1], 0);
+        assert!((127..=133).contains(&out[2]), "{}", out[2]);
+        assert_eq!(out[3], 255);
+        assert_eq!(out[4], 255);
+    }
+
+    #[test]
+    fn eight_bit_without_window_is_kept_and_deeper_data_is_stretched() {
+        assert_eq!(to_display(&[3.0, 250.0], None, 8), vec![3, 250]);
+        assert_eq!(to_display(&[100.0, 1100.0, 600.0], None, 12), vec![0, 255, 128]);
+    }
+
+    #[test]
+    fn garbage_and_empty_bytes_are_refused_with_a_reason() {
+        assert_eq!(decode_bytes(b"", Limits::default()).unwrap_err(), "file is empty");
+        let err = decode_bytes(b"hello, not an image", Limits::default()).unwrap_err();
+        assert!(err.contains("not a DICOM, PNG, JPEG or TIFF"), "{err}");
+    }
+}

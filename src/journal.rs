@@ -1,0 +1,275 @@
+//! The on-disk journal: every result, written and fsynced before it is shown or reported.
+//!
+//! Format: JSON lines, each ending in `*` and the CRC-32 (ISO-HDLC, zlib's crc32) of the
+//! JSON bytes as 8 uppercase hex digits: `{"seq":1,...}*1A2B3C4D\n`. That is the serial
+//! link's frame too, so a journal line can be sent as it is. Why not SQLite: this is an
+//! append-only log read back in order (replay after a link outage), a line format needs no C
+//! library in the aarch64 build, and a technician can read it with `cut -d'*' -f1 | jq`.
+//! The per-line CRC makes a torn write detectable.
+//!
+//! Durability: a record is complete only with its newline, and [`Journal::append`] returns
+//! only after `fdatasync`. Opening the journal repairs a crash: an incomplete or corrupt
+//! tail is cut off (those bytes were never acknowledged: `append` had not returned), so the
+//! next record follows the last good one. A corrupt line in the middle (not a crash: a disk
+//! fault) is logged and skipped, never deleted. Sequence numbers continue from the largest
+//! one in the file, so they stay monotonic across restarts.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::findings::{Finding, Verdict};
+use crate::infer::ModelVersions;
+
+#[derive(Debug, Error)]
+pub enum JournalError {
+    #[error("journal {}: {action}: {source}; check the disk and the directory's permissions", path.display())]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// One result, as journaled and reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub seq: u64,
+    /// UTC, RFC 3339, e.g. "2026-11-26T19:03:04Z".
+    pub time: String,
+    /// Where the frame came from: "watch:<file name>", later "v4l2:/dev/video0".
+    pub source: String,
+    pub input_sha256: Option<String>,
+    /// null when the frame could not be analyzed (see `error`).
+    pub verdict: Option<Verdict>,
+    pub pneumothorax: bool,
+    pub probability: Option<f32>,
+    pub findings: Vec<Finding>,
+    pub models: ModelVersions,
+    pub overlay: Option<String>,
+    pub mask: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Frame a JSON text as a journal (and serial) line: `JSON*CRC32\n`.
+pub fn encode_line(json: &str) -> String {
+    format!("{json}*{:08X}\n", crc32fast::hash(json.as_bytes()))
+}
+
+/// The JSON text of a line (without its newline) whose CRC matches, or None.
+pub fn decode_line(line: &str) -> Option<&str> {
+    let (json, crc) = line.rsplit_once('*')?;
+    let crc = u32::from_str_radix(crc, 16).ok().filter(|_| crc.len() == 8)?;
+    (crc32fast::hash(json.as_bytes()) == crc).then_some(json)
+}
+
+/// How many recent (sha256, source) pairs are remembered to recognise a file that was
+/// journaled but not yet moved when the power went.
+const RECENT: usize = 1024;
+
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    next_seq: u64,
+    recent: VecDeque<(String, String)>,
+    repaired_bytes: u64,
+    skipped_lines: usize,
+}
+
+impl Journal {
+    /// Open (or create) the journal, repairing a torn tail.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        let io = |action: &'static str| {
+            let path = path.to_path_buf();
+            move |source| JournalError::Io { path, action, source }
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io("create its directory"))?;
+        }
+        let existed = path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io("open"))?;
+        if !existed {
+            sync_parent(path).map_err(io("sync its directory"))?;
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io("read"))?;
+
+        let mut journal = Journal {
+            path: path.to_path_buf(),
+            file,
+            len: 0,
+            next_seq: 1,
+            recent: VecDeque::new(),
+            repaired_bytes: 0,
+            skipped_lines: 0,
+        };
+        // Scan complete lines; remember where the last good one ends.
+        let mut good_end = 0usize;
+        let mut start = 0usize;
+        let mut pending_bad = 0usize; // bad lines not yet known to be in the middle
+        while let Some(nl) = bytes[start..].iter().position(|&b| b == b'\n') {
+            let line = &bytes[start..start + nl];
+            match parse_record(line) {
+                Some(record) => {
+                    journal.skipped_lines += pending_bad;
+                    pending_bad = 0;
+                    journal.note(&record);
+                    good_end = start + nl + 1;
+                }
+                None => pending_bad += 1,
+            }
+            start += nl + 1;
+        }
+        if good_end < bytes.len() {
+            // A torn tail: a last line without its newline, or bad lines after the last good one.
+            journal.repaired_bytes = (bytes.len() - good_end) as u64;
+            log::warn!(
+                "journal {}: dropped {} bytes of an unfinished record at the end (a crash or power loss during a write); \
+                 no acknowledged record was lost",
+                path.display(),
+                journal.repaired_bytes
+            );
+            journal.file.set_len(good_end as u64).map_err(io("repair (truncate)"))?;
+            journal.file.sync_all().map_err(io("sync after repair"))?;
+        }
+        if journal.skipped_lines > 0 {
+            log::error!(
+                "journal {}: {} corrupt line(s) in the middle were skipped and left in place (disk fault?)",
+                path.display(),
+                journal.skipped_lines
+            );
+        }
+        journal.len = good_end as u64;
+        journal.file.seek(SeekFrom::End(0)).map_err(io("seek"))?;
+        Ok(journal)
+    }
+
+    fn note(&mut self, record: &Record) {
+        self.next_seq = self.next_seq.max(record.seq + 1);
+        if let Some(sha) = &record.input_sha256 {
+            if self.recent.len() == RECENT {
+                self.recent.pop_front();
+            }
+            self.recent.push_back((sha.clone(), record.source.clone()));
+        }
+    }
+
+    /// The sequence number the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Bytes cut off a torn tail when the journal was opened (0 when it was clean).
+    pub fn repaired_bytes(&self) -> u64 {
+        self.repaired_bytes
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when a recent record has this input hash and source.
+    pub fn contains(&self, sha256: &str, source: &str) -> bool {
+        self.recent.iter().any(|(s, src)| s == sha256 && src == source)
+    }
+
+    /// Give `record` the next sequence number, append it and fsync. Returns the stored record.
+    /// On failure the file is cut back to its previous length, so it stays well-formed.
+    pub fn append(&mut self, mut record: Record) -> Result<Record, JournalError> {
+        record.seq = self.next_seq;
+        let json = serde_json::to_string(&record).expect("a record always serialises");
+        let line = encode_line(&json);
+        let result = self.file.write_all(line.as_bytes()).and_then(|_| self.file.sync_data());
+        if let Err(source) = result {
+            let _ = self.file.set_len(self.len);
+            return Err(JournalError::Io {
+                path: self.path.clone(),
+                action: "append",
+                source,
+            });
+        }
+        self.len += line.len() as u64;
+        self.note(&record);
+        Ok(record)
+    }
+
+    /// Every good record with `seq >= from`, in file order (read back from disk).
+    pub fn records_from(&self, from: u64) -> Result<Vec<Record>, JournalError> {
+        let bytes = std::fs::read(&self.path).map_err(|source| JournalError::Io {
+            path: self.path.clone(),
+            action: "read",
+            source,
+        })?;
+        Ok(bytes
+            .split(|&b| b == b'\n')
+            .filter_map(parse_record)
+            .filter(|r| r.seq >= from)
+            .collect())
+    }
+}
+
+fn parse_record(line: &[u8]) -> Option<Record> {
+    let json = decode_line(std::str::from_utf8(line).ok()?)?;
+    serde_json::from_str(json).ok()
+}
+
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => File::open(".")?.sync_all(),
+    }
+}
+
+/// Write a whole file so that after a crash it is either absent or complete: write a
+/// temporary file beside it, fsync, rename over, fsync the directory.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    ));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    sync_parent(path)
+}
+
+/// The current time as the journal writes it.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_framing_round_trips_and_rejects_damage() {
+        let line = encode_line(r#"{"a":1}"#);
+        assert!(line.ends_with('\n'));
+        let body = line.trim_end();
+        assert_eq!(decode_line(body), Some(r#"{"a":1}"#));
+        assert_eq!(&body[body.len() - 8..], format!("{:08X}", crc32fast::hash(br#"{"a":1}"#)));
+        assert_eq!(decode_line(&body.replace("1}", "2}")), None);
+        assert_eq!(decode_line(r#"{"a":1}"#), None);
+        assert_eq!(decode_line(&body[..body.len() - 1]), None);
+    }
+
+    #[test]
+    fn crc_is_iso_hdlc() {
+        // the check value of CRC-32/ISO-HDLC
+        assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
+    }
+}

@@ -1,0 +1,356 @@
+//! The result screen, drawn with `embedded-graphics` onto any `DrawTarget<Color = Rgb888>`.
+//!
+//! The same [`draw_result`] drives an in-memory [`Framebuffer`] (saved as the overlay PNG),
+//! and later a Linux framebuffer or an SPI panel: the drawing code never knows which. The
+//! screen has three parts, sized from the target so it stays legible from 320x240 to
+//! 1920x1080:
+//!
+//! - a banner: red "PNEUMOTHORAX SUSPECTED - RIGHT - 12%", amber "INDETERMINATE - HAVE IT
+//!   READ", or green "No pneumothorax detected";
+//! - the radiograph scaled to fit, the suspected region as a translucent red fill with a
+//!   solid red outline;
+//! - footer lines: probability, time, model versions, and "Not a diagnosis".
+//!
+//! Text uses the built-in mono fonts drawn through [`Scaled`], which magnifies any drawing
+//! by an integer factor, so big screens get big letters without shipping font files.
+
+use std::convert::Infallible;
+
+use embedded_graphics::mono_font::ascii::{FONT_10X20, FONT_6X10};
+use embedded_graphics::mono_font::{MonoFont, MonoTextStyle};
+use embedded_graphics::pixelcolor::Rgb888;
+use embedded_graphics::prelude::*;
+use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
+use embedded_graphics::text::{Baseline, Text};
+
+use crate::findings::{Finding, Mask, Side, Verdict};
+use crate::preprocess::GreyImage;
+
+pub const RED: Rgb888 = Rgb888::new(220, 30, 30);
+pub const GREEN: Rgb888 = Rgb888::new(20, 140, 60);
+pub const AMBER: Rgb888 = Rgb888::new(230, 150, 0);
+const OVERLAY_ALPHA: u32 = 100; // of 256: the lung stays visible under the fill
+
+/// An RGB framebuffer in memory: the overlay PNG and the tests' screen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Framebuffer {
+    width: u32,
+    height: u32,
+    pixels: Vec<Rgb888>,
+}
+
+impl Framebuffer {
+    pub fn new(width: u32, height: u32) -> Framebuffer {
+        Framebuffer {
+            width,
+            height,
+            pixels: vec![Rgb888::BLACK; (width * height) as usize],
+        }
+    }
+
+    pub fn pixel(&self, x: u32, y: u32) -> Rgb888 {
+        self.pixels[(y * self.width + x) as usize]
+    }
+
+    /// Packed RGB bytes, row by row.
+    pub fn to_rgb_bytes(&self) -> Vec<u8> {
+        self.pixels.iter().flat_map(|c| [c.r(), c.g(), c.b()]).collect()
+    }
+
+    /// Encode as PNG.
+    pub fn to_png(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut out)
+            .write_image(&self.to_rgb_bytes(), self.width, self.height, image::ExtendedColorType::Rgb8)
+            .expect("encoding an in-memory RGB buffer to PNG cannot fail");
+        out
+    }
+}
+
+use image::ImageEncoder as _;
+
+impl OriginDimensions for Framebuffer {
+    fn size(&self) -> Size {
+        Size::new(self.width, self.height)
+    }
+}
+
+impl DrawTarget for Framebuffer {
+    type Color = Rgb888;
+    type Error = Infallible;
+
+    fn draw_iter<I: IntoIterator<Item = Pixel<Rgb888>>>(&mut self, pixels: I) -> Result<(), Infallible> {
+        for Pixel(p, c) in pixels {
+            if p.x >= 0 && p.y >= 0 && (p.x as u32) < self.width && (p.y as u32) < self.height {
+                self.pixels[(p.y as u32 * self.width + p.x as u32) as usize] = c;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Draws onto `inner` magnified `factor` times: each pixel becomes a factor x factor square.
+pub struct Scaled<'a, D> {
+    inner: &'a mut D,
+    factor: u32,
+    origin: Point,
+}
+
+impl<'a, D: DrawTarget> Scaled<'a, D> {
+    /// Magnify drawings by `factor`, placing their (0, 0) at `origin` of `inner`.
+    pub fn new(inner: &'a mut D, factor: u32, origin: Point) -> Self {
+        Scaled {
+            inner,
+            factor: factor.max(1),
+            origin,
+        }
+    }
+}
+
+impl<D: DrawTarget> OriginDimensions for Scaled<'_, D> {
+    fn size(&self) -> Size {
+        let s = self.inner.bounding_box().size;
+        Size::new(s.width / self.factor, s.height / self.factor)
+    }
+}
+
+impl<D: DrawTarget> DrawTarget for Scaled<'_, D> {
+    type Color = D::Color;
+    type Error = D::Error;
+
+    fn draw_iter<I: IntoIterator<Item = Pixel<D::Color>>>(&mut self, pixels: I) -> Result<(), D::Error> {
+        let f = self.factor;
+        for Pixel(p, c) in pixels {
+            let at = self.origin + Point::new(p.x * f as i32, p.y * f as i32);
+            self.inner.fill_solid(&Rectangle::new(at, Size::new(f, f)), c)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the result screen shows.
+pub struct ResultView<'a> {
+    pub image: &'a GreyImage,
+    pub mask: Option<&'a Mask>,
+    pub verdict: Verdict,
+    pub probability: f32,
+    pub findings: &'a [Finding],
+    /// e.g. "2026-11-26 19:03:04Z"
+    pub time: &'a str,
+    /// e.g. "cls ptx-cls-...-int8 / seg ptx-seg-...-int8"
+    pub models: &'a str,
+    /// Where the image came from (file name or device).
+    pub source: &'a str,
+}
+
+/// The banner's words and colour.
+pub fn banner(verdict: Verdict, findings: &[Finding]) -> (String, Rgb888) {
+    match verdict {
+        Verdict::Positive => {
+            let side = |s: Side| findings.iter().any(|f| f.side == s);
+            let text = match (side(Side::Right), side(Side::Left)) {
+                (false, false) => "PNEUMOTHORAX SUSPECTED - NOT LOCALISED".to_string(),
+                (true, true) => "PNEUMOTHORAX SUSPECTED - BOTH SIDES".to_string(),
+                _ => {
+                    let s = findings[0].side;
+                    let percent: f32 = findings.iter().filter(|f| f.side == s).map(|f| f.area_percent_side).sum();
+                    let name = if s == Side::Right { "RIGHT" } else { "LEFT" };
+                    format!("PNEUMOTHORAX SUSPECTED - {name} - {percent:.0}%")
+                }
+            };
+            (text, RED)
+        }
+        Verdict::Indeterminate => ("INDETERMINATE - HAVE IT READ".to_string(), AMBER),
+        Verdict::Negative => ("No pneumothorax detected".to_string(), GREEN),
+    }
+}
+
+/// A font and a magnification that fit `chars` characters in `width` and a line in `max_h`.
+fn pick_font(chars: usize, width: u32, max_h: u32) -> (&'static MonoFont<'static>, u32) {
+    let mut best = (&FONT_6X10, 1);
+    for (font, factor) in [(&FONT_10X20, 1), (&FONT_10X20, 2), (&FONT_10X20, 3), (&FONT_10X20, 4)] {
+        let w = font.character_size.width * factor * chars as u32;
+        let h = font.character_size.height * factor;
+        if w <= width && h <= max_h {
+            best = (font, factor);
+        }
+    }
+    best
+}
+
+fn text_line<D: DrawTarget<Color = Rgb888>>(
+    target: &mut D,
+    text: &str,
+    at: Point,
+    font: &MonoFont<'_>,
+    factor: u32,
+    color: Rgb888,
+    max_width: u32,
+) -> Result<(), D::Error> {
+    let fits = (max_width / (font.character_size.width * factor)).max(1) as usize;
+    let shown: String = text.chars().take(fits).collect();
+    let mut scaled = Scaled::new(target, factor, at);
+    Text::with_baseline(&shown, Point::zero(), MonoTextStyle::new(font, color), Baseline::Top).draw(&mut scaled)?;
+    Ok(())
+}
+
+/// Draw the whole result screen onto `target`.
+pub fn draw_result<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &ResultView<'_>) -> Result<(), D::Error> {
+    let area = target.bounding_box();
+    let (w, h) = (area.size.width, area.size.height);
+    target.clear(Rgb888::BLACK)?;
+    let pad = (h / 60).max(2);
+
+    // banner
+    let (words, colour) = banner(view.verdict, view.findings);
+    let (font, factor) = pick_font(words.len(), w.saturating_sub(2 * pad), h / 8);
+    let banner_h = font.character_size.height * factor + 2 * pad;
+    Rectangle::new(Point::zero(), Size::new(w, banner_h))
+        .into_styled(PrimitiveStyle::with_fill(colour))
+        .draw(target)?;
+    let text_w = font.character_size.width * factor * words.len() as u32;
+    let x = (w.saturating_sub(text_w) / 2) as i32;
+    text_line(target, &words, Point::new(x, pad as i32), font, factor, Rgb888::WHITE, w)?;
+
+    // footer: four lines in a smaller font
+    let (small, small_factor) = pick_font(64, w.saturating_sub(2 * pad), h / 28);
+    let line_h = small.character_size.height * small_factor + pad / 2;
+    let footer_h = 4 * line_h + pad;
+    let sizes: Vec<String> = view
+        .findings
+        .iter()
+        .map(|f| {
+            let side = if f.side == Side::Right { "right" } else { "left" };
+            format!("{side} {:.0}% of side ({:.1}% of image)", f.area_percent_side, f.area_percent_image)
+        })
+        .collect();
+    let regions = match (view.verdict, sizes.is_empty()) {
+        (Verdict::Positive, true) => "no region localised: read the whole image".to_string(),
+        (_, true) => String::new(),
+        _ => sizes.join("; "),
+    };
+    let lines = [
+        format!("p = {:.2}  {}  {}", view.probability, view.time, view.source),
+        regions,
+        view.models.to_string(),
+        "Not a diagnosis: a clinician must read the image.".to_string(),
+    ];
+    for (i, line) in lines.iter().enumerate() {
+        let y = h as i32 - footer_h as i32 + (pad + i as u32 * line_h) as i32;
+        let colour = if i == 3 { AMBER } else { Rgb888::WHITE };
+        text_line(target, line, Point::new(pad as i32, y), small, small_factor, colour, w - 2 * pad)?;
+    }
+
+    // radiograph, scaled to fit between banner and footer
+    let top = banner_h + pad;
+    let room = Size::new(w.saturating_sub(2 * pad), h.saturating_sub(top + footer_h + pad));
+    draw_radiograph(target, view.image, view.mask, Point::new(pad as i32, top as i32), room)
+}
+
+/// The radiograph scaled to fit `room` (aspect kept, centred), the mask blended in red and
+/// outlined. Pixels are sampled at their centres (nearest neighbour): cheap on a Pi and
+/// exact for the outline, which is computed on the screen grid.
+fn draw_radiograph<D: DrawTarget<Color = Rgb888>>(
+    target: &mut D,
+    image: &GreyImage,
+    mask: Option<&Mask>,
+    origin: Point,
+    room: Size,
+) -> Result<(), D::Error> {
+    if room.width == 0 || room.height == 0 || image.width == 0 || image.height == 0 {
+        return Ok(());
+    }
+    let scale = f64::min(
+        room.width as f64 / image.width as f64,
+        room.height as f64 / image.height as f64,
+    );
+    let dw = ((image.width as f64 * scale).floor() as u32).max(1);
+    let dh = ((image.height as f64 * scale).floor() as u32).max(1);
+    let at = origin + Point::new(((room.width - dw) / 2) as i32, ((room.height - dh) / 2) as i32);
+    let sx: Vec<usize> = (0..dw)
+        .map(|x| (((x as f64 + 0.5) / scale) as usize).min(image.width - 1))
+        .collect();
+    let sy: Vec<usize> = (0..dh)
+        .map(|y| (((y as f64 + 0.5) / scale) as usize).min(image.height - 1))
+        .collect();
+    let in_mask = |x: u32, y: u32| mask.is_some_and(|m| m.is_set(sx[x as usize], sy[y as usize]));
+    let mut colours = Vec::with_capacity((dw * dh) as usize);
+    for y in 0..dh {
+        for x in 0..dw {
+            let g = u32::from(image.pixels[sy[y as usize] * image.width + sx[x as usize]]);
+            let colour = if in_mask(x, y) {
+                let edge = x == 0
+                    || y == 0
+                    || x + 1 == dw
+                    || y + 1 == dh
+                    || !in_mask(x - 1, y)
+                    || !in_mask(x + 1, y)
+                    || !in_mask(x, y - 1)
+                    || !in_mask(x, y + 1);
+                if edge {
+                    RED
+                } else {
+                    let blend = |c: u8| ((u32::from(c) * OVERLAY_ALPHA + g * (256 - OVERLAY_ALPHA)) / 256) as u8;
+                    Rgb888::new(blend(RED.r()), blend(RED.g()), blend(RED.b()))
+                }
+            } else {
+                Rgb888::new(g as u8, g as u8, g as u8)
+            };
+            colours.push(colour);
+        }
+    }
+    target.fill_contiguous(&Rectangle::new(at, Size::new(dw, dh)), colours)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::findings::Side;
+
+    fn finding(side: Side, percent: f32) -> Finding {
+        Finding {
+            side,
+            area_pixels: 10,
+            area_percent_image: percent / 2.0,
+            area_percent_side: percent,
+            bbox: [0, 0, 1, 1],
+            mean_probability: 0.9,
+        }
+    }
+
+    #[test]
+    fn banner_words() {
+        assert_eq!(
+            banner(Verdict::Positive, &[finding(Side::Right, 12.4)]).0,
+            "PNEUMOTHORAX SUSPECTED - RIGHT - 12%"
+        );
+        assert_eq!(
+            banner(Verdict::Positive, &[]).0,
+            "PNEUMOTHORAX SUSPECTED - NOT LOCALISED"
+        );
+        assert_eq!(
+            banner(Verdict::Positive, &[finding(Side::Left, 3.0), finding(Side::Right, 1.0)]).0,
+            "PNEUMOTHORAX SUSPECTED - BOTH SIDES"
+        );
+        assert_eq!(banner(Verdict::Negative, &[]), ("No pneumothorax detected".into(), GREEN));
+    }
+
+    #[test]
+    fn scaled_target_magnifies() {
+        let mut fb = Framebuffer::new(20, 20);
+        let mut scaled = Scaled::new(&mut fb, 3, Point::new(2, 2));
+        Pixel(Point::new(1, 1), RED).draw(&mut scaled).unwrap();
+        assert_eq!(fb.pixel(5, 5), RED);
+        assert_eq!(fb.pixel(7, 7), RED);
+        assert_eq!(fb.pixel(8, 8), Rgb888::BLACK);
+        assert_eq!(fb.pixel(4, 4), Rgb888::BLACK);
+    }
+
+    #[test]
+    fn font_grows_with_the_screen() {
+        let small = pick_font(36, 300, 30);
+        let big = pick_font(36, 1880, 135);
+        assert_eq!((small.0.character_size.width, small.1), (6, 1));
+        assert!(big.0.character_size.width * big.1 >= 30, "at least 30 px per letter on 1080p");
+    }
+}

@@ -1,0 +1,236 @@
+//! Where radiographs come from. Here: a watch folder (inotify through `notify`). The V4L2
+//! capture source comes with the device issue and feeds the same queue.
+//!
+//! A file is taken only when it is complete: after the writer closed it (inotify
+//! `CLOSE_WRITE`) or renamed it into the folder (`MOVED_TO`), and its size and modification
+//! time then stayed put for `settle` (a writer that closes and reopens to append is waited
+//! for). Files already in the folder at start-up are taken the same way, oldest first.
+//! Names starting with `.` or ending in `.tmp`/`.part` are ignored: writers use those while
+//! writing and rename when done.
+//!
+//! Between this source and the pipeline is a bounded queue (`queue` files). When it is
+//! full, nothing is dropped and nothing blocks the watcher: ready files stay in the folder,
+//! in arrival order, and are queued as the pipeline takes earlier ones. The folder is the
+//! overflow buffer, so memory stays bounded however many files arrive at once.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+use notify::{EventKind, RecursiveMode, Watcher};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error("watch folder {}: {reason}; create it or fix watch.dir in the config", path.display())]
+    Watch { path: PathBuf, reason: String },
+}
+
+/// A running watch folder: ready files come out of [`WatchFolder::recv_timeout`].
+pub struct WatchFolder {
+    ready: Receiver<PathBuf>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Size and modification time: what "still being written" is judged by.
+type Stamp = (u64, Option<SystemTime>);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    Some((m.len(), m.modified().ok()))
+}
+
+/// True for names a writer uses while a file is incomplete, and our own by-products.
+pub fn ignored(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    name.starts_with('.') || name.ends_with(".tmp") || name.ends_with(".part") || name.ends_with(".error.txt")
+}
+
+impl WatchFolder {
+    /// Start watching `dir` (which must exist). `queue` bounds the files handed over but not
+    /// yet taken; `settle` is how long a closed file must stay unchanged.
+    pub fn start(dir: &Path, queue: usize, settle: Duration) -> Result<WatchFolder, SourceError> {
+        let fail = |reason: String| SourceError::Watch {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        if !dir.is_dir() {
+            return Err(fail("not a directory".into()));
+        }
+        let (event_tx, events) = mpsc::channel();
+        let mut watcher = notify::recommended_watcher(event_tx).map_err(|e| fail(e.to_string()))?;
+        watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| fail(e.to_string()))?;
+        let (ready_tx, ready) = mpsc::sync_channel(queue.max(1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut state = State {
+            dir: dir.to_path_buf(),
+            settle,
+            settling: HashMap::new(),
+            waiting: VecDeque::new(),
+            waiting_set: HashSet::new(),
+            out: ready_tx,
+            full_logged: false,
+        };
+        state.rescan();
+        let thread_stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("watch".into())
+            .spawn(move || {
+                // the watcher lives (and watches) as long as this thread
+                let _watcher = watcher;
+                while !thread_stop.load(Ordering::Relaxed) {
+                    match events.recv_timeout(Duration::from_millis(50)) {
+                        Ok(Ok(event)) => state.on_event(event),
+                        Ok(Err(e)) => log::error!("watch folder {}: {e}", state.dir.display()),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                    if state.tick().is_err() {
+                        break; // the pipeline is gone
+                    }
+                }
+            })
+            .map_err(|e| fail(format!("cannot start its thread: {e}")))?;
+        Ok(WatchFolder {
+            ready,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The next complete file, or None after `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<PathBuf> {
+        self.ready.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for WatchFolder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct State {
+    dir: PathBuf,
+    settle: Duration,
+    /// Closed or renamed-in files, waiting to prove they are unchanged.
+    settling: HashMap<PathBuf, (Stamp, Instant)>,
+    /// Complete files the queue had no room for, in arrival order.
+    waiting: VecDeque<PathBuf>,
+    waiting_set: HashSet<PathBuf>,
+    out: SyncSender<PathBuf>,
+    full_logged: bool,
+}
+
+impl State {
+    /// Take every file already in the folder, oldest first (also after an inotify overflow).
+    fn rescan(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            log::error!("watch folder {}: cannot list it", self.dir.display());
+            return;
+        };
+        let mut files: Vec<(Option<SystemTime>, PathBuf)> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| !ignored(p))
+            .filter_map(|p| stamp(&p).map(|s| (s.1, p)))
+            .collect();
+        files.sort();
+        for (_, path) in files {
+            self.consider(path);
+        }
+    }
+
+    fn consider(&mut self, path: PathBuf) {
+        if ignored(&path) || path.parent() != Some(self.dir.as_path()) || self.waiting_set.contains(&path) {
+            return;
+        }
+        if let Some(s) = stamp(&path) {
+            self.settling.insert(path, (s, Instant::now()));
+        }
+    }
+
+    fn on_event(&mut self, event: notify::Event) {
+        if event.need_rescan() {
+            log::warn!("watch folder {}: events were lost, rescanning", self.dir.display());
+            self.rescan();
+            return;
+        }
+        match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                if let Some(p) = event.paths.last() {
+                    self.consider(p.clone());
+                }
+            }
+            // more data written: restart the settling clock of a file already closed once
+            EventKind::Modify(ModifyKind::Data(_)) => {
+                for p in &event.paths {
+                    if let Some(entry) = self.settling.get_mut(p) {
+                        entry.1 = Instant::now();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Promote settled files, then hand over as many as the queue takes. Err when the
+    /// receiving side is gone.
+    fn tick(&mut self) -> Result<(), ()> {
+        let now = Instant::now();
+        let mut settled = Vec::new();
+        for (path, (old, since)) in self.settling.iter_mut() {
+            if now.duration_since(*since) < self.settle {
+                continue;
+            }
+            match stamp(path) {
+                Some(s) if s == *old => settled.push(path.clone()),
+                Some(s) => {
+                    *old = s;
+                    *since = now;
+                }
+                None => settled.push(path.clone()), // gone: dropped below
+            }
+        }
+        settled.sort_by_key(|p| self.settling.get(p).map(|e| e.0 .1));
+        for path in settled {
+            self.settling.remove(&path);
+            if path.exists() && self.waiting_set.insert(path.clone()) {
+                self.waiting.push_back(path);
+            }
+        }
+        while let Some(path) = self.waiting.pop_front() {
+            match self.out.try_send(path.clone()) {
+                Ok(()) => {
+                    self.waiting_set.remove(&path);
+                }
+                Err(TrySendError::Full(path)) => {
+                    if !self.full_logged {
+                        log::info!(
+                            "queue full: {} file(s) wait in {} and will be taken in order",
+                            self.waiting.len() + 1,
+                            self.dir.display()
+                        );
+                        self.full_logged = true;
+                    }
+                    self.waiting.push_front(path);
+                    return Ok(());
+                }
+                Err(TrySendError::Disconnected(_)) => return Err(()),
+            }
+        }
+        self.full_logged = false;
+        Ok(())
+    }
+}
