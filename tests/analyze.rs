@@ -1,0 +1,277 @@
+//! `ptxd analyze --json` end to end, through the real binary and the shipped int8 models, on
+//! real radiographs from `../shared/data` (DICOM, PNG, JPEG) and on variants made from them
+//! at test time: 16-bit PNG and TIFF, 8-bit TIFF, RGB PNG, an uncompressed 16-bit
+//! MONOCHROME1 DICOM with a VOI window, and broken files (truncated, garbage, empty, a
+//! decompression bomb, multi-frame).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn data(rel: &str) -> PathBuf {
+    std::env::var_os("PTX_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"))
+        .join(rel)
+}
+
+fn ptxd(args: &[&str], files: &[PathBuf]) -> (i32, Vec<Value>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
+        .current_dir(root())
+        .args(args)
+        .args(files)
+        .output()
+        .expect("ptxd runs");
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    (out.status.code().unwrap_or(-1), lines, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A real 1024x1024 pneumothorax case from real-dev (label 1 in labels.csv).
+const REAL_PNG: &str = "real-dev/images/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.png";
+
+fn grey8(path: &Path) -> image::GrayImage {
+    image::open(path).unwrap().to_luma8()
+}
+
+fn write_dicom_u16(path: &Path, img: &image::GrayImage, monochrome1: bool, frames: Option<u32>, claimed: Option<(u16, u16)>) {
+    let (w, h) = img.dimensions();
+    // 12-bit data; MONOCHROME1 stores white as low values
+    let pixels: Vec<u16> = img
+        .pixels()
+        .map(|p| {
+            let v = u16::from(p.0[0]) * 16;
+            if monochrome1 {
+                4080 - v
+            } else {
+                v
+            }
+        })
+        .collect();
+    let mut obj = InMemDicomObject::new_empty();
+    let mut put = |tag, vr, value: PrimitiveValue| obj.put(DataElement::new(tag, vr, value));
+    put(tags::SOP_CLASS_UID, VR::UI, uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION.into());
+    put(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.1143.1".into());
+    put(tags::MODALITY, VR::CS, "DX".into());
+    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+    put(
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        if monochrome1 { "MONOCHROME1" } else { "MONOCHROME2" }.into(),
+    );
+    let (cw, ch) = claimed.unwrap_or((w as u16, h as u16));
+    put(tags::ROWS, VR::US, PrimitiveValue::from(ch));
+    put(tags::COLUMNS, VR::US, PrimitiveValue::from(cw));
+    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
+    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16));
+    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16));
+    put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+    // a window over the whole 12-bit range used: centre 2040.5, width 4081
+    put(tags::WINDOW_CENTER, VR::DS, "2040.5".into());
+    put(tags::WINDOW_WIDTH, VR::DS, "4081".into());
+    if let Some(n) = frames {
+        put(tags::NUMBER_OF_FRAMES, VR::IS, n.to_string().into());
+    }
+    put(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.into()));
+    obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .unwrap()
+        .write_to_file(path)
+        .unwrap();
+}
+
+/// A small, well-formed PNG whose header claims `w` x `h` pixels (its data is one byte).
+fn png_bomb(w: u32, h: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], body: &[u8]| {
+        let mut typed = kind.to_vec();
+        typed.extend(body);
+        out.extend((body.len() as u32).to_be_bytes());
+        out.extend(&typed);
+        out.extend(crc32fast::hash(&typed).to_be_bytes());
+    };
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 0, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    // zlib: one stored block holding a single zero byte, then its Adler-32
+    chunk(b"IDAT", &[0x78, 0x01, 0x01, 0x01, 0x00, 0xfe, 0xff, 0x00, 0x00, 0x01, 0x00, 0x01]);
+    chunk(b"IEND", &[]);
+    out
+}
+
+#[test]
+fn analyze_real_and_derived_inputs_and_report_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = |name: &str| dir.path().join(name);
+    let real_png = data(REAL_PNG);
+    let img = grey8(&real_png);
+
+    // derived inputs: the same pixels in other encodings must give the same verdict
+    image::DynamicImage::ImageLuma16(image::ImageBuffer::from_fn(img.width(), img.height(), |x, y| {
+        image::Luma([u16::from(img.get_pixel(x, y).0[0]) * 257])
+    }))
+    .save(t("grey16.png"))
+    .unwrap();
+    image::DynamicImage::ImageLuma16(image::ImageBuffer::from_fn(img.width(), img.height(), |x, y| {
+        image::Luma([u16::from(img.get_pixel(x, y).0[0]) * 257])
+    }))
+    .save(t("grey16.tiff"))
+    .unwrap();
+    img.save(t("grey8.tiff")).unwrap();
+    image::DynamicImage::ImageLuma8(img.clone()).to_rgb8().save(t("rgb.png")).unwrap();
+    write_dicom_u16(&t("mono1-16bit.dcm"), &img, true, None, None);
+
+    // broken inputs
+    let png_bytes = std::fs::read(&real_png).unwrap();
+    std::fs::write(t("truncated.png"), &png_bytes[..png_bytes.len() / 2]).unwrap();
+    let dcm_bytes = std::fs::read(data("dicom/ID_0a920cc01.dcm")).unwrap();
+    std::fs::write(t("truncated.dcm"), &dcm_bytes[..dcm_bytes.len() * 3 / 5]).unwrap();
+    std::fs::write(t("notes.txt"), "not an image\n").unwrap();
+    std::fs::write(t("empty.png"), b"").unwrap();
+    std::fs::write(t("bomb.png"), png_bomb(60_000, 60_000)).unwrap();
+    let small = image::imageops::resize(&img, 8, 8, image::imageops::FilterType::Triangle);
+    write_dicom_u16(&t("bomb.dcm"), &small, false, None, Some((60_000, 60_000)));
+    write_dicom_u16(&t("two-frames.dcm"), &small, false, Some(2), None);
+
+    let mut dicoms: Vec<PathBuf> = std::fs::read_dir(data("dicom"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dicoms.sort();
+    assert!(dicoms.len() >= 20, "../shared/data/dicom holds the real DICOMs");
+
+    let good: Vec<PathBuf> = [
+        real_png.clone(),
+        t("grey16.png"),
+        t("grey16.tiff"),
+        t("grey8.tiff"),
+        t("rgb.png"),
+        t("mono1-16bit.dcm"),
+        data("cxr-512/ID_0011fe81e.jpg"),
+    ]
+    .into_iter()
+    .chain(dicoms.iter().cloned())
+    .collect();
+    let bad: Vec<(PathBuf, &str)> = vec![
+        (t("truncated.png"), "truncated"),
+        (t("truncated.dcm"), "DICOM"),
+        (t("notes.txt"), "not a DICOM, PNG, JPEG or TIFF"),
+        (t("empty.png"), "empty"),
+        (t("bomb.png"), "limit"),
+        (t("bomb.dcm"), "limit"),
+        (t("two-frames.dcm"), "frames"),
+    ];
+    // bad files in the middle: the ones after them must still be analyzed
+    let mut files = good[..3].to_vec();
+    files.extend(bad.iter().map(|(p, _)| p.clone()));
+    files.extend(good[3..].iter().cloned());
+
+    let masks = t("masks");
+    let (code, lines, stderr) = ptxd(&["analyze", "--json", "--mask-dir", masks.to_str().unwrap()], &files);
+    assert_eq!(code, 2, "exit 2 when any file failed; stderr: {stderr}");
+    assert_eq!(lines.len(), files.len(), "one line per input");
+    for (line, file) in lines.iter().zip(&files) {
+        assert_eq!(line["file"], file.display().to_string(), "lines come in input order");
+    }
+    let by_file = |p: &Path| lines.iter().find(|l| l["file"] == p.display().to_string()).unwrap();
+
+    for (path, why) in &bad {
+        let line = by_file(path);
+        let error = line["error"].as_str().unwrap_or_else(|| panic!("{} must fail: {line}", path.display()));
+        assert!(error.contains(&path.display().to_string()), "error names the file: {error}");
+        assert!(error.contains(why), "{}: expected {why:?} in {error}", path.display());
+        assert!(line["pneumothorax"].is_null());
+    }
+
+    for path in &good {
+        let line = by_file(path);
+        assert!(line["error"].is_null(), "{}: {line}", path.display());
+        let p = line["probability"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p));
+        assert_eq!(line["pneumothorax"].as_bool().unwrap(), line["verdict"] == "positive");
+        let stem = path.file_stem().unwrap().to_string_lossy();
+        let mask = masks.join(format!("{stem}.png"));
+        if line["pneumothorax"].as_bool().unwrap() {
+            let m = image::open(&mask).unwrap_or_else(|e| panic!("{}: {e}", mask.display()));
+            let m = m.as_luma8().expect("8-bit grey mask");
+            assert_eq!(u64::from(m.width()), line["width"].as_u64().unwrap(), "mask at input width");
+            assert_eq!(u64::from(m.height()), line["height"].as_u64().unwrap(), "mask at input height");
+            assert!(m.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255), "mask is 0/255");
+            let set = m.pixels().filter(|p| p.0[0] == 255).count() as u64;
+            let area: u64 = line["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["area_pixels"].as_u64().unwrap())
+                .sum();
+            assert_eq!(set, area, "the findings cover exactly the mask");
+        } else {
+            assert!(!mask.exists(), "no mask for a negative: {}", mask.display());
+            assert!(line["findings"].as_array().unwrap().is_empty());
+        }
+    }
+
+    // the same pixels give the same answer whatever the encoding
+    let p_real = by_file(&real_png)["probability"].as_f64().unwrap();
+    for name in ["grey16.png", "grey16.tiff", "grey8.tiff", "rgb.png"] {
+        let p = by_file(&t(name))["probability"].as_f64().unwrap();
+        assert_eq!(p, p_real, "{name} decodes to the very pixels of the 8-bit PNG");
+    }
+    // 12-bit MONOCHROME1 through a window: inverted back, within a grey level of the original
+    let p_dcm = by_file(&t("mono1-16bit.dcm"))["probability"].as_f64().unwrap();
+    assert!((p_dcm - p_real).abs() < 0.03, "MONOCHROME1 16-bit {p_dcm} vs 8-bit {p_real}");
+    assert_eq!(by_file(&t("mono1-16bit.dcm"))["format"], "dicom");
+}
+
+#[test]
+fn all_good_exits_zero_and_text_mode_prints_one_line_each() {
+    let files = [root().join("models/reference/phantom-ptx.png"), root().join("models/reference/phantom-clear.png")];
+    let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
+        .current_dir(root())
+        .arg("analyze")
+        .args(&files)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].contains("phantom-ptx.png: ") && lines[0].contains("(p="), "{text}");
+}
+
+#[test]
+fn tampered_model_stops_before_any_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(root().join("models")).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let model = dir.path().join("segmenter.int8.onnx");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 0xff;
+    std::fs::write(&model, bytes).unwrap();
+    let manifest = dir.path().join("manifest.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
+        .args(["--manifest", manifest.to_str().unwrap(), "analyze"])
+        .arg(root().join("models/reference/phantom-ptx.png"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("segmenter.int8.onnx") && stderr.contains("sha256"), "{stderr}");
+    assert!(out.stdout.is_empty(), "nothing analyzed with a bad model");
+}
