@@ -17,7 +17,7 @@ pub enum AnalysisError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
     #[error("{file}: {source}")]
-    Infer { file: String, source: InferError },
+    Infer { file: String, source: Box<InferError> },
 }
 
 #[derive(Debug, Error)]
@@ -72,7 +72,8 @@ impl Analyzer {
                 .ok_or(SetupError::MissingThreshold { role, name })
         };
         let probability = threshold(&manifest.classifier, "classifier", "probability")?;
-        let indeterminate_low = threshold(&manifest.classifier, "classifier", "indeterminate_low").unwrap_or(probability);
+        let indeterminate_low =
+            threshold(&manifest.classifier, "classifier", "indeterminate_low").unwrap_or(probability);
         let shape = &manifest.segmenter.output.shape;
         let grid = match shape[..] {
             [1, 1, h, w] => (w, h),
@@ -110,10 +111,11 @@ impl Analyzer {
     pub fn analyze_file(&self, path: &Path) -> Result<Analysis, AnalysisError> {
         let started = Instant::now();
         let radiograph = decode::decode_file(path, self.limits)?;
-        self.analyze(radiograph, started).map_err(|source| AnalysisError::Infer {
-            file: path.display().to_string(),
-            source,
-        })
+        self.analyze(radiograph, started)
+            .map_err(|source| AnalysisError::Infer {
+                file: path.display().to_string(),
+                source: Box::new(source),
+            })
     }
 
     /// Analyze an already decoded radiograph (`started`: when its handling began).
@@ -127,7 +129,10 @@ impl Analyzer {
             let input = if (seg_pre.width, seg_pre.height) == (pre.width, pre.height) {
                 to_tensor(&resized, seg_pre)
             } else {
-                to_tensor(&resize_pil_bilinear(&radiograph.image, seg_pre.width, seg_pre.height), seg_pre)
+                to_tensor(
+                    &resize_pil_bilinear(&radiograph.image, seg_pre.width, seg_pre.height),
+                    seg_pre,
+                )
             };
             let probs = self.segmenter.run(input)?;
             let (w, h) = (radiograph.image.width, radiograph.image.height);

@@ -228,7 +228,10 @@ overlay_dir = "state/overlays"
         let err = Config::parse(&text, Path::new("/")).unwrap_err();
         assert!(err.contains("queue") || err.contains("line 6"), "{err}");
         assert!(err.contains("nonzero"), "{err}");
-        let text = MINIMAL.replace("overlay_dir = \"state/overlays\"", "overlay_dir = \"o\"\noverlay_size = [100, 100]");
+        let text = MINIMAL.replace(
+            "overlay_dir = \"state/overlays\"",
+            "overlay_dir = \"o\"\noverlay_size = [100, 100]",
+        );
         let err = Config::parse(&text, Path::new("/")).unwrap_err();
         assert!(err.contains("160x120"), "{err}");
     }

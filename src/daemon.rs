@@ -56,7 +56,13 @@ pub struct Summary {
 }
 
 /// Draw the result screen for `analysis` into a new framebuffer of `size`.
-pub fn render_overlay(analysis: &Analysis, size: OverlaySize, models: &ModelVersions, time: &str, source: &str) -> Framebuffer {
+pub fn render_overlay(
+    analysis: &Analysis,
+    size: OverlaySize,
+    models: &ModelVersions,
+    time: &str,
+    source: &str,
+) -> Framebuffer {
     let mut fb = Framebuffer::new(size.width, size.height);
     let models = format!("{} / {}", models.classifier, models.segmenter);
     let view = ResultView {
@@ -154,7 +160,10 @@ impl Daemon {
         if !path.is_file() {
             return; // taken already (a duplicate event) or removed by the user
         }
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let source = format!("watch:{name}");
         let started = Instant::now();
         let outcome = decode::decode_file(path, self.config.limits())
@@ -182,7 +191,10 @@ impl Daemon {
 
     fn record_analysis(&mut self, path: &Path, name: &str, source: &str, analysis: &Analysis) {
         let seq = self.journal.next_seq();
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let time = journal::now_rfc3339();
         let versions = self.analyzer.versions();
         let overlay_path = self.config.output.overlay_dir.join(format!("{seq:08}-{stem}.png"));
@@ -260,18 +272,26 @@ impl Daemon {
                 self.summary.failed += 1;
                 self.move_input(path, self.config.failed_dir(), Some(error));
             }
-            Err(e) => log::error!("{}: failure NOT recorded, left in the watch folder: {e}", path.display()),
+            Err(e) => log::error!(
+                "{}: failure NOT recorded, left in the watch folder: {e}",
+                path.display()
+            ),
         }
     }
 
-    /// Move the input into `dir` (adding `.2`, `.3`... on a name clash), and the error text
+    /// Move the input into `dir` (`name.2.png`, `name.3.png`... on a name clash), and the error text
     /// beside it for a failure.
     fn move_input(&self, path: &Path, dir: &Path, error: Option<&str>) {
         let name = path.file_name().unwrap_or_default();
+        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+        let ext = path
+            .extension()
+            .map(|e| format!(".{}", e.to_string_lossy()))
+            .unwrap_or_default();
         let mut target = dir.join(name);
         let mut n = 2;
         while target.exists() {
-            target = dir.join(format!("{}.{n}", name.to_string_lossy()));
+            target = dir.join(format!("{stem}.{n}{ext}"));
             n += 1;
         }
         if let Some(error) = error {

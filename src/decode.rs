@@ -174,11 +174,14 @@ fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, Ori
                 .map_err(|e| format!("DICOM colour pixel data cannot be converted: {e}"))?;
             rgb.chunks_exact(3).map(|p| pil_luma(p[0], p[1], p[2])).collect()
         }
-        n => return Err(format!("DICOM has {n} samples per pixel; expected 1 (grey) or 3 (colour)")),
+        n => {
+            return Err(format!(
+                "DICOM has {n} samples per pixel; expected 1 (grey) or 3 (colour)"
+            ))
+        }
     };
-    let image = GreyImage::new(w, h, grey).ok_or_else(|| {
-        format!("DICOM pixel data is shorter than its declared {w}x{h} (truncated file?)")
-    })?;
+    let image = GreyImage::new(w, h, grey)
+        .ok_or_else(|| format!("DICOM pixel data is shorter than its declared {w}x{h} (truncated file?)"))?;
     Ok((image, orientation))
 }
 

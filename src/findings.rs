@@ -102,7 +102,12 @@ impl Mask {
         use image::ImageEncoder as _;
         let mut out = Vec::new();
         image::codecs::png::PngEncoder::new(&mut out)
-            .write_image(&self.pixels, self.width as u32, self.height as u32, image::ExtendedColorType::L8)
+            .write_image(
+                &self.pixels,
+                self.width as u32,
+                self.height as u32,
+                image::ExtendedColorType::L8,
+            )
             .expect("encoding an in-memory grey buffer to PNG cannot fail");
         out
     }
@@ -133,7 +138,7 @@ pub fn localise(
         }
         findings.push(describe(&region, &probs, width, height, orientation));
     }
-    findings.sort_by(|a, b| b.area_pixels.cmp(&a.area_pixels));
+    findings.sort_by_key(|f| std::cmp::Reverse(f.area_pixels));
     (Mask { width, height, pixels }, findings)
 }
 
@@ -275,7 +280,11 @@ mod tests {
         let (mask, findings) = localise(&grid, 8, 8, Orientation::CONVENTION, &thresholds());
         assert_eq!(findings.len(), 1, "{findings:?}");
         let f = &findings[0];
-        assert_eq!(f.side, Side::Right, "viewer's left is the patient's right by convention");
+        assert_eq!(
+            f.side,
+            Side::Right,
+            "viewer's left is the patient's right by convention"
+        );
         assert_eq!(f.bbox, [1, 1, 3, 3]);
         assert_eq!(f.area_pixels, 9);
         assert!((f.area_percent_image - 900.0 / 64.0).abs() < 1e-4);

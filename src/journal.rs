@@ -261,7 +261,10 @@ mod tests {
         assert!(line.ends_with('\n'));
         let body = line.trim_end();
         assert_eq!(decode_line(body), Some(r#"{"a":1}"#));
-        assert_eq!(&body[body.len() - 8..], format!("{:08X}", crc32fast::hash(br#"{"a":1}"#)));
+        assert_eq!(
+            &body[body.len() - 8..],
+            format!("{:08X}", crc32fast::hash(br#"{"a":1}"#))
+        );
         assert_eq!(decode_line(&body.replace("1}", "2}")), None);
         assert_eq!(decode_line(r#"{"a":1}"#), None);
         assert_eq!(decode_line(&body[..body.len() - 1]), None);

@@ -110,7 +110,13 @@ fn main() -> ExitCode {
                 overlay_dir,
                 overlay_size,
             };
-            match analyze(&cli.manifest, variant.as_deref(), Limits { max_pixels }, &outputs, &files) {
+            match analyze(
+                &cli.manifest,
+                variant.as_deref(),
+                Limits { max_pixels },
+                &outputs,
+                &files,
+            ) {
                 Ok(true) => return ExitCode::SUCCESS,
                 Ok(false) => return ExitCode::from(2),
                 Err(e) => Err(e),
@@ -194,7 +200,13 @@ fn write_outputs(
     };
     let overlay = match &out.overlay_dir {
         Some(dir) => {
-            let fb = daemon::render_overlay(a, out.overlay_size, &analyzer.versions(), &journal::now_rfc3339(), &name);
+            let fb = daemon::render_overlay(
+                a,
+                out.overlay_size,
+                &analyzer.versions(),
+                &journal::now_rfc3339(),
+                &name,
+            );
             Some(write(dir.join(format!("{stem}.png")), fb.to_png())?)
         }
         None => None,

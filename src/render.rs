@@ -61,7 +61,12 @@ impl Framebuffer {
     pub fn to_png(&self) -> Vec<u8> {
         let mut out = Vec::new();
         image::codecs::png::PngEncoder::new(&mut out)
-            .write_image(&self.to_rgb_bytes(), self.width, self.height, image::ExtendedColorType::Rgb8)
+            .write_image(
+                &self.to_rgb_bytes(),
+                self.width,
+                self.height,
+                image::ExtendedColorType::Rgb8,
+            )
             .expect("encoding an in-memory RGB buffer to PNG cannot fail");
         out
     }
@@ -153,7 +158,11 @@ pub fn banner(verdict: Verdict, findings: &[Finding]) -> (String, Rgb888) {
                 (true, true) => "PNEUMOTHORAX SUSPECTED - BOTH SIDES".to_string(),
                 _ => {
                     let s = findings[0].side;
-                    let percent: f32 = findings.iter().filter(|f| f.side == s).map(|f| f.area_percent_side).sum();
+                    let percent: f32 = findings
+                        .iter()
+                        .filter(|f| f.side == s)
+                        .map(|f| f.area_percent_side)
+                        .sum();
                     let name = if s == Side::Right { "RIGHT" } else { "LEFT" };
                     format!("PNEUMOTHORAX SUSPECTED - {name} - {percent:.0}%")
                 }
@@ -210,7 +219,15 @@ pub fn draw_result<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &ResultV
         .draw(target)?;
     let text_w = font.character_size.width * factor * words.len() as u32;
     let x = (w.saturating_sub(text_w) / 2) as i32;
-    text_line(target, &words, Point::new(x, pad as i32), font, factor, Rgb888::WHITE, w)?;
+    text_line(
+        target,
+        &words,
+        Point::new(x, pad as i32),
+        font,
+        factor,
+        Rgb888::WHITE,
+        w,
+    )?;
 
     // footer: four lines in a smaller font
     let (small, small_factor) = pick_font(64, w.saturating_sub(2 * pad), h / 24);
@@ -221,7 +238,10 @@ pub fn draw_result<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &ResultV
         .iter()
         .map(|f| {
             let side = if f.side == Side::Right { "right" } else { "left" };
-            format!("{side} {:.0}% of side ({:.1}% of image)", f.area_percent_side, f.area_percent_image)
+            format!(
+                "{side} {:.0}% of side ({:.1}% of image)",
+                f.area_percent_side, f.area_percent_image
+            )
         })
         .collect();
     let regions = match (view.verdict, sizes.is_empty()) {
@@ -238,7 +258,15 @@ pub fn draw_result<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &ResultV
     for (i, line) in lines.iter().enumerate() {
         let y = h as i32 - footer_h as i32 + (pad + i as u32 * line_h) as i32;
         let colour = if i == 3 { AMBER } else { Rgb888::WHITE };
-        text_line(target, line, Point::new(pad as i32, y), small, small_factor, colour, w - 2 * pad)?;
+        text_line(
+            target,
+            line,
+            Point::new(pad as i32, y),
+            small,
+            small_factor,
+            colour,
+            w - 2 * pad,
+        )?;
     }
 
     // radiograph, scaled to fit between banner and footer
@@ -329,10 +357,17 @@ mod tests {
             "PNEUMOTHORAX SUSPECTED - NOT LOCALISED"
         );
         assert_eq!(
-            banner(Verdict::Positive, &[finding(Side::Left, 3.0), finding(Side::Right, 1.0)]).0,
+            banner(
+                Verdict::Positive,
+                &[finding(Side::Left, 3.0), finding(Side::Right, 1.0)]
+            )
+            .0,
             "PNEUMOTHORAX SUSPECTED - BOTH SIDES"
         );
-        assert_eq!(banner(Verdict::Negative, &[]), ("No pneumothorax detected".into(), GREEN));
+        assert_eq!(
+            banner(Verdict::Negative, &[]),
+            ("No pneumothorax detected".into(), GREEN)
+        );
     }
 
     #[test]
@@ -351,6 +386,9 @@ mod tests {
         let small = pick_font(36, 300, 30);
         let big = pick_font(36, 1880, 135);
         assert_eq!((small.0.character_size.width, small.1), (6, 1));
-        assert!(big.0.character_size.width * big.1 >= 30, "at least 30 px per letter on 1080p");
+        assert!(
+            big.0.character_size.width * big.1 >= 30,
+            "at least 30 px per letter on 1080p"
+        );
     }
 }

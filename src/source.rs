@@ -76,6 +76,7 @@ impl WatchFolder {
             settling: HashMap::new(),
             waiting: VecDeque::new(),
             waiting_set: HashSet::new(),
+            arrivals: 0,
             out: ready_tx,
             full_logged: false,
         };
@@ -124,8 +125,10 @@ impl Drop for WatchFolder {
 struct State {
     dir: PathBuf,
     settle: Duration,
-    /// Closed or renamed-in files, waiting to prove they are unchanged.
-    settling: HashMap<PathBuf, (Stamp, Instant)>,
+    /// Closed or renamed-in files, waiting to prove they are unchanged: stamp, since when,
+    /// and arrival number (the order they are handed over in).
+    settling: HashMap<PathBuf, (Stamp, Instant, u64)>,
+    arrivals: u64,
     /// Complete files the queue had no room for, in arrival order.
     waiting: VecDeque<PathBuf>,
     waiting_set: HashSet<PathBuf>,
@@ -140,6 +143,7 @@ impl State {
             log::error!("watch folder {}: cannot list it", self.dir.display());
             return;
         };
+        // oldest first; names break ties (coarse file-system clocks)
         let mut files: Vec<(Option<SystemTime>, PathBuf)> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| !ignored(p))
@@ -156,7 +160,14 @@ impl State {
             return;
         }
         if let Some(s) = stamp(&path) {
-            self.settling.insert(path, (s, Instant::now()));
+            let arrival = match self.settling.get(&path) {
+                Some(entry) => entry.2,
+                None => {
+                    self.arrivals += 1;
+                    self.arrivals
+                }
+            };
+            self.settling.insert(path, (s, Instant::now(), arrival));
         }
     }
 
@@ -190,7 +201,7 @@ impl State {
     fn tick(&mut self) -> Result<(), ()> {
         let now = Instant::now();
         let mut settled = Vec::new();
-        for (path, (old, since)) in self.settling.iter_mut() {
+        for (path, (old, since, _)) in self.settling.iter_mut() {
             if now.duration_since(*since) < self.settle {
                 continue;
             }
@@ -203,7 +214,7 @@ impl State {
                 None => settled.push(path.clone()), // gone: dropped below
             }
         }
-        settled.sort_by_key(|p| self.settling.get(p).map(|e| e.0 .1));
+        settled.sort_by_key(|p| self.settling.get(p).map(|e| e.2));
         for path in settled {
             self.settling.remove(&path);
             if path.exists() && self.waiting_set.insert(path.clone()) {

@@ -35,7 +35,11 @@ fn ptxd(args: &[&str], files: &[PathBuf]) -> (i32, Vec<Value>, String) {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
         .collect();
-    (out.status.code().unwrap_or(-1), lines, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A real 1024x1024 pneumothorax case from real-dev (label 1 in labels.csv).
@@ -45,7 +49,13 @@ fn grey8(path: &Path) -> image::GrayImage {
     image::open(path).unwrap().to_luma8()
 }
 
-fn write_dicom_u16(path: &Path, img: &image::GrayImage, monochrome1: bool, frames: Option<u32>, claimed: Option<(u16, u16)>) {
+fn write_dicom_u16(
+    path: &Path,
+    img: &image::GrayImage,
+    monochrome1: bool,
+    frames: Option<u32>,
+    claimed: Option<(u16, u16)>,
+) {
     let (w, h) = img.dimensions();
     // 12-bit data; MONOCHROME1 stores white as low values
     let pixels: Vec<u16> = img
@@ -61,7 +71,11 @@ fn write_dicom_u16(path: &Path, img: &image::GrayImage, monochrome1: bool, frame
         .collect();
     let mut obj = InMemDicomObject::new_empty();
     let mut put = |tag, vr, value: PrimitiveValue| obj.put(DataElement::new(tag, vr, value));
-    put(tags::SOP_CLASS_UID, VR::UI, uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION.into());
+    put(
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION.into(),
+    );
     put(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.1143.1".into());
     put(tags::MODALITY, VR::CS, "DX".into());
     put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
@@ -105,7 +119,10 @@ fn png_bomb(w: u32, h: u32) -> Vec<u8> {
     ihdr.extend([8, 0, 0, 0, 0]);
     chunk(b"IHDR", &ihdr);
     // zlib: one stored block holding a single zero byte, then its Adler-32
-    chunk(b"IDAT", &[0x78, 0x01, 0x01, 0x01, 0x00, 0xfe, 0xff, 0x00, 0x00, 0x01, 0x00, 0x01]);
+    chunk(
+        b"IDAT",
+        &[0x78, 0x01, 0x01, 0x01, 0x00, 0xfe, 0xff, 0x00, 0x00, 0x01, 0x00, 0x01],
+    );
     chunk(b"IEND", &[]);
     out
 }
@@ -129,7 +146,10 @@ fn analyze_real_and_derived_inputs_and_report_bad_ones() {
     .save(t("grey16.tiff"))
     .unwrap();
     img.save(t("grey8.tiff")).unwrap();
-    image::DynamicImage::ImageLuma8(img.clone()).to_rgb8().save(t("rgb.png")).unwrap();
+    image::DynamicImage::ImageLuma8(img.clone())
+        .to_rgb8()
+        .save(t("rgb.png"))
+        .unwrap();
     write_dicom_u16(&t("mono1-16bit.dcm"), &img, true, None, None);
 
     // broken inputs
@@ -188,8 +208,13 @@ fn analyze_real_and_derived_inputs_and_report_bad_ones() {
 
     for (path, why) in &bad {
         let line = by_file(path);
-        let error = line["error"].as_str().unwrap_or_else(|| panic!("{} must fail: {line}", path.display()));
-        assert!(error.contains(&path.display().to_string()), "error names the file: {error}");
+        let error = line["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{} must fail: {line}", path.display()));
+        assert!(
+            error.contains(&path.display().to_string()),
+            "error names the file: {error}"
+        );
         assert!(error.contains(why), "{}: expected {why:?} in {error}", path.display());
         assert!(line["pneumothorax"].is_null());
     }
@@ -205,8 +230,16 @@ fn analyze_real_and_derived_inputs_and_report_bad_ones() {
         if line["pneumothorax"].as_bool().unwrap() {
             let m = image::open(&mask).unwrap_or_else(|e| panic!("{}: {e}", mask.display()));
             let m = m.as_luma8().expect("8-bit grey mask");
-            assert_eq!(u64::from(m.width()), line["width"].as_u64().unwrap(), "mask at input width");
-            assert_eq!(u64::from(m.height()), line["height"].as_u64().unwrap(), "mask at input height");
+            assert_eq!(
+                u64::from(m.width()),
+                line["width"].as_u64().unwrap(),
+                "mask at input width"
+            );
+            assert_eq!(
+                u64::from(m.height()),
+                line["height"].as_u64().unwrap(),
+                "mask at input height"
+            );
             assert!(m.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255), "mask is 0/255");
             let set = m.pixels().filter(|p| p.0[0] == 255).count() as u64;
             let area: u64 = line["findings"]
@@ -230,13 +263,19 @@ fn analyze_real_and_derived_inputs_and_report_bad_ones() {
     }
     // 12-bit MONOCHROME1 through a window: inverted back, within a grey level of the original
     let p_dcm = by_file(&t("mono1-16bit.dcm"))["probability"].as_f64().unwrap();
-    assert!((p_dcm - p_real).abs() < 0.03, "MONOCHROME1 16-bit {p_dcm} vs 8-bit {p_real}");
+    assert!(
+        (p_dcm - p_real).abs() < 0.03,
+        "MONOCHROME1 16-bit {p_dcm} vs 8-bit {p_real}"
+    );
     assert_eq!(by_file(&t("mono1-16bit.dcm"))["format"], "dicom");
 }
 
 #[test]
 fn all_good_exits_zero_and_text_mode_prints_one_line_each() {
-    let files = [root().join("models/reference/phantom-ptx.png"), root().join("models/reference/phantom-clear.png")];
+    let files = [
+        root().join("models/reference/phantom-ptx.png"),
+        root().join("models/reference/phantom-clear.png"),
+    ];
     let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
         .current_dir(root())
         .arg("analyze")
@@ -247,7 +286,10 @@ fn all_good_exits_zero_and_text_mode_prints_one_line_each() {
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
-    assert!(lines[0].contains("phantom-ptx.png: ") && lines[0].contains("(p="), "{text}");
+    assert!(
+        lines[0].contains("phantom-ptx.png: ") && lines[0].contains("(p="),
+        "{text}"
+    );
 }
 
 #[test]
@@ -272,6 +314,9 @@ fn tampered_model_stops_before_any_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("segmenter.int8.onnx") && stderr.contains("sha256"), "{stderr}");
+    assert!(
+        stderr.contains("segmenter.int8.onnx") && stderr.contains("sha256"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty(), "nothing analyzed with a bad model");
 }

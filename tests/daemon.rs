@@ -1,0 +1,289 @@
+//! `ptxd run` as a real process on a real watch folder (inotify), with the shipped models:
+//! files that arrive slowly, through a rename, in a burst larger than the queue, with a bad
+//! file in the middle; SIGTERM; a restart that continues the journal and recognises an
+//! input it had already recorded.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ptxd::journal::decode_line;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn phantom(name: &str) -> Vec<u8> {
+    std::fs::read(root().join("models/reference").join(name)).unwrap()
+}
+
+fn real_png() -> Vec<u8> {
+    let data = std::env::var_os("PTX_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"));
+    std::fs::read(data.join("real-dev/images/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.png")).unwrap()
+}
+
+struct Rig {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Rig {
+    fn new(queue: usize) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("ptxd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[models]
+manifest = "{}"
+threads = 1
+[watch]
+dir = "incoming"
+queue = {queue}
+settle_ms = 200
+[journal]
+path = "state/journal.log"
+[output]
+overlay_dir = "state/overlays"
+mask_dir = "state/masks"
+overlay_size = [320, 240]
+"#,
+                root().join("models/manifest.toml").display()
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("incoming")).unwrap();
+        Rig { dir, config }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn start(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_ptxd"))
+            .args(["run", "--config", self.config.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn journal(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.path("state/journal.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(decode_line(l).expect("CRC ok")).unwrap())
+            .collect()
+    }
+
+    fn wait_for_records(&self, n: usize, child: &mut Child) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let records = self.journal();
+            if records.len() >= n {
+                return records;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("ptxd exited early: {status}: {}", stderr(child));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} records: {records:?}",
+                records.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn names(&self, rel: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.path(rel))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+fn stderr(child: &mut Child) -> String {
+    let mut s = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut s);
+    }
+    s
+}
+
+fn terminate(mut child: Child) -> String {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let log = stderr(&mut child);
+            assert!(status.success(), "clean exit on SIGTERM: {status}\n{log}");
+            return log;
+        }
+        assert!(Instant::now() < deadline, "ptxd did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_until_watching(rig: &Rig) {
+    // the journal file is created at start-up, after the models loaded
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !rig.path("state/journal.log").exists() {
+        assert!(Instant::now() < deadline, "ptxd did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+fn write_slowly(path: &Path, bytes: &[u8], pieces: usize, pause: Duration) {
+    let mut f = std::fs::File::create(path).unwrap();
+    for chunk in bytes.chunks(bytes.len().div_ceil(pieces)) {
+        f.write_all(chunk).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(pause);
+    }
+}
+
+#[test]
+fn watch_folder_end_to_end() {
+    let rig = Rig::new(1);
+    // already waiting before start-up
+    std::fs::write(rig.path("incoming/early.png"), phantom("phantom-clear.png")).unwrap();
+    let mut child = rig.start();
+    wait_until_watching(&rig);
+
+    // a slow writer (pauses longer than settle_ms while the file is open), a renamer, then a
+    // bad file in the middle of a burst larger than the queue
+    write_slowly(
+        &rig.path("incoming/slow.png"),
+        &real_png(),
+        5,
+        Duration::from_millis(300),
+    );
+    std::fs::write(rig.path("incoming/renamed.png.part"), phantom("phantom-ptx.png")).unwrap();
+    std::fs::rename(rig.path("incoming/renamed.png.part"), rig.path("incoming/renamed.png")).unwrap();
+    for (name, bytes) in [
+        ("burst1.png", phantom("phantom-clear.png")),
+        ("bad.png", b"\x89PNG\r\n\x1a\nthis is not really a png".to_vec()),
+        ("burst2.png", phantom("phantom-ptx.png")),
+        ("burst3.png", real_png()),
+    ] {
+        std::fs::write(rig.path(&format!("incoming/{name}")), bytes).unwrap();
+    }
+
+    let records = rig.wait_for_records(7, &mut child);
+    std::thread::sleep(Duration::from_millis(500)); // let the last move happen
+    let log = terminate(child);
+    assert!(log.contains("stopped: 6 analyzed, 1 failed"), "{log}");
+    // the burst overflowed the one-file queue: files waited in the folder, none was lost
+    assert!(log.contains("queue full"), "{log}");
+
+    assert_eq!(records.len(), 7, "each file once: {records:?}");
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
+    let source = |r: &Value| r["source"].as_str().unwrap().to_string();
+    let sources: Vec<String> = records.iter().map(source).collect();
+    assert_eq!(sources[0], "watch:early.png", "files present at start-up come first");
+    for name in [
+        "slow.png",
+        "renamed.png",
+        "burst1.png",
+        "burst2.png",
+        "burst3.png",
+        "bad.png",
+    ] {
+        assert!(
+            sources.contains(&format!("watch:{name}")),
+            "{name} missing: {sources:?}"
+        );
+    }
+    // the slow file was read whole: analyzed, not failed as truncated
+    let slow = records.iter().find(|r| source(r) == "watch:slow.png").unwrap();
+    assert!(slow["error"].is_null(), "{slow}");
+    // burst order is kept through the full queue
+    let pos = |n: &str| sources.iter().position(|s| s == &format!("watch:{n}")).unwrap();
+    assert!(pos("burst1.png") < pos("burst2.png") && pos("burst2.png") < pos("burst3.png"));
+
+    let bad = records.iter().find(|r| source(r) == "watch:bad.png").unwrap();
+    let error = bad["error"].as_str().unwrap();
+    assert!(error.contains("bad.png"), "{error}");
+    assert!(bad["verdict"].is_null() && bad["input_sha256"].is_string());
+
+    for r in records.iter().filter(|r| r["error"].is_null()) {
+        let overlay = PathBuf::from(r["overlay"].as_str().unwrap());
+        let png = image::open(&overlay).unwrap_or_else(|e| panic!("{}: {e}", overlay.display()));
+        assert_eq!((png.width(), png.height()), (320, 240));
+        if r["pneumothorax"].as_bool().unwrap() {
+            assert!(PathBuf::from(r["mask"].as_str().unwrap()).exists());
+        }
+    }
+
+    assert_eq!(
+        rig.names("incoming"),
+        vec!["done", "failed"],
+        "the watch folder is emptied"
+    );
+    assert_eq!(
+        rig.names("incoming/done"),
+        vec![
+            "burst1.png",
+            "burst2.png",
+            "burst3.png",
+            "early.png",
+            "renamed.png",
+            "slow.png"
+        ]
+    );
+    assert_eq!(rig.names("incoming/failed"), vec!["bad.png", "bad.png.error.txt"]);
+    let why = std::fs::read_to_string(rig.path("incoming/failed/bad.png.error.txt")).unwrap();
+    assert!(why.contains("bad.png") && why.contains("png"), "{why}");
+
+    // restart: the journal continues; an input recorded before a crash but never moved
+    // (simulated by putting it back) is recognised and moved, not analyzed twice
+    std::fs::copy(rig.path("incoming/done/burst2.png"), rig.path("incoming/burst2.png")).unwrap();
+    let mut child = rig.start();
+    wait_until_watching(&rig);
+    std::fs::write(rig.path("incoming/after-restart.png"), phantom("phantom-clear.png")).unwrap();
+    let records = rig.wait_for_records(8, &mut child);
+    std::thread::sleep(Duration::from_millis(500));
+    let log = terminate(child);
+    assert_eq!(records.len(), 8, "{records:?}");
+    assert_eq!(records[7]["seq"], 8);
+    assert_eq!(records[7]["source"], "watch:after-restart.png");
+    assert!(log.contains("already in the journal"), "{log}");
+    assert!(rig.names("incoming/done").contains(&"burst2.2.png".to_string()));
+    assert!(!rig.path("incoming/burst2.png").exists());
+}
+
+#[test]
+fn bad_config_names_the_key() {
+    let rig = Rig::new(1);
+    let text = std::fs::read_to_string(&rig.config)
+        .unwrap()
+        .replace("queue = 1", "queu = 1");
+    std::fs::write(&rig.config, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
+        .args(["run", "--config", rig.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("queu") && err.contains("line 7") && err.contains("ptxd.toml"),
+        "{err}"
+    );
+}
