@@ -8,10 +8,7 @@ cd "$(dirname "$0")"
 if [[ -z "${PTXD_NO_INSTALL:-}" ]]; then
     # Python side: the synthesiser's tests and the checks of the shipped model files
     # (onnxruntime reproduces the reference vectors). No torch: training never runs here.
-    if [[ ! -x .venv-ci/bin/python ]]; then
-        python3 -m venv .venv-ci
-    fi
-    .venv-ci/bin/python -m pip install -q --disable-pip-version-check -r models/training/requirements-ci.txt
+    models/training/setup-venv.sh >/dev/null
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 PY=${PTXD_PYTHON:-.venv-ci/bin/python}

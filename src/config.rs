@@ -216,6 +216,15 @@ overlay_dir = "state/overlays"
     }
 
     #[test]
+    fn the_example_config_parses_and_sets_every_key() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/ptxd.example.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.watch.dir, Path::new("/var/lib/ptxd/incoming"));
+        assert_eq!(c.output.mask_dir.as_deref(), Some(Path::new("/var/lib/ptxd/masks")));
+        assert_eq!(c.limits().max_pixels, Limits::default().max_pixels);
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let text = MINIMAL.replace("[journal]", "[journal]\npth = \"x\"");
         let err = Config::parse(&text, Path::new("/")).unwrap_err();

@@ -323,7 +323,7 @@ mod tests {
         assert_eq!(pil_luma(255, 0, 0), 76);
         assert_eq!(pil_luma(0, 255, 0), 150);
         assert_eq!(pil_luma(0, 0, 255), 29);
-        assert_eq!(pil_luma(10, 200, 30), 123);
+        assert_eq!(pil_luma(10, 200, 30), 124);
     }
 
     #[test]
