@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use crate::decode::{self, DecodeError, Limits, Radiograph};
+use crate::config::Limits;
+use crate::decode::{self, DecodeError, Radiograph};
 use crate::findings::{self, Finding, Mask, Thresholds, Verdict};
 use crate::infer::{InferError, Model, ModelVersions};
 use crate::manifest::{Manifest, ModelEntry};

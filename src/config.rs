@@ -11,14 +11,26 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::decode::Limits;
-
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("config {}: cannot read: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     #[error("config {}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
+}
+
+/// Decoding limits (`[input]`), as the decoder takes them.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest width x height accepted.
+    pub max_pixels: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // 64 megapixels: four times the largest flat-panel detectors (about 4300 x 3500).
+        Limits { max_pixels: 64 << 20 }
+    }
 }
 
 /// The whole configuration, validated.

@@ -26,6 +26,7 @@ use image::{DynamicImage, ImageReader};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::config::Limits;
 use crate::manifest::hex;
 use crate::preprocess::GreyImage;
 
@@ -64,20 +65,6 @@ pub struct Radiograph {
     /// "dicom", "png", "jpeg" or "tiff".
     pub format: &'static str,
     pub orientation: Orientation,
-}
-
-/// Decoding limits, from the configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// The largest width x height accepted.
-    pub max_pixels: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        // 64 megapixels: four times the largest flat-panel detectors (about 4300 x 3500).
-        Limits { max_pixels: 64 << 20 }
-    }
 }
 
 /// Read and decode one file.

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use ptxd::analysis::{Analysis, Analyzer};
+use ptxd::config::Limits;
 use ptxd::config::{Config, OverlaySize};
 use ptxd::daemon::{self, Daemon};
-use ptxd::decode::Limits;
 use ptxd::infer::{self, Model};
 use ptxd::journal;
 use ptxd::manifest::{Manifest, ROLES};

@@ -71,17 +71,25 @@ fn positive_screen_is_legible_small_and_large() {
         assert_eq!(fb.pixel(1, 1), RED, "{w}x{h}");
         assert_eq!(fb.pixel(w - 2, 1), RED, "{w}x{h}");
         let banner_rows = (0..h).take_while(|&y| fb.pixel(1, y) == RED).count() as u32;
-        assert!(banner_rows >= 14 && banner_rows <= h / 6, "{w}x{h}: banner {banner_rows} rows");
+        assert!(
+            banner_rows >= 14 && banner_rows <= h / 6,
+            "{w}x{h}: banner {banner_rows} rows"
+        );
         let letters = count(&fb, 0..w, 0..banner_rows, |c| c == Rgb888::WHITE);
         assert!(letters > 300, "{w}x{h}: banner text pixels {letters}");
         // letters at least 10 px high on the small screen, at least 30 on the large one
         let text_rows = (0..banner_rows)
             .filter(|&y| (0..w).any(|x| fb.pixel(x, y) == Rgb888::WHITE))
             .count() as u32;
-        assert!(text_rows >= if w >= 1920 { 30 } else { 7 }, "{w}x{h}: text {text_rows} rows high");
+        assert!(
+            text_rows >= if w >= 1920 { 30 } else { 7 },
+            "{w}x{h}: text {text_rows} rows high"
+        );
         // the radiograph below it: many grey levels; the mask as red over it
         let body = banner_rows + 2..h * 3 / 4;
-        let greys = count(&fb, 0..w, body.clone(), |c| c.r() == c.g() && c.g() == c.b() && c.r() > 40);
+        let greys = count(&fb, 0..w, body.clone(), |c| {
+            c.r() == c.g() && c.g() == c.b() && c.r() > 40
+        });
         assert!(greys as u32 > w * h / 10, "{w}x{h}: radiograph visible");
         let red = count(&fb, 0..w, body, is_reddish);
         assert!(red as u32 > w * h / 200, "{w}x{h}: mask visible ({red} red pixels)");
