@@ -123,7 +123,10 @@ impl Analyzer {
     pub fn analyze(&self, radiograph: Radiograph, started: Instant) -> Result<Analysis, InferError> {
         let pre = &self.classifier_entry.preprocess;
         let resized = resize_pil_bilinear(&radiograph.image, pre.width, pre.height);
-        let probability = self.classifier.run(to_tensor(&resized, pre))?[0];
+        let probability = match self.classifier.run(to_tensor(&resized, pre))?[..] {
+            [p] => p,
+            ref other => return Err(self.output_error("classifier", 1, other.len())),
+        };
         let verdict = self.thresholds.verdict(probability);
         let (mask, findings) = if verdict == Verdict::Positive {
             let seg_pre = &self.segmenter_entry.preprocess;
@@ -136,6 +139,10 @@ impl Analyzer {
                 )
             };
             let probs = self.segmenter.run(input)?;
+            let cells = self.thresholds.grid.0 * self.thresholds.grid.1;
+            if probs.len() != cells {
+                return Err(self.output_error("segmenter", cells, probs.len()));
+            }
             let (w, h) = (radiograph.image.width, radiograph.image.height);
             let (mask, findings) = findings::localise(&probs, w, h, radiograph.orientation, &self.thresholds);
             (Some(mask), findings)
@@ -150,5 +157,13 @@ impl Analyzer {
             findings,
             seconds: started.elapsed().as_secs_f64(),
         })
+    }
+
+    /// A model whose output does not have the manifest's size: never trust it.
+    fn output_error(&self, role: &str, expected: usize, got: usize) -> InferError {
+        InferError::Run {
+            role: role.into(),
+            reason: format!("gave {got} output values, the manifest says {expected}"),
+        }
     }
 }

@@ -252,7 +252,7 @@ impl Daemon {
 
     fn record_failure(&mut self, path: &Path, source: &str, sha: Option<String>, error: &str) {
         log::warn!("{error}");
-        let sha = sha.or_else(|| std::fs::read(path).ok().map(|b| sha256_hex(&b)));
+        let sha = sha.or_else(|| sha256_of_file(path).ok());
         let record = Record {
             seq: 0,
             time: journal::now_rfc3339(),
@@ -306,7 +306,10 @@ impl Daemon {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// Streamed, so a huge rejected file is hashed without being read into memory.
+fn sha256_of_file(path: &Path) -> std::io::Result<String> {
     use sha2::Digest as _;
-    crate::manifest::hex(&sha2::Sha256::digest(bytes))
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(crate::manifest::hex(&hasher.finalize()))
 }

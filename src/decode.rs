@@ -141,7 +141,7 @@ fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, Ori
                         .with_modality_lut(ModalityLutOption::Default)
                         .with_voi_lut(VoiLutOption::Identity),
                 )
-                .map_err(|e| format!("DICOM pixel data cannot be converted: {e}"))?;
+                .map_err(|e| format!("DICOM pixel data is incomplete or unreadable (truncated file?): {e}"))?;
             let window = pixels
                 .window()
                 .ok()

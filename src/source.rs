@@ -245,3 +245,64 @@ impl State {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const SETTLE: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn writer_names_are_ignored() {
+        for name in [".hidden.png", "x.png.part", "x.tmp", "x.png.error.txt"] {
+            assert!(ignored(Path::new(name)), "{name}");
+        }
+        assert!(!ignored(Path::new("x.dcm")));
+    }
+
+    #[test]
+    fn a_file_still_open_for_writing_is_not_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let watch = WatchFolder::start(dir.path(), 4, SETTLE).unwrap();
+        let path = dir.path().join("slow.dcm");
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(b"first half").unwrap();
+        // far longer than the settle time, but the writer has not closed the file
+        assert_eq!(watch.recv_timeout(SETTLE * 5), None);
+        f.write_all(b", second half").unwrap();
+        drop(f);
+        assert_eq!(watch.recv_timeout(Duration::from_secs(5)), Some(path));
+    }
+
+    #[test]
+    fn a_full_queue_keeps_files_waiting_in_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("z-before-start.png"), b"0").unwrap();
+        let watch = WatchFolder::start(dir.path(), 1, SETTLE).unwrap();
+        std::thread::sleep(SETTLE * 3);
+        for name in ["c.png", "a.png", "b.png"] {
+            std::fs::write(dir.path().join(name), name).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // nobody takes anything for a while: the queue (1) is full, the rest wait
+        std::thread::sleep(SETTLE * 5);
+        let mut got = Vec::new();
+        while let Some(p) = watch.recv_timeout(Duration::from_secs(2)) {
+            got.push(p.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        assert_eq!(got, ["z-before-start.png", "c.png", "a.png", "b.png"]);
+    }
+
+    #[test]
+    fn a_missing_folder_is_a_clear_error() {
+        let err = WatchFolder::start(Path::new("/nonexistent/ptxd-in"), 1, SETTLE)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("/nonexistent/ptxd-in") && err.contains("watch.dir"),
+            "{err}"
+        );
+    }
+}
