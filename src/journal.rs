@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -92,7 +92,7 @@ impl Journal {
             std::fs::create_dir_all(dir).map_err(io("create its directory"))?;
         }
         let existed = path.exists();
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
@@ -101,9 +101,6 @@ impl Journal {
         if !existed {
             sync_parent(path).map_err(io("sync its directory"))?;
         }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io("read"))?;
-
         let mut journal = Journal {
             path: path.to_path_buf(),
             file,
@@ -113,33 +110,52 @@ impl Journal {
             repaired_bytes: 0,
             skipped_lines: 0,
         };
-        // Scan complete lines; remember where the last good one ends.
-        let mut good_end = 0usize;
-        let mut start = 0usize;
+        // Scan line by line (the file can hold years of results); remember where the last
+        // good record ends.
+        let mut reader = BufReader::new(journal.file.try_clone().map_err(io("read"))?);
+        let (mut good_end, mut offset) = (0u64, 0u64);
         let mut pending_bad = 0usize; // bad lines not yet known to be in the middle
-        while let Some(nl) = bytes[start..].iter().position(|&b| b == b'\n') {
-            let line = &bytes[start..start + nl];
-            match parse_record(line) {
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line).map_err(io("read"))? as u64;
+            if n == 0 {
+                break;
+            }
+            offset += n;
+            match line.strip_suffix(b"\n").and_then(parse_record) {
                 Some(record) => {
                     journal.skipped_lines += pending_bad;
                     pending_bad = 0;
                     journal.note(&record);
-                    good_end = start + nl + 1;
+                    good_end = offset;
                 }
                 None => pending_bad += 1,
             }
-            start += nl + 1;
         }
-        if good_end < bytes.len() {
-            // A torn tail: a last line without its newline, or bad lines after the last good one.
-            journal.repaired_bytes = (bytes.len() - good_end) as u64;
+        if good_end < offset {
+            // A torn tail: a last line without its newline, or bad lines after the last good
+            // one. Those bytes were never acknowledged; they are kept aside, then cut off.
+            journal.repaired_bytes = offset - good_end;
+            let aside = PathBuf::from(format!("{}.dropped", path.display()));
+            let mut tail = Vec::new();
+            let copied = journal
+                .file
+                .seek(SeekFrom::Start(good_end))
+                .and_then(|_| journal.file.read_to_end(&mut tail))
+                .and_then(|_| OpenOptions::new().create(true).append(true).open(&aside))
+                .and_then(|mut f| f.write_all(&tail));
+            if let Err(e) = copied {
+                log::warn!("journal {}: cannot keep the torn tail aside: {e}", aside.display());
+            }
             log::warn!(
-                "journal {}: dropped {} bytes of an unfinished record at the end (a crash or power loss during a write); \
-                 no acknowledged record was lost",
+                "journal {}: dropped {} bytes of an unfinished record at the end (a crash or power loss during a write; \
+                 kept in {}); no acknowledged record was lost",
                 path.display(),
-                journal.repaired_bytes
+                journal.repaired_bytes,
+                aside.display()
             );
-            journal.file.set_len(good_end as u64).map_err(io("repair (truncate)"))?;
+            journal.file.set_len(good_end).map_err(io("repair (truncate)"))?;
             journal.file.sync_all().map_err(io("sync after repair"))?;
         }
         if journal.skipped_lines > 0 {
@@ -149,7 +165,7 @@ impl Journal {
                 journal.skipped_lines
             );
         }
-        journal.len = good_end as u64;
+        journal.len = good_end;
         journal.file.seek(SeekFrom::End(0)).map_err(io("seek"))?;
         Ok(journal)
     }
@@ -205,16 +221,19 @@ impl Journal {
 
     /// Every good record with `seq >= from`, in file order (read back from disk).
     pub fn records_from(&self, from: u64) -> Result<Vec<Record>, JournalError> {
-        let bytes = std::fs::read(&self.path).map_err(|source| JournalError::Io {
+        let io = |source| JournalError::Io {
             path: self.path.clone(),
             action: "read",
             source,
-        })?;
-        Ok(bytes
-            .split(|&b| b == b'\n')
-            .filter_map(parse_record)
-            .filter(|r| r.seq >= from)
-            .collect())
+        };
+        let reader = BufReader::new(File::open(&self.path).map_err(io)?);
+        let mut out = Vec::new();
+        for line in reader.split(b'\n') {
+            if let Some(r) = parse_record(&line.map_err(io)?).filter(|r| r.seq >= from) {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -75,6 +75,17 @@ fn a_torn_last_record_is_dropped_at_every_byte_offset() {
             &full[..last_start],
             "cut at {cut}: file repaired"
         );
+        let aside = dir.path().join("journal.log.dropped");
+        if cut > last_start {
+            assert_eq!(
+                std::fs::read(&aside).unwrap(),
+                &full[last_start..cut],
+                "torn bytes kept aside"
+            );
+            std::fs::remove_file(&aside).unwrap();
+        } else {
+            assert!(!aside.exists());
+        }
         assert_eq!(
             j.records_from(0).unwrap(),
             records[..2],
