@@ -9,10 +9,10 @@
 //!
 //! Durability: a record is complete only with its newline, and [`Journal::append`] returns
 //! only after `fdatasync`. Opening the journal repairs a crash: an incomplete or corrupt
-//! tail is cut off (those bytes were never acknowledged: `append` had not returned), so the
-//! next record follows the last good one. A corrupt line in the middle (not a crash: a disk
-//! fault) is logged and skipped, never deleted. Sequence numbers continue from the largest
-//! one in the file, so they stay monotonic across restarts.
+//! tail is copied to `<journal>.dropped` and cut off (those bytes were never acknowledged:
+//! `append` had not returned), so the next record follows the last good one. A corrupt line
+//! in the middle (not a crash: a disk fault) is logged and skipped, never deleted. Sequence
+//! numbers continue from the largest one in the file, so they stay monotonic across restarts.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
