@@ -15,6 +15,7 @@
 //!
 //! SIGTERM or SIGINT stops the loop after the file in hand; nothing is left half done.
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -166,17 +167,14 @@ impl Daemon {
             .unwrap_or_default();
         let source = format!("watch:{name}");
         let started = Instant::now();
-        let outcome = decode::decode_file(path, self.config.limits())
-            .map_err(|e| (None, e.to_string()))
-            .and_then(|radiograph| {
-                if self.journal.contains(&radiograph.sha256, &source) {
-                    return Ok(None);
-                }
-                let sha = radiograph.sha256.clone();
-                self.analyzer
-                    .analyze(radiograph, started)
-                    .map(Some)
-                    .map_err(|e| (Some(sha), format!("{}: {e}", path.display())))
+        // A panic inside a decoder or tract must not take the service down, and must not
+        // crash-loop it on the same file after a restart: it becomes this file's failure.
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.analyze_new(path, &source, started)))
+            .unwrap_or_else(|panic| {
+                Err((
+                    None,
+                    format!("{}: internal error: {}", path.display(), panic_text(&panic)),
+                ))
             });
         match outcome {
             Ok(None) => {
@@ -187,6 +185,19 @@ impl Daemon {
             Ok(Some(analysis)) => self.record_analysis(path, &name, &source, &analysis),
             Err((sha, error)) => self.record_failure(path, &source, sha, &error),
         }
+    }
+
+    /// Decode and analyze; Ok(None) when the journal already holds this input.
+    fn analyze_new(&self, path: &Path, source: &str, started: Instant) -> Result<Option<Analysis>, Failure> {
+        let radiograph = decode::decode_file(path, self.config.limits()).map_err(|e| (None, e.to_string()))?;
+        if self.journal.contains(&radiograph.sha256, source) {
+            return Ok(None);
+        }
+        let sha = radiograph.sha256.clone();
+        self.analyzer
+            .analyze(radiograph, started)
+            .map(Some)
+            .map_err(|e| (Some(sha), format!("{}: {e}", path.display())))
     }
 
     fn record_analysis(&mut self, path: &Path, name: &str, source: &str, analysis: &Analysis) {
@@ -304,6 +315,18 @@ impl Daemon {
             log::error!("{}: cannot move it to {}: {e}", path.display(), dir.display());
         }
     }
+}
+
+/// Why a file failed: the input's sha256 when it was read, and the message.
+type Failure = (Option<String>, String);
+
+/// The message of a caught panic.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Streamed, so a huge rejected file is hashed without being read into memory.

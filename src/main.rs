@@ -170,9 +170,18 @@ fn analyze(
     }
     let mut all_ok = true;
     for file in files {
-        let result = analyzer.analyze_file(file).map_err(|e| e.to_string()).and_then(|a| {
+        let analyze = || {
+            let a = analyzer.analyze_file(file).map_err(|e| e.to_string())?;
             let written = write_outputs(&analyzer, &a, file, out)?;
             Ok((a, written))
+        };
+        // one file's internal error (a panic in a decoder or tract) must not stop the others
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(analyze)).unwrap_or_else(|panic| {
+            Err(format!(
+                "{}: internal error: {}",
+                file.display(),
+                daemon::panic_text(&panic)
+            ))
         });
         all_ok &= result.is_ok();
         print_result(file, &result, out.json);
