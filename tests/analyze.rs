@@ -170,6 +170,13 @@ fn analyze_real_and_derived_inputs_and_report_bad_ones() {
         .collect();
     dicoms.sort();
     assert!(dicoms.len() >= 20, "../shared/data/dicom holds the real DICOMs");
+    let mut real_pngs: Vec<PathBuf> = std::fs::read_dir(data("real-dev/images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| *p != real_png)
+        .collect();
+    real_pngs.sort();
+    assert!(real_pngs.len() >= 9, "../shared/data/real-dev/images holds the real PNGs");
 
     let good: Vec<PathBuf> = [
         real_png.clone(),
@@ -182,6 +189,7 @@ fn analyze_real_and_derived_inputs_and_report_bad_ones() {
     ]
     .into_iter()
     .chain(dicoms.iter().cloned())
+    .chain(real_pngs.iter().cloned())
     .collect();
     let bad: Vec<(PathBuf, &str)> = vec![
         (t("truncated.png"), "truncated"),
