@@ -1,9 +1,9 @@
 //! The service: radiographs in, results out, in an order that loses nothing.
 //!
 //! For each file the watch folder hands over:
-//! 1. decode; if the journal already holds this input (same bytes, same name), it was
-//!    recorded before a crash but not moved: move it now, analyze nothing;
-//! 2. analyze (classifier; segmenter when positive);
+//! 1. if the journal already holds this input (same bytes, same name), it was recorded
+//!    before a crash but not moved: move it now (to `done/` or `failed/`), record nothing;
+//! 2. decode and analyze (classifier; segmenter when positive);
 //! 3. write the overlay PNG (and the mask when positive) durably;
 //! 4. append the record to the journal and fsync: from here on the result exists;
 //! 5. move the input to `done/` (or `failed/` with `<name>.error.txt`).
@@ -167,36 +167,42 @@ impl Daemon {
             .unwrap_or_default();
         let source = format!("watch:{name}");
         let started = Instant::now();
+        // Recorded before a crash or power cut, but not moved yet: move it, record nothing.
+        if let Some(failed) = sha256_of_file(path)
+            .ok()
+            .and_then(|sha| self.journal.recorded(&sha, &source))
+        {
+            log::info!("{name}: already in the journal (recorded before a restart); moving it on");
+            self.summary.already_journaled += 1;
+            let dir = if failed {
+                self.config.failed_dir()
+            } else {
+                self.config.done_dir()
+            };
+            self.move_input(path, dir, None);
+            return;
+        }
         // A panic inside a decoder or tract must not take the service down, and must not
         // crash-loop it on the same file after a restart: it becomes this file's failure.
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| self.analyze_new(path, &source, started)))
-            .unwrap_or_else(|panic| {
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.analyze(path, started))).unwrap_or_else(|panic| {
                 Err((
                     None,
                     format!("{}: internal error: {}", path.display(), panic_text(&panic)),
                 ))
             });
         match outcome {
-            Ok(None) => {
-                log::info!("{name}: already in the journal (recorded before a restart); moving it to done/");
-                self.summary.already_journaled += 1;
-                self.move_input(path, self.config.done_dir(), None);
-            }
-            Ok(Some(analysis)) => self.record_analysis(path, &name, &source, &analysis),
+            Ok(analysis) => self.record_analysis(path, &name, &source, &analysis),
             Err((sha, error)) => self.record_failure(path, &source, sha, &error),
         }
     }
 
-    /// Decode and analyze; Ok(None) when the journal already holds this input.
-    fn analyze_new(&self, path: &Path, source: &str, started: Instant) -> Result<Option<Analysis>, Failure> {
+    /// Decode and analyze one file.
+    fn analyze(&self, path: &Path, started: Instant) -> Result<Analysis, Failure> {
         let radiograph = decode::decode_file(path, self.config.limits()).map_err(|e| (None, e.to_string()))?;
-        if self.journal.contains(&radiograph.sha256, source) {
-            return Ok(None);
-        }
         let sha = radiograph.sha256.clone();
         self.analyzer
             .analyze(radiograph, started)
-            .map(Some)
             .map_err(|e| (Some(sha), format!("{}: {e}", path.display())))
     }
 

@@ -67,7 +67,7 @@ pub fn decode_line(line: &str) -> Option<&str> {
     (crc32fast::hash(json.as_bytes()) == crc).then_some(json)
 }
 
-/// How many recent (sha256, source) pairs are remembered to recognise a file that was
+/// How many recent (sha256, source, failed) entries are remembered to recognise a file that was
 /// journaled but not yet moved when the power went.
 const RECENT: usize = 1024;
 
@@ -76,7 +76,7 @@ pub struct Journal {
     file: File,
     len: u64,
     next_seq: u64,
-    recent: VecDeque<(String, String)>,
+    recent: VecDeque<(String, String, bool)>,
     repaired_bytes: u64,
     skipped_lines: usize,
 }
@@ -176,7 +176,8 @@ impl Journal {
             if self.recent.len() == RECENT {
                 self.recent.pop_front();
             }
-            self.recent.push_back((sha.clone(), record.source.clone()));
+            self.recent
+                .push_back((sha.clone(), record.source.clone(), record.error.is_some()));
         }
     }
 
@@ -194,9 +195,14 @@ impl Journal {
         &self.path
     }
 
-    /// True when a recent record has this input hash and source.
-    pub fn contains(&self, sha256: &str, source: &str) -> bool {
-        self.recent.iter().any(|(s, src)| s == sha256 && src == source)
+    /// Whether a recent record has this input hash and source: None when not, else
+    /// Some(true) when it was recorded as a failure, Some(false) as an analysis.
+    pub fn recorded(&self, sha256: &str, source: &str) -> Option<bool> {
+        self.recent
+            .iter()
+            .rev()
+            .find(|(s, src, _)| s == sha256 && src == source)
+            .map(|e| e.2)
     }
 
     /// Give `record` the next sequence number, append it and fsync. Returns the stored record.

@@ -176,7 +176,10 @@ fn analyze_real_and_derived_inputs_and_report_bad_ones() {
         .filter(|p| *p != real_png)
         .collect();
     real_pngs.sort();
-    assert!(real_pngs.len() >= 9, "../shared/data/real-dev/images holds the real PNGs");
+    assert!(
+        real_pngs.len() >= 9,
+        "../shared/data/real-dev/images holds the real PNGs"
+    );
 
     let good: Vec<PathBuf> = [
         real_png.clone(),

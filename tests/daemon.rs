@@ -255,6 +255,7 @@ fn watch_folder_end_to_end() {
     // restart: the journal continues; an input recorded before a crash but never moved
     // (simulated by putting it back) is recognised and moved, not analyzed twice
     std::fs::copy(rig.path("incoming/done/burst2.png"), rig.path("incoming/burst2.png")).unwrap();
+    std::fs::copy(rig.path("incoming/failed/bad.png"), rig.path("incoming/bad.png")).unwrap();
     let mut child = rig.start();
     wait_until_watching(&rig);
     std::fs::write(rig.path("incoming/after-restart.png"), phantom("phantom-clear.png")).unwrap();
@@ -267,6 +268,11 @@ fn watch_folder_end_to_end() {
     assert!(log.contains("already in the journal"), "{log}");
     assert!(rig.names("incoming/done").contains(&"burst2.2.png".to_string()));
     assert!(!rig.path("incoming/burst2.png").exists());
+    assert!(
+        rig.names("incoming/failed").contains(&"bad.2.png".to_string()),
+        "a recorded failure goes back to failed/"
+    );
+    assert!(log.contains("2 already journaled"), "{log}");
 }
 
 #[test]

@@ -55,8 +55,21 @@ fn sequence_numbers_continue_across_restarts() {
     assert_eq!(all.len(), 4);
     assert_eq!(all[..3], first[..]);
     assert_eq!(j.records_from(3).unwrap().len(), 2);
-    assert!(j.contains(&first[1].input_sha256.clone().unwrap(), "watch:1.dcm"));
-    assert!(!j.contains(&first[1].input_sha256.clone().unwrap(), "watch:other.dcm"));
+    assert_eq!(
+        j.recorded(&first[1].input_sha256.clone().unwrap(), "watch:1.dcm"),
+        Some(false)
+    );
+    assert_eq!(
+        j.recorded(&first[1].input_sha256.clone().unwrap(), "watch:other.dcm"),
+        None
+    );
+    let mut failed = record("watch:broken.dcm");
+    failed.error = Some("broken".into());
+    let failed = j.append(failed).unwrap();
+    assert_eq!(
+        j.recorded(&failed.input_sha256.unwrap(), "watch:broken.dcm"),
+        Some(true)
+    );
 }
 
 #[test]
