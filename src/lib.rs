@@ -4,7 +4,8 @@
 //! - [`manifest`], [`config`]: what the models are and how the daemon is set up, parsed once;
 //! - [`decode`], [`preprocess`], [`infer`], [`findings`]: one radiograph's way through the
 //!   models, put together by [`analysis`];
-//! - [`render`], [`journal`], [`source`]: showing, recording and receiving results;
+//! - [`render`], [`journal`], [`source`], [`report`]: showing, recording, receiving and
+//!   reporting results (`report` frames `journal` records for the serial link);
 //! - [`daemon`]: the service loop that ties them together; [`logging`] for its messages.
 
 pub mod analysis;
@@ -18,4 +19,5 @@ pub mod logging;
 pub mod manifest;
 pub mod preprocess;
 pub mod render;
+pub mod report;
 pub mod source;
