@@ -3,35 +3,17 @@
 
 use std::path::Path;
 
-use ptxd::findings::{Finding, Side, Verdict};
-use ptxd::infer::ModelVersions;
+mod common;
+
 use ptxd::journal::{decode_line, Journal, Record};
 
+/// The shared fixture, for `source` (its input hash differs per source).
 fn record(source: &str) -> Record {
-    Record {
-        seq: 0,
-        time: "2026-11-26T19:03:04Z".into(),
-        source: source.into(),
-        input_sha256: Some(format!("{:064x}", source.len())),
-        verdict: Some(Verdict::Positive),
-        pneumothorax: true,
-        probability: Some(0.83),
-        findings: vec![Finding {
-            side: Side::Right,
-            area_pixels: 4832,
-            area_percent_image: 1.84,
-            area_percent_side: 3.69,
-            bbox: [96, 78, 101, 71],
-            mean_probability: 0.97,
-        }],
-        models: ModelVersions {
-            classifier: "cls int8".into(),
-            segmenter: "seg int8".into(),
-        },
-        overlay: Some("/var/lib/ptxd/overlays/00000001-x.png".into()),
-        mask: None,
-        error: None,
-    }
+    let mut r = common::record();
+    r.seq = 0;
+    r.source = source.into();
+    r.input_sha256 = Some(format!("{:064x}", source.len()));
+    r
 }
 
 fn write_three(path: &Path) -> Vec<Record> {

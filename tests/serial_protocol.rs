@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use ptxd::findings::{Finding, Side, Verdict};
-use ptxd::infer::ModelVersions;
-use ptxd::journal::{decode_line, Record};
+mod common;
+
+use ptxd::journal::decode_line;
 use ptxd::report::{error_frame, hello_frame, parse_command, result_frame, status_frame, Hello};
 
 fn examples() -> Vec<String> {
@@ -24,13 +24,6 @@ fn example(kind: &str) -> String {
         .unwrap_or_else(|| panic!("no {kind} example on the page"))
 }
 
-fn models() -> ModelVersions {
-    ModelVersions {
-        classifier: "ptx-cls-densenet121-int8-20261126 int8".into(),
-        segmenter: "ptx-seg-unetpp-effnetlite0-int8-20261126 int8".into(),
-    }
-}
-
 #[test]
 fn every_example_has_a_valid_crc() {
     let lines = examples();
@@ -45,29 +38,9 @@ fn every_example_has_a_valid_crc() {
 
 #[test]
 fn the_codec_writes_the_documented_frames() {
-    let record = Record {
-        seq: 42,
-        time: "2026-11-26T19:03:04Z".into(),
-        source: "watch:0007.dcm".into(),
-        input_sha256: Some("2de932701529c33bc0e26537a3cde9186b84f2a440dc15a6b8c576cc7709078e".into()),
-        verdict: Some(Verdict::Positive),
-        pneumothorax: true,
-        probability: Some(0.83),
-        findings: vec![Finding {
-            side: Side::Right,
-            area_pixels: 4832,
-            area_percent_image: 1.84,
-            area_percent_side: 3.69,
-            bbox: [96, 78, 101, 71],
-            mean_probability: 0.97,
-        }],
-        models: models(),
-        overlay: Some("/var/lib/ptxd/overlays/00000042-0007.png".into()),
-        mask: None,
-        error: None,
-    };
+    let record = common::record();
     assert_eq!(result_frame(&record), example("result"));
-    let models = models();
+    let models = common::models();
     let hello = Hello {
         device: "ptxd-pi4-0007",
         firmware: "ptxd 0.1.0",

@@ -1,0 +1,37 @@
+//! Shared test fixtures.
+
+use ptxd::findings::{Finding, Side, Verdict};
+use ptxd::infer::ModelVersions;
+use ptxd::journal::Record;
+
+pub fn models() -> ModelVersions {
+    ModelVersions {
+        classifier: "ptx-cls-densenet121-int8-20261126 int8".into(),
+        segmenter: "ptx-seg-unetpp-effnetlite0-int8-20261126 int8".into(),
+    }
+}
+
+/// A positive result with one finding: the record of docs/serial-protocol.md's example.
+pub fn record() -> Record {
+    Record {
+        seq: 42,
+        time: "2026-11-26T19:03:04Z".into(),
+        source: "watch:0007.dcm".into(),
+        input_sha256: Some("2de932701529c33bc0e26537a3cde9186b84f2a440dc15a6b8c576cc7709078e".into()),
+        verdict: Some(Verdict::Positive),
+        pneumothorax: true,
+        probability: Some(0.83),
+        findings: vec![Finding {
+            side: Side::Right,
+            area_pixels: 4832,
+            area_percent_image: 1.84,
+            area_percent_side: 3.69,
+            bbox: [96, 78, 101, 71],
+            mean_probability: 0.97,
+        }],
+        models: models(),
+        overlay: Some("/var/lib/ptxd/overlays/00000042-0007.png".into()),
+        mask: None,
+        error: None,
+    }
+}
