@@ -8,14 +8,23 @@
 //! [`MAX_COMMAND_LEN`] bytes, anything else (garbage, binary noise from a cable plugged in
 //! mid-line, unknown words) becomes an error frame, never a crash.
 //!
-//! The link itself (resend until ACK, replay after an outage) comes with the device issue;
-//! it is built on these frames and on `Journal::records_from`.
+//! [`Link`] runs the protocol over any byte stream (a serial port, a pty in the tests):
+//! `hello` on open, then every result the host has not acknowledged, in seq order; each
+//! result resent with exponential backoff until its `ACK`; `NAK`, `REPLAY` and `STATUS`
+//! answered from the journal. Acknowledgements are kept on disk in [`AckState`], so a
+//! reboot or a crash replays exactly what the host has not confirmed. Opening the port,
+//! noticing an unplug and reopening with backoff is the daemon's part.
 
-use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::infer::ModelVersions;
-use crate::journal::{encode_line, Record};
+use crate::journal::{encode_line, write_durably, Journal, JournalError, Record};
 
 /// The protocol version, `"v"` in every frame. Raised on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -112,6 +121,260 @@ pub fn status_frame(last_seq: u64, unacked: u64, queue: usize, state: &str) -> S
 /// capture device lost. `seq` is the last journaled seq.
 pub fn error_frame(last_seq: u64, reason: &str, detail: &str) -> String {
     frame("error", last_seq, json!({"reason": reason, "detail": detail}))
+}
+
+/// Which results the host has acknowledged, kept on disk (a small JSON file rewritten
+/// atomically on each ACK): every seq up to `through`, and the ones in `above`. ACKs may
+/// come out of order; `above` folds into `through` as the gaps fill.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AckState {
+    pub through: u64,
+    pub above: BTreeSet<u64>,
+    #[serde(skip)]
+    path: PathBuf,
+}
+
+impl AckState {
+    /// Load the state, or start empty when the file does not exist yet. A file that cannot
+    /// be parsed is an error (resending everything silently would flood the host).
+    pub fn open(path: &Path) -> io::Result<AckState> {
+        let mut state = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice::<AckState>(&bytes)
+                .map_err(|e| io::Error::new(ErrorKind::InvalidData, format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == ErrorKind::NotFound => AckState::default(),
+            Err(e) => return Err(e),
+        };
+        state.path = path.to_path_buf();
+        Ok(state)
+    }
+
+    pub fn is_acked(&self, seq: u64) -> bool {
+        seq <= self.through || self.above.contains(&seq)
+    }
+
+    /// Record an ACK durably. Returns false when it was already acknowledged.
+    pub fn ack(&mut self, seq: u64) -> io::Result<bool> {
+        if self.is_acked(seq) {
+            return Ok(false);
+        }
+        self.above.insert(seq);
+        while self.above.remove(&(self.through + 1)) {
+            self.through += 1;
+        }
+        let json = serde_json::to_vec(self).expect("ack state serialises");
+        write_durably(&self.path, &json)?;
+        Ok(true)
+    }
+}
+
+/// Resend timing.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkConfig {
+    /// Wait this long for an ACK before the first resend; doubled after each resend.
+    pub ack_timeout: Duration,
+    /// The longest wait between resends.
+    pub max_backoff: Duration,
+}
+
+/// What the host asked for that the link cannot do itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    Trigger,
+}
+
+struct Pending {
+    frame: String,
+    resends: u32,
+    due: Instant,
+}
+
+/// The protocol over one open port.
+pub struct Link<P> {
+    port: P,
+    acks: AckState,
+    config: LinkConfig,
+    pending: BTreeMap<u64, Pending>,
+    inbox: Vec<u8>,
+    /// Inside an over-long host line: drop bytes up to its newline.
+    discarding: bool,
+    last_seq: u64,
+}
+
+/// A journal read failed while answering the host.
+fn journal_io(e: JournalError) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl<P: Read + Write> Link<P> {
+    /// Say hello, then send every journaled result the host has not acknowledged, in order.
+    /// `port` should have a short read timeout: [`Link::poll`] reads until it times out.
+    pub fn open(port: P, hello: &Hello<'_>, journal: &Journal, acks: AckState, config: LinkConfig) -> io::Result<Self> {
+        let mut link = Link {
+            port,
+            acks,
+            config,
+            pending: BTreeMap::new(),
+            inbox: Vec::new(),
+            discarding: false,
+            last_seq: hello.last_seq,
+        };
+        link.write(&hello_frame(hello))?;
+        let backlog = journal.records_from(link.acks.through + 1).map_err(journal_io)?;
+        for record in backlog {
+            if !link.acks.is_acked(record.seq) {
+                link.send_result(&record)?;
+            }
+        }
+        Ok(link)
+    }
+
+    /// Send a journaled result and resend it until ACKed.
+    pub fn send_result(&mut self, record: &Record) -> io::Result<()> {
+        let frame = result_frame(record);
+        self.last_seq = self.last_seq.max(record.seq);
+        self.write(&frame)?;
+        self.pending.insert(
+            record.seq,
+            Pending {
+                frame,
+                resends: 0,
+                due: Instant::now() + self.config.ack_timeout,
+            },
+        );
+        Ok(())
+    }
+
+    /// Results sent and not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn acks(&self) -> &AckState {
+        &self.acks
+    }
+
+    /// Read what the host sent (until the port's read timeout), answer it, and resend
+    /// results whose ACK is overdue. An Err means the port failed: the link is down.
+    pub fn poll(&mut self, journal: &Journal) -> io::Result<Vec<Event>> {
+        let mut events = Vec::new();
+        let mut buf = [0u8; 256];
+        loop {
+            match self.port.read(&mut buf) {
+                Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "serial port closed")),
+                Ok(n) => {
+                    for &b in &buf[..n] {
+                        if let Some(event) = self.take_byte(b, journal)? {
+                            events.push(event);
+                        }
+                    }
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.resend_overdue()?;
+        Ok(events)
+    }
+
+    fn take_byte(&mut self, b: u8, journal: &Journal) -> io::Result<Option<Event>> {
+        if b != b'\n' {
+            if self.discarding {
+                return Ok(None);
+            }
+            self.inbox.push(b);
+            if self.inbox.len() > MAX_COMMAND_LEN + 1 {
+                // +1: a CR before the newline is allowed
+                self.inbox.clear();
+                self.discarding = true;
+                let detail = format!("line longer than {MAX_COMMAND_LEN} bytes, ignored");
+                self.write(&error_frame(self.last_seq, "bad-command", &detail))?;
+            }
+            return Ok(None);
+        }
+        if std::mem::take(&mut self.discarding) {
+            return Ok(None);
+        }
+        let line = std::mem::take(&mut self.inbox);
+        match parse_command(&line) {
+            Ok(command) => self.execute(command, journal),
+            Err(detail) => {
+                self.write(&error_frame(self.last_seq, "bad-command", &detail))?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn execute(&mut self, command: Command, journal: &Journal) -> io::Result<Option<Event>> {
+        match command {
+            Command::Ack(seq) => {
+                self.pending.remove(&seq);
+                self.acks.ack(seq)?;
+            }
+            Command::Nak(seq) => match self.pending.get(&seq) {
+                Some(p) => {
+                    let frame = p.frame.clone();
+                    self.write(&frame)?;
+                }
+                None => self.replay(journal, seq, Some(seq))?,
+            },
+            Command::Replay(from) => self.replay(journal, from, None)?,
+            Command::Status => {
+                let frame = status_frame(self.last_seq, self.pending.len() as u64, 0, "ready");
+                self.write(&frame)?;
+            }
+            Command::Trigger => return Ok(Some(Event::Trigger)),
+        }
+        Ok(None)
+    }
+
+    /// Send journaled results from `from` (only `only` when given), in order.
+    fn replay(&mut self, journal: &Journal, from: u64, only: Option<u64>) -> io::Result<()> {
+        let records = journal.records_from(from).map_err(journal_io)?;
+        let wanted: Vec<&Record> = records.iter().filter(|r| only.is_none_or(|s| r.seq == s)).collect();
+        if wanted.is_empty() {
+            let detail = format!(
+                "no journaled result with seq {from}{}",
+                if only.is_some() { "" } else { " or later" }
+            );
+            return self.write(&error_frame(self.last_seq, "unknown-seq", &detail));
+        }
+        for record in wanted {
+            self.write(&result_frame(record))?;
+        }
+        Ok(())
+    }
+
+    fn resend_overdue(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        let due: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.due <= now)
+            .map(|(&s, _)| s)
+            .collect();
+        for seq in due {
+            let (frame, wait) = {
+                let p = self.pending.get_mut(&seq).expect("listed above");
+                p.resends += 1;
+                let wait = self
+                    .config
+                    .ack_timeout
+                    .saturating_mul(1 << p.resends.min(16))
+                    .min(self.config.max_backoff);
+                p.due = now + wait;
+                (p.frame.clone(), wait)
+            };
+            log::debug!("result #{seq}: no ACK, resending (next in {wait:?})");
+            self.write(&frame)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, frame: &str) -> io::Result<()> {
+        self.port.write_all(frame.as_bytes())?;
+        self.port.flush()
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,215 @@
+//! The serial link over real pseudo-terminal pairs: ptxd's side is a [`Link`] on the pty
+//! slave, the host is the test on the master. Covered: hello and backlog on open, ACKs out
+//! of order and kept across a reopen, a host that never ACKs (resends with backoff), a host
+//! that sends garbage, one that drops the line in the middle of a command, NAK, REPLAY,
+//! STATUS and TRIGGER. The tests share one lock: ptys are a machine-wide resource.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ptxd::journal::{decode_line, Journal};
+use ptxd::report::{AckState, Event, Hello, Link, LinkConfig};
+use serde_json::Value;
+use serialport::{SerialPort, TTYPort};
+
+static PTYS: Mutex<()> = Mutex::new(());
+
+struct Rig {
+    dir: tempfile::TempDir,
+    journal: Journal,
+}
+
+impl Rig {
+    /// A journal holding `n` results, seq 1..=n.
+    fn new(n: usize) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(&dir.path().join("journal.log")).unwrap();
+        for i in 0..n {
+            let mut r = common::record();
+            r.source = format!("watch:{i}.dcm");
+            journal.append(r).unwrap();
+        }
+        Rig { dir, journal }
+    }
+
+    fn acks(&self) -> AckState {
+        AckState::open(&self.dir.path().join("acks.json")).unwrap()
+    }
+
+    /// Open a link on a fresh pty pair; returns (link, host end).
+    fn connect(&self, config: LinkConfig) -> (Link<TTYPort>, TTYPort) {
+        let (mut host, mut device) = TTYPort::pair().unwrap();
+        host.set_timeout(Duration::from_millis(30)).unwrap();
+        device.set_timeout(Duration::from_millis(10)).unwrap();
+        let models = common::models();
+        let hello = Hello {
+            device: "test-rig",
+            firmware: "ptxd test",
+            models: &models,
+            last_seq: self.journal.next_seq() - 1,
+        };
+        let link = Link::open(device, &hello, &self.journal, self.acks(), config).unwrap();
+        (link, host)
+    }
+}
+
+const SLOW: LinkConfig = LinkConfig {
+    ack_timeout: Duration::from_secs(60),
+    max_backoff: Duration::from_secs(60),
+};
+
+/// Every complete frame the host can read now; each must pass its CRC.
+fn frames(host: &mut TTYPort) -> Vec<Value> {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match host.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(_) => break, // timed out: nothing more for now
+        }
+    }
+    let text = String::from_utf8(bytes).expect("frames are text");
+    assert!(text.is_empty() || text.ends_with('\n'), "a partial frame: {text:?}");
+    text.lines()
+        .map(|l| serde_json::from_str(decode_line(l).unwrap_or_else(|| panic!("bad CRC: {l}"))).unwrap())
+        .collect()
+}
+
+fn seqs_of(frames: &[Value], kind: &str) -> Vec<u64> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == kind)
+        .map(|f| f["seq"].as_u64().unwrap())
+        .collect()
+}
+
+fn say(host: &mut TTYPort, text: &[u8]) {
+    host.write_all(text).unwrap();
+    host.flush().unwrap();
+}
+
+#[test]
+fn hello_then_backlog_then_acks_out_of_order_survive_a_reopen() {
+    let _lock = PTYS.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new(3);
+    let (mut link, mut host) = rig.connect(SLOW);
+    let got = frames(&mut host);
+    assert_eq!(got[0]["type"], "hello");
+    assert_eq!(got[0]["last_seq"], 3);
+    assert_eq!(
+        seqs_of(&got, "result"),
+        vec![1, 2, 3],
+        "unacknowledged results, in order"
+    );
+
+    say(&mut host, b"ACK 3\nACK 1\r\n");
+    assert!(link.poll(&rig.journal).unwrap().is_empty());
+    assert_eq!(link.unacked(), 1);
+    assert_eq!((link.acks().through, link.acks().above.len()), (1, 1));
+    drop(link);
+
+    // a reboot: only the result the host never confirmed comes again
+    let (mut link, mut host) = rig.connect(SLOW);
+    assert_eq!(seqs_of(&frames(&mut host), "result"), vec![2]);
+    say(&mut host, b"ACK 2\n");
+    link.poll(&rig.journal).unwrap();
+    assert_eq!((rig.acks().through, link.unacked()), (3, 0), "acks are on disk");
+    drop(link);
+    let (_link, mut host) = rig.connect(SLOW);
+    assert!(seqs_of(&frames(&mut host), "result").is_empty());
+}
+
+#[test]
+fn a_host_that_never_acks_gets_resends_with_growing_gaps() {
+    let _lock = PTYS.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new(1);
+    let config = LinkConfig {
+        ack_timeout: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(400),
+    };
+    let (mut link, mut host) = rig.connect(config);
+    let start = Instant::now();
+    let mut arrivals = Vec::new();
+    while start.elapsed() < Duration::from_millis(1600) {
+        link.poll(&rig.journal).unwrap();
+        for f in frames(&mut host) {
+            if f["type"] == "result" {
+                arrivals.push(start.elapsed());
+            }
+        }
+    }
+    // sent at 0, then after 100, 200, 400, 400... ms: 5 or 6 times in 1.6 s
+    assert!((4..=7).contains(&arrivals.len()), "{arrivals:?}");
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps[1] > gaps[0], "backoff grows: {gaps:?}");
+    assert!(gaps.iter().all(|g| *g < Duration::from_millis(600)), "capped: {gaps:?}");
+    assert_eq!(link.unacked(), 1);
+}
+
+#[test]
+fn garbage_gets_error_frames_and_the_link_keeps_serving() {
+    let _lock = PTYS.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new(2);
+    let (mut link, mut host) = rig.connect(SLOW);
+    frames(&mut host);
+    say(&mut host, b"\xff\xfe\x00garbage\nFOO 1\nACK one\n");
+    say(&mut host, &[b'A'; 200]);
+    say(&mut host, b"\nSTATUS\nTRIGGER\n");
+    let events = link.poll(&rig.journal).unwrap();
+    assert_eq!(events, vec![Event::Trigger]);
+    let got = frames(&mut host);
+    let errors: Vec<&str> = got
+        .iter()
+        .filter(|f| f["type"] == "error")
+        .map(|f| f["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(errors.len(), 4, "{got:?}");
+    assert!(errors[0].contains("not text"), "{errors:?}");
+    assert!(errors[1].contains("FOO"), "{errors:?}");
+    assert!(errors[2].contains("not a sequence number"), "{errors:?}");
+    assert!(errors[3].contains("longer than 64"), "{errors:?}");
+    let status = got.iter().find(|f| f["type"] == "status").expect("STATUS answered");
+    assert_eq!(
+        (status["last_seq"].as_u64(), status["unacked"].as_u64()),
+        (Some(2), Some(2))
+    );
+}
+
+#[test]
+fn nak_and_replay_come_from_the_journal() {
+    let _lock = PTYS.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new(3);
+    let (mut link, mut host) = rig.connect(SLOW);
+    frames(&mut host);
+    say(&mut host, b"ACK 1\nACK 2\nACK 3\nNAK 2\nREPLAY 2\nREPLAY 99\n");
+    link.poll(&rig.journal).unwrap();
+    let got = frames(&mut host);
+    assert_eq!(seqs_of(&got, "result"), vec![2, 2, 3], "NAK 2, then REPLAY 2 -> 2, 3");
+    let error = got.iter().find(|f| f["type"] == "error").unwrap();
+    assert_eq!(error["reason"], "unknown-seq");
+    // replayed frames are the journal's records, byte for byte in content
+    let journaled = rig.journal.records_from(2).unwrap();
+    assert_eq!(got[0]["input_sha256"], journaled[0].input_sha256.clone().unwrap());
+}
+
+#[test]
+fn a_host_dropping_the_line_mid_command_acknowledges_nothing() {
+    let _lock = PTYS.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new(1);
+    let (mut link, mut host) = rig.connect(SLOW);
+    frames(&mut host);
+    say(&mut host, b"ACK 1"); // no newline: the cable is pulled here
+    link.poll(&rig.journal).unwrap();
+    drop(host);
+    let down = (0..20).find_map(|_| link.poll(&rig.journal).err());
+    assert!(down.is_some(), "the link notices the host end is gone");
+    drop(link);
+    // the line comes back: the result is sent again, nothing was acknowledged
+    let (_link, mut host) = rig.connect(SLOW);
+    assert_eq!(seqs_of(&frames(&mut host), "result"), vec![1]);
+    assert_eq!(rig.acks().through, 0);
+}
