@@ -198,6 +198,9 @@ pub struct Link<P> {
     /// Inside an over-long host line: drop bytes up to its newline.
     discarding: bool,
     last_seq: u64,
+    /// What `status` frames report; kept current by the owner ([`Link::set_status`]).
+    queue: usize,
+    state: String,
 }
 
 /// A journal read failed while answering the host.
@@ -217,6 +220,8 @@ impl<P: Read + Write> Link<P> {
             inbox: Vec::new(),
             discarding: false,
             last_seq: hello.last_seq,
+            queue: 0,
+            state: "ready".into(),
         };
         link.write(&hello_frame(hello))?;
         let backlog = journal.records_from(link.acks.through + 1).map_err(journal_io)?;
@@ -242,6 +247,19 @@ impl<P: Read + Write> Link<P> {
             },
         );
         Ok(())
+    }
+
+    /// Set what `status` frames report: files waiting for analysis and a one-word state
+    /// ("ready", "analyzing", "capture-lost"...).
+    pub fn set_status(&mut self, queue: usize, state: &str) {
+        self.queue = queue;
+        self.state = state.to_string();
+    }
+
+    /// Send a `status` frame now (the heartbeat).
+    pub fn send_status(&mut self) -> io::Result<()> {
+        let frame = status_frame(self.last_seq, self.pending.len() as u64, self.queue, &self.state);
+        self.write(&frame)
     }
 
     /// Results sent and not yet acknowledged.
@@ -319,10 +337,7 @@ impl<P: Read + Write> Link<P> {
                 None => self.replay(journal, seq, Some(seq))?,
             },
             Command::Replay(from) => self.replay(journal, from, None)?,
-            Command::Status => {
-                let frame = status_frame(self.last_seq, self.pending.len() as u64, 0, "ready");
-                self.write(&frame)?;
-            }
+            Command::Status => self.send_status()?,
             Command::Trigger => return Ok(Some(Event::Trigger)),
         }
         Ok(None)

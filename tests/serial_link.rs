@@ -158,6 +158,7 @@ fn garbage_gets_error_frames_and_the_link_keeps_serving() {
     frames(&mut host);
     say(&mut host, b"\xff\xfe\x00garbage\nFOO 1\nACK one\n");
     say(&mut host, &[b'A'; 200]);
+    link.set_status(3, "analyzing");
     say(&mut host, b"\nSTATUS\nTRIGGER\n");
     let events = link.poll(&rig.journal).unwrap();
     assert_eq!(events, vec![Event::Trigger]);
@@ -176,6 +177,10 @@ fn garbage_gets_error_frames_and_the_link_keeps_serving() {
     assert_eq!(
         (status["last_seq"].as_u64(), status["unacked"].as_u64()),
         (Some(2), Some(2))
+    );
+    assert_eq!(
+        (status["queue"].as_u64(), status["state"].as_str()),
+        (Some(3), Some("analyzing"))
     );
 }
 
