@@ -276,7 +276,8 @@ impl<P: Read + Write> Link<P> {
     pub fn poll(&mut self, journal: &Journal) -> io::Result<Vec<Event>> {
         let mut events = Vec::new();
         let mut buf = [0u8; 256];
-        loop {
+        // bounded, so a host that never stops talking cannot starve the resends
+        for _ in 0..64 {
             match self.port.read(&mut buf) {
                 Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "serial port closed")),
                 Ok(n) => {
@@ -325,6 +326,14 @@ impl<P: Read + Write> Link<P> {
 
     fn execute(&mut self, command: Command, journal: &Journal) -> io::Result<Option<Event>> {
         match command {
+            // an ACK for a result not sent yet would silence it before it exists
+            Command::Ack(seq) if seq > self.last_seq => {
+                let detail = format!(
+                    "ACK {seq}: no result with that seq was sent (last is {})",
+                    self.last_seq
+                );
+                self.write(&error_frame(self.last_seq, "unknown-seq", &detail))?;
+            }
             Command::Ack(seq) => {
                 self.pending.remove(&seq);
                 self.acks.ack(seq)?;
