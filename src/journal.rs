@@ -227,20 +227,26 @@ impl Journal {
 
     /// Every good record with `seq >= from`, in file order (read back from disk).
     pub fn records_from(&self, from: u64) -> Result<Vec<Record>, JournalError> {
-        let io = |source| JournalError::Io {
-            path: self.path.clone(),
-            action: "read",
-            source,
-        };
-        let reader = BufReader::new(File::open(&self.path).map_err(io)?);
-        let mut out = Vec::new();
-        for line in reader.split(b'\n') {
-            if let Some(r) = parse_record(&line.map_err(io)?).filter(|r| r.seq >= from) {
-                out.push(r);
-            }
-        }
-        Ok(out)
+        read_records(&self.path, from)
     }
+}
+
+/// Every good record with `seq >= from` in the journal at `path`, read-only: for readers
+/// beside the writer (the serial link), which must never repair the file themselves.
+pub fn read_records(path: &Path, from: u64) -> Result<Vec<Record>, JournalError> {
+    let io = |source| JournalError::Io {
+        path: path.to_path_buf(),
+        action: "read",
+        source,
+    };
+    let reader = BufReader::new(File::open(path).map_err(io)?);
+    let mut out = Vec::new();
+    for line in reader.split(b'\n') {
+        if let Some(r) = parse_record(&line.map_err(io)?).filter(|r| r.seq >= from) {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 fn parse_record(line: &[u8]) -> Option<Record> {

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::infer::ModelVersions;
-use crate::journal::{encode_line, write_durably, Journal, JournalError, Record};
+use crate::journal::{encode_line, read_records, write_durably, JournalError, Record};
 
 /// The protocol version, `"v"` in every frame. Raised on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -191,6 +191,8 @@ struct Pending {
 /// The protocol over one open port.
 pub struct Link<P> {
     port: P,
+    /// Read for backlog, NAK and REPLAY; written only by the journal's owner.
+    journal: PathBuf,
     acks: AckState,
     config: LinkConfig,
     pending: BTreeMap<u64, Pending>,
@@ -211,9 +213,10 @@ fn journal_io(e: JournalError) -> io::Error {
 impl<P: Read + Write> Link<P> {
     /// Say hello, then send every journaled result the host has not acknowledged, in order.
     /// `port` should have a short read timeout: [`Link::poll`] reads until it times out.
-    pub fn open(port: P, hello: &Hello<'_>, journal: &Journal, acks: AckState, config: LinkConfig) -> io::Result<Self> {
+    pub fn open(port: P, hello: &Hello<'_>, journal: &Path, acks: AckState, config: LinkConfig) -> io::Result<Self> {
         let mut link = Link {
             port,
+            journal: journal.to_path_buf(),
             acks,
             config,
             pending: BTreeMap::new(),
@@ -224,7 +227,7 @@ impl<P: Read + Write> Link<P> {
             state: "ready".into(),
         };
         link.write(&hello_frame(hello))?;
-        let backlog = journal.records_from(link.acks.through + 1).map_err(journal_io)?;
+        let backlog = read_records(&link.journal, link.acks.through + 1).map_err(journal_io)?;
         for record in backlog {
             if !link.acks.is_acked(record.seq) {
                 link.send_result(&record)?;
@@ -234,7 +237,12 @@ impl<P: Read + Write> Link<P> {
     }
 
     /// Send a journaled result and resend it until ACKed.
+    /// A result already in flight or acknowledged is skipped: a record can reach the link
+    /// both from the journal's backlog and from the pipeline around a reopen.
     pub fn send_result(&mut self, record: &Record) -> io::Result<()> {
+        if self.pending.contains_key(&record.seq) || self.acks.is_acked(record.seq) {
+            return Ok(());
+        }
         let frame = result_frame(record);
         self.last_seq = self.last_seq.max(record.seq);
         self.write(&frame)?;
@@ -273,7 +281,7 @@ impl<P: Read + Write> Link<P> {
 
     /// Read what the host sent (until the port's read timeout), answer it, and resend
     /// results whose ACK is overdue. An Err means the port failed: the link is down.
-    pub fn poll(&mut self, journal: &Journal) -> io::Result<Vec<Event>> {
+    pub fn poll(&mut self) -> io::Result<Vec<Event>> {
         let mut events = Vec::new();
         let mut buf = [0u8; 256];
         // bounded, so a host that never stops talking cannot starve the resends
@@ -282,7 +290,7 @@ impl<P: Read + Write> Link<P> {
                 Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "serial port closed")),
                 Ok(n) => {
                     for &b in &buf[..n] {
-                        if let Some(event) = self.take_byte(b, journal)? {
+                        if let Some(event) = self.take_byte(b)? {
                             events.push(event);
                         }
                     }
@@ -296,7 +304,7 @@ impl<P: Read + Write> Link<P> {
         Ok(events)
     }
 
-    fn take_byte(&mut self, b: u8, journal: &Journal) -> io::Result<Option<Event>> {
+    fn take_byte(&mut self, b: u8) -> io::Result<Option<Event>> {
         if b != b'\n' {
             if self.discarding {
                 return Ok(None);
@@ -316,7 +324,7 @@ impl<P: Read + Write> Link<P> {
         }
         let line = std::mem::take(&mut self.inbox);
         match parse_command(&line) {
-            Ok(command) => self.execute(command, journal),
+            Ok(command) => self.execute(command),
             Err(detail) => {
                 self.write(&error_frame(self.last_seq, "bad-command", &detail))?;
                 Ok(None)
@@ -324,7 +332,7 @@ impl<P: Read + Write> Link<P> {
         }
     }
 
-    fn execute(&mut self, command: Command, journal: &Journal) -> io::Result<Option<Event>> {
+    fn execute(&mut self, command: Command) -> io::Result<Option<Event>> {
         match command {
             // an ACK for a result not sent yet would silence it before it exists
             Command::Ack(seq) if seq > self.last_seq => {
@@ -343,9 +351,9 @@ impl<P: Read + Write> Link<P> {
                     let frame = p.frame.clone();
                     self.write(&frame)?;
                 }
-                None => self.replay(journal, seq, Some(seq))?,
+                None => self.replay(seq, Some(seq))?,
             },
-            Command::Replay(from) => self.replay(journal, from, None)?,
+            Command::Replay(from) => self.replay(from, None)?,
             Command::Status => self.send_status()?,
             Command::Trigger => return Ok(Some(Event::Trigger)),
         }
@@ -353,8 +361,8 @@ impl<P: Read + Write> Link<P> {
     }
 
     /// Send journaled results from `from` (only `only` when given), in order.
-    fn replay(&mut self, journal: &Journal, from: u64, only: Option<u64>) -> io::Result<()> {
-        let records = journal.records_from(from).map_err(journal_io)?;
+    fn replay(&mut self, from: u64, only: Option<u64>) -> io::Result<()> {
+        let records = read_records(&self.journal, from).map_err(journal_io)?;
         let wanted: Vec<&Record> = records.iter().filter(|r| only.is_none_or(|s| r.seq == s)).collect();
         if wanted.is_empty() {
             let detail = format!(

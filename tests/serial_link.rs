@@ -51,7 +51,7 @@ impl Rig {
             models: &models,
             last_seq: self.journal.next_seq() - 1,
         };
-        let link = Link::open(device, &hello, &self.journal, self.acks(), config).unwrap();
+        let link = Link::open(device, &hello, self.journal.path(), self.acks(), config).unwrap();
         (link, host)
     }
 }
@@ -107,7 +107,7 @@ fn hello_then_backlog_then_acks_out_of_order_survive_a_reopen() {
     );
 
     say(&mut host, b"ACK 3\nACK 1\r\n");
-    assert!(link.poll(&rig.journal).unwrap().is_empty());
+    assert!(link.poll().unwrap().is_empty());
     assert_eq!(link.unacked(), 1);
     assert_eq!((link.acks().through, link.acks().above.len()), (1, 1));
     drop(link);
@@ -116,7 +116,7 @@ fn hello_then_backlog_then_acks_out_of_order_survive_a_reopen() {
     let (mut link, mut host) = rig.connect(SLOW);
     assert_eq!(seqs_of(&frames(&mut host), "result"), vec![2]);
     say(&mut host, b"ACK 2\n");
-    link.poll(&rig.journal).unwrap();
+    link.poll().unwrap();
     assert_eq!((rig.acks().through, link.unacked()), (3, 0), "acks are on disk");
     drop(link);
     let (_link, mut host) = rig.connect(SLOW);
@@ -135,7 +135,7 @@ fn a_host_that_never_acks_gets_resends_with_growing_gaps() {
     let start = Instant::now();
     let mut arrivals = Vec::new();
     while start.elapsed() < Duration::from_millis(1600) {
-        link.poll(&rig.journal).unwrap();
+        link.poll().unwrap();
         for f in frames(&mut host) {
             if f["type"] == "result" {
                 arrivals.push(start.elapsed());
@@ -160,7 +160,7 @@ fn garbage_gets_error_frames_and_the_link_keeps_serving() {
     say(&mut host, &[b'A'; 200]);
     link.set_status(3, "analyzing");
     say(&mut host, b"\nSTATUS\nTRIGGER\n");
-    let events = link.poll(&rig.journal).unwrap();
+    let events = link.poll().unwrap();
     assert_eq!(events, vec![Event::Trigger]);
     let got = frames(&mut host);
     let errors: Vec<&str> = got
@@ -191,7 +191,7 @@ fn nak_and_replay_come_from_the_journal() {
     let (mut link, mut host) = rig.connect(SLOW);
     frames(&mut host);
     say(&mut host, b"ACK 1\nACK 2\nACK 3\nACK 4\nNAK 2\nREPLAY 2\nREPLAY 99\n");
-    link.poll(&rig.journal).unwrap();
+    link.poll().unwrap();
     let got = frames(&mut host);
     assert_eq!(seqs_of(&got, "result"), vec![2, 2, 3], "NAK 2, then REPLAY 2 -> 2, 3");
     let errors: Vec<&Value> = got.iter().filter(|f| f["type"] == "error").collect();
@@ -218,9 +218,9 @@ fn a_host_dropping_the_line_mid_command_acknowledges_nothing() {
     let (mut link, mut host) = rig.connect(SLOW);
     frames(&mut host);
     say(&mut host, b"ACK 1"); // no newline: the cable is pulled here
-    link.poll(&rig.journal).unwrap();
+    link.poll().unwrap();
     drop(host);
-    let down = (0..20).find_map(|_| link.poll(&rig.journal).err());
+    let down = (0..20).find_map(|_| link.poll().err());
     assert!(down.is_some(), "the link notices the host end is gone");
     drop(link);
     // the line comes back: the result is sent again, nothing was acknowledged
