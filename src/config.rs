@@ -43,6 +43,8 @@ pub struct Config {
     pub watch: WatchConfig,
     pub journal: JournalConfig,
     pub output: OutputConfig,
+    /// The host link; absent means no serial reporting.
+    pub serial: Option<SerialConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,6 +110,46 @@ pub struct OutputConfig {
     /// Overlay size in pixels, [width, height]. Default [1280, 720].
     #[serde(default = "default_overlay_size")]
     pub overlay_size: OverlaySize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConfig {
+    /// The serial device, e.g. "/dev/ttyS0" or "/dev/ttyUSB0".
+    pub port: PathBuf,
+    /// Baud rate (8N1, no flow control). Default 115200.
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    /// First resend of an unacknowledged result after this long; doubled each time. Default 2000.
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: NonZeroU64,
+    /// The longest wait between resends. Default 60000.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: NonZeroU64,
+    /// A status frame this often. Default 30.
+    #[serde(default = "default_heartbeat_s")]
+    pub heartbeat_s: NonZeroU64,
+    /// Where the host's ACKs are kept. Default: `acks.json` beside the journal.
+    pub acks: Option<PathBuf>,
+    /// The name ptxd gives itself in `hello`. Default "ptxd".
+    #[serde(default = "default_device_id")]
+    pub device_id: String,
+}
+
+fn default_baud() -> u32 {
+    115_200
+}
+fn default_ack_timeout_ms() -> NonZeroU64 {
+    NonZeroU64::new(2000).expect("not zero")
+}
+fn default_max_backoff_ms() -> NonZeroU64 {
+    NonZeroU64::new(60_000).expect("not zero")
+}
+fn default_heartbeat_s() -> NonZeroU64 {
+    NonZeroU64::new(30).expect("not zero")
+}
+fn default_device_id() -> String {
+    "ptxd".into()
 }
 
 /// Overlay dimensions, between 160x120 and 3840x2160.
@@ -183,6 +225,12 @@ impl Config {
         if let Some(m) = config.output.mask_dir.as_mut() {
             abs(m);
         }
+        let journal_dir = config.journal.path.parent().unwrap_or(base).to_path_buf();
+        if let Some(serial) = config.serial.as_mut() {
+            abs(&mut serial.port);
+            let acks = serial.acks.get_or_insert_with(|| journal_dir.join("acks.json"));
+            abs(acks);
+        }
         Ok(config)
     }
 
@@ -225,6 +273,19 @@ overlay_dir = "state/overlays"
         assert_eq!(c.failed_dir(), Path::new("/etc/ptxd/in/failed"));
         assert_eq!(c.watch.queue.get(), 4);
         assert_eq!(c.output.overlay_size, default_overlay_size());
+        assert!(c.serial.is_none());
+    }
+
+    #[test]
+    fn serial_section_defaults() {
+        let text = format!("{MINIMAL}\n[serial]\nport = \"/dev/ttyS0\"\n");
+        let c = Config::parse(&text, Path::new("/etc/ptxd")).unwrap();
+        let s = c.serial.unwrap();
+        assert_eq!(
+            (s.baud, s.ack_timeout_ms.get(), s.heartbeat_s.get()),
+            (115_200, 2000, 30)
+        );
+        assert_eq!(s.acks.as_deref(), Some(Path::new("/etc/ptxd/state/acks.json")));
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! 4. append the record to the journal and fsync: from here on the result exists;
 //! 5. move the input to `done/` (or `failed/` with `<name>.error.txt`).
 //!
-//! Showing and reporting (the device issue) come after step 4, never before. A file that
+//! Reporting to the host (the serial link, when configured) comes after step 4, never
+//! before; showing on a display comes with the device issue. A file that
 //! cannot be decoded or analyzed is a result too: it is journaled with its error, so the
 //! host learns of it. If the journal itself cannot be written, the input stays in the watch
 //! folder (it is picked up again at the next start) and the error is logged.
@@ -30,6 +31,7 @@ use crate::infer::{self, ModelVersions};
 use crate::journal::{self, Journal, JournalError, Record};
 use crate::manifest::{Manifest, ManifestError};
 use crate::render::{self, Framebuffer, ResultView};
+use crate::report::{LinkService, LinkSetup};
 use crate::source::{SourceError, WatchFolder};
 
 #[derive(Debug, Error)]
@@ -46,6 +48,8 @@ pub enum DaemonError {
     Folder { path: PathBuf, source: std::io::Error },
     #[error("cannot install the SIGTERM/SIGINT handler: {0}")]
     Signals(std::io::Error),
+    #[error("cannot start the serial link thread: {0}")]
+    Serial(std::io::Error),
 }
 
 /// What a run did, for the final log line and the tests.
@@ -94,6 +98,8 @@ pub struct Daemon {
     config: Config,
     analyzer: Analyzer,
     journal: Journal,
+    /// The host link, when the config has a `[serial]` section.
+    link: Option<LinkService>,
     summary: Summary,
 }
 
@@ -124,10 +130,23 @@ impl Daemon {
             journal.next_seq(),
             config.watch.dir.display()
         );
+        let link = match &config.serial {
+            Some(serial) => Some(
+                LinkService::start(LinkSetup {
+                    serial: serial.clone(),
+                    journal: config.journal.path.clone(),
+                    firmware: format!("ptxd {}", env!("CARGO_PKG_VERSION")),
+                    models: analyzer.versions(),
+                })
+                .map_err(DaemonError::Serial)?,
+            ),
+            None => None,
+        };
         Ok(Daemon {
             config,
             analyzer,
             journal,
+            link,
             summary: Summary::default(),
         })
     }
@@ -262,6 +281,7 @@ impl Daemon {
                 );
                 self.summary.analyzed += 1;
                 self.move_input(path, self.config.done_dir(), None);
+                self.report(r);
             }
             Err(e) => log::error!("{name}: analyzed but NOT recorded, left in the watch folder: {e}"),
         }
@@ -285,14 +305,22 @@ impl Daemon {
             error: Some(error.to_string()),
         };
         match self.journal.append(record) {
-            Ok(_) => {
+            Ok(r) => {
                 self.summary.failed += 1;
                 self.move_input(path, self.config.failed_dir(), Some(error));
+                self.report(r);
             }
             Err(e) => log::error!(
                 "{}: failure NOT recorded, left in the watch folder: {e}",
                 path.display()
             ),
+        }
+    }
+
+    /// Hand a journaled record to the host link, if there is one.
+    fn report(&self, record: Record) {
+        if let Some(link) = &self.link {
+            link.send(record);
         }
     }
 

@@ -18,11 +18,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::config::SerialConfig;
 use crate::infer::ModelVersions;
 use crate::journal::{encode_line, read_records, write_durably, JournalError, Record};
 
@@ -141,11 +146,19 @@ impl AckState {
         let mut state = match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice::<AckState>(&bytes)
                 .map_err(|e| io::Error::new(ErrorKind::InvalidData, format!("{}: {e}", path.display())))?,
-            Err(e) if e.kind() == ErrorKind::NotFound => AckState::default(),
+            Err(e) if e.kind() == ErrorKind::NotFound => AckState::new(path),
             Err(e) => return Err(e),
         };
         state.path = path.to_path_buf();
         Ok(state)
+    }
+
+    /// No ACKs yet, to be kept at `path`.
+    pub fn new(path: &Path) -> AckState {
+        AckState {
+            path: path.to_path_buf(),
+            ..AckState::default()
+        }
     }
 
     pub fn is_acked(&self, seq: u64) -> bool {
@@ -406,6 +419,149 @@ impl<P: Read + Write> Link<P> {
     fn write(&mut self, frame: &str) -> io::Result<()> {
         self.port.write_all(frame.as_bytes())?;
         self.port.flush()
+    }
+}
+
+/// The link as a service: a thread that opens the configured port, runs [`Link`] on it,
+/// and when the port fails (unplugged, host gone) reopens it with backoff, replaying what
+/// the host has not acknowledged. Results reach it through [`LinkService::send`] after
+/// they are journaled; while the link is down they simply wait in the journal.
+pub struct LinkService {
+    results: Sender<Record>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the link service needs to know.
+#[derive(Debug, Clone)]
+pub struct LinkSetup {
+    pub serial: SerialConfig,
+    pub journal: PathBuf,
+    pub firmware: String,
+    pub models: ModelVersions,
+}
+
+impl LinkService {
+    pub fn start(setup: LinkSetup) -> io::Result<LinkService> {
+        let (results, inbox) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread_stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("serial".into())
+            .spawn(move || serve(&setup, &inbox, &thread_stop))?;
+        Ok(LinkService {
+            results,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hand over a journaled result.
+    pub fn send(&self, record: Record) {
+        // the thread only ends on stop: a send error then does not matter
+        let _ = self.results.send(record);
+    }
+}
+
+impl Drop for LinkService {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sleep `d` in short steps, returning early on stop.
+fn nap(d: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn serve(setup: &LinkSetup, inbox: &Receiver<Record>, stop: &AtomicBool) {
+    let cfg = &setup.serial;
+    let port_name = cfg.port.display().to_string();
+    let acks_path = cfg
+        .acks
+        .clone()
+        .unwrap_or_else(|| setup.journal.with_file_name("acks.json"));
+    let config = LinkConfig {
+        ack_timeout: Duration::from_millis(cfg.ack_timeout_ms.get()),
+        max_backoff: Duration::from_millis(cfg.max_backoff_ms.get()),
+    };
+    let heartbeat = Duration::from_secs(cfg.heartbeat_s.get());
+    let mut backoff = Duration::from_secs(1);
+    let mut failing = false;
+    while !stop.load(Ordering::Relaxed) {
+        let opened = serialport::new(&port_name, cfg.baud)
+            .timeout(Duration::from_millis(50))
+            .open_native()
+            .map_err(io::Error::from)
+            .and_then(|port| {
+                // everything sent while the link was down is in the journal: the backlog covers it
+                while inbox.try_recv().is_ok() {}
+                let last_seq = read_records(&setup.journal, 0)
+                    .map_err(journal_io)?
+                    .last()
+                    .map_or(0, |r| r.seq);
+                let acks = AckState::open(&acks_path).unwrap_or_else(|e| {
+                    log::error!("serial: {e}; every journaled result will be offered to the host again");
+                    AckState::new(&acks_path)
+                });
+                let hello = Hello {
+                    device: &cfg.device_id,
+                    firmware: &setup.firmware,
+                    models: &setup.models,
+                    last_seq,
+                };
+                Link::open(port, &hello, &setup.journal, acks, config)
+            });
+        let mut link = match opened {
+            Ok(link) => link,
+            Err(e) => {
+                if !failing {
+                    log::warn!("serial {port_name}: cannot open the link: {e}; retrying with backoff");
+                    failing = true;
+                }
+                nap(backoff, stop);
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        log::info!("serial {port_name}: link up, {} result(s) awaiting ACK", link.unacked());
+        (failing, backoff) = (false, Duration::from_secs(1));
+        let mut last_status = Instant::now();
+        let down = loop {
+            if stop.load(Ordering::Relaxed) {
+                break None;
+            }
+            let step = (|| -> io::Result<()> {
+                while let Ok(record) = inbox.try_recv() {
+                    link.send_result(&record)?;
+                }
+                for event in link.poll()? {
+                    match event {
+                        Event::Trigger => {
+                            log::info!("serial: TRIGGER from the host (no capture source to trigger yet)")
+                        }
+                    }
+                }
+                if last_status.elapsed() >= heartbeat {
+                    link.send_status()?;
+                    last_status = Instant::now();
+                }
+                Ok(())
+            })();
+            if let Err(e) = step {
+                break Some(e);
+            }
+        };
+        if let Some(e) = down {
+            log::warn!("serial {port_name}: link down: {e}; unacknowledged results will be replayed");
+            nap(Duration::from_millis(200), stop);
+        }
     }
 }
 

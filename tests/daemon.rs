@@ -294,3 +294,90 @@ fn bad_config_names_the_key() {
         "{err}"
     );
 }
+
+/// The host end of a pty pair whose device end ptxd opens by name.
+fn host_port() -> (serialport::TTYPort, String) {
+    use serialport::SerialPort;
+    let (mut host, device) = serialport::TTYPort::pair().unwrap();
+    host.set_timeout(Duration::from_millis(50)).unwrap();
+    let name = device.name().expect("a pty has a name");
+    drop(device); // ptxd opens it by name, as it would /dev/ttyS0
+    (host, name)
+}
+
+/// Read frames (CRC-checked) until `done` says enough or 60 s pass.
+fn read_until(host: &mut serialport::TTYPort, seen: &mut Vec<Value>, done: impl Fn(&[Value]) -> bool) {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !done(seen) {
+        assert!(Instant::now() < deadline, "frames so far: {seen:?}");
+        if let Ok(n) = host.read(&mut buf) {
+            pending.extend_from_slice(&buf[..n]);
+        }
+        while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=nl).collect();
+            let line = String::from_utf8(line).unwrap();
+            let json = decode_line(line.trim_end()).unwrap_or_else(|| panic!("bad CRC: {line}"));
+            seen.push(serde_json::from_str(json).unwrap());
+        }
+    }
+}
+
+fn results(seen: &[Value], seq: u64) -> usize {
+    seen.iter().filter(|f| f["type"] == "result" && f["seq"] == seq).count()
+}
+
+#[test]
+fn results_reach_the_host_and_unacknowledged_ones_survive_a_restart() {
+    let rig = Rig::new(2);
+    let base = std::fs::read_to_string(&rig.config).unwrap();
+    let with_port = |port: &str| {
+        format!("{base}\n[serial]\nport = \"{port}\"\nack_timeout_ms = 300\nmax_backoff_ms = 1000\nheartbeat_s = 1\ndevice_id = \"rig\"\n")
+    };
+    let (mut host, port) = host_port();
+    std::fs::write(&rig.config, with_port(&port)).unwrap();
+    let mut child = rig.start();
+    let mut seen = Vec::new();
+    read_until(&mut host, &mut seen, |s| s.iter().any(|f| f["type"] == "hello"));
+    assert_eq!(seen[0]["device"], "rig");
+    assert_eq!(seen[0]["last_seq"], 0);
+
+    std::fs::write(rig.path("incoming/first.png"), phantom("phantom-ptx.png")).unwrap();
+    read_until(&mut host, &mut seen, |s| results(s, 1) >= 1);
+    let first = seen.iter().find(|f| f["type"] == "result").unwrap().clone();
+    assert_eq!(first["source"], "watch:first.png");
+    assert_eq!(first["pneumothorax"], true);
+    // the frame is the journal's record
+    let journaled = rig.journal();
+    assert_eq!(first["input_sha256"], journaled[0]["input_sha256"]);
+    std::io::Write::write_all(&mut host, b"ACK 1\n").unwrap();
+
+    // a failure is reported too; the host never ACKs it: resent, with heartbeats between
+    std::fs::write(rig.path("incoming/broken.dcm"), b"DICM? no").unwrap();
+    read_until(&mut host, &mut seen, |s| {
+        results(s, 2) >= 2 && s.iter().any(|f| f["type"] == "status")
+    });
+    let second = seen.iter().find(|f| f["type"] == "result" && f["seq"] == 2).unwrap();
+    assert!(second["error"].as_str().unwrap().contains("broken.dcm"));
+    assert_eq!(results(&seen, 1), 1, "ACKed: never resent");
+    terminate(child);
+    let acks: Value = serde_json::from_slice(&std::fs::read(rig.path("state/acks.json")).unwrap()).unwrap();
+    assert_eq!(acks["through"], 1);
+
+    // reboot with the host on a new line: hello, then only the unacknowledged result
+    let (mut host, port) = host_port();
+    std::fs::write(&rig.config, with_port(&port)).unwrap();
+    child = rig.start();
+    let mut seen = Vec::new();
+    read_until(&mut host, &mut seen, |s| results(s, 2) >= 1);
+    assert_eq!(seen[0]["type"], "hello");
+    assert_eq!(seen[0]["last_seq"], 2);
+    assert_eq!(results(&seen, 1), 0);
+    std::io::Write::write_all(&mut host, b"ACK 2\nSTATUS\n").unwrap();
+    read_until(&mut host, &mut seen, |s| {
+        s.iter().any(|f| f["type"] == "status" && f["unacked"] == 0)
+    });
+    terminate(child);
+}
