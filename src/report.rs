@@ -1,5 +1,5 @@
-//! The serial protocol to the digitizer's host: frames out, commands in
-//! (`docs/serial-protocol.md` is the contract; this module is its codec).
+//! The serial link to the digitizer's host: frames out, commands in
+//! (`docs/serial-protocol.md` is the contract).
 //!
 //! Every frame ptxd sends is one line, `<compact JSON>*<CRC-32 as 8 uppercase hex>\n`, the
 //! journal's own line format, so a result goes out byte for byte as it was journaled plus
@@ -12,8 +12,9 @@
 //! `hello` on open, then every result the host has not acknowledged, in seq order; each
 //! result resent with exponential backoff until its `ACK`; `NAK`, `REPLAY` and `STATUS`
 //! answered from the journal. Acknowledgements are kept on disk in [`AckState`], so a
-//! reboot or a crash replays exactly what the host has not confirmed. Opening the port,
-//! noticing an unplug and reopening with backoff is the daemon's part.
+//! reboot or a crash replays exactly what the host has not confirmed. [`LinkService`] is
+//! the thread the daemon starts: it opens the configured port, notices an unplug (a read or
+//! write error) and reopens with backoff.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, ErrorKind, Read, Write};
