@@ -22,14 +22,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::analysis::{Analysis, Analyzer, SetupError};
 use crate::config::{Config, OverlaySize};
-use crate::decode;
+use crate::decode::{self, DecodeError};
 use crate::infer::{self, ModelVersions};
 use crate::journal::{self, Journal, JournalError, Record};
-use crate::manifest::{Manifest, ManifestError};
+use crate::manifest::{hex, sha256_file, Manifest, ManifestError};
 use crate::render::{self, Framebuffer, ResultView};
 use crate::report::{LinkService, LinkSetup};
 use crate::source::{SourceError, WatchFolder};
@@ -186,11 +187,15 @@ impl Daemon {
             .unwrap_or_default();
         let source = format!("watch:{name}");
         let started = Instant::now();
+        // Read once: the bytes are hashed here and decoded below. A file too large to read
+        // is still hashed (streamed), so its failure record names it too.
+        let input = decode::read_input(path, self.config.limits());
+        let sha = match &input {
+            Ok(bytes) => Some(hex(&Sha256::digest(bytes))),
+            Err(_) => sha256_file(path).ok(),
+        };
         // Recorded before a crash or power cut, but not moved yet: move it, record nothing.
-        if let Some(failed) = sha256_of_file(path)
-            .ok()
-            .and_then(|sha| self.journal.recorded(&sha, &source))
-        {
+        if let Some(failed) = sha.as_deref().and_then(|sha| self.journal.recorded(sha, &source)) {
             log::info!("{name}: already in the journal (recorded before a restart); moving it on");
             self.summary.already_journaled += 1;
             let dir = if failed {
@@ -203,26 +208,30 @@ impl Daemon {
         }
         // A panic inside a decoder or tract must not take the service down, and must not
         // crash-loop it on the same file after a restart: it becomes this file's failure.
-        let outcome =
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.analyze(path, started))).unwrap_or_else(|panic| {
-                Err((
-                    None,
-                    format!("{}: internal error: {}", path.display(), panic_text(&panic)),
-                ))
-            });
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let bytes = input.map_err(|e| e.to_string())?;
+            let sha = sha.clone().expect("hashed above when the file was read");
+            self.analyze(path, &bytes, sha, started)
+        }))
+        .unwrap_or_else(|panic| Err(format!("{}: internal error: {}", path.display(), panic_text(&panic))));
         match outcome {
             Ok(analysis) => self.record_analysis(path, &name, &source, &analysis),
-            Err((sha, error)) => self.record_failure(path, &source, sha, &error),
+            Err(error) => self.record_failure(path, &source, sha, &error),
         }
     }
 
-    /// Decode and analyze one file.
-    fn analyze(&self, path: &Path, started: Instant) -> Result<Analysis, Failure> {
-        let radiograph = decode::decode_file(path, self.config.limits()).map_err(|e| (None, e.to_string()))?;
-        let sha = radiograph.sha256.clone();
+    /// Decode and analyze one file's bytes; the error names the file.
+    fn analyze(&self, path: &Path, bytes: &[u8], sha256: String, started: Instant) -> Result<Analysis, String> {
+        let radiograph = decode::decode_hashed(bytes, sha256, self.config.limits()).map_err(|reason| {
+            DecodeError {
+                file: path.to_path_buf(),
+                reason,
+            }
+            .to_string()
+        })?;
         self.analyzer
             .analyze(radiograph, started)
-            .map_err(|e| (Some(sha), format!("{}: {e}", path.display())))
+            .map_err(|e| format!("{}: {e}", path.display()))
     }
 
     fn record_analysis(&mut self, path: &Path, name: &str, source: &str, analysis: &Analysis) {
@@ -289,7 +298,6 @@ impl Daemon {
 
     fn record_failure(&mut self, path: &Path, source: &str, sha: Option<String>, error: &str) {
         log::warn!("{error}");
-        let sha = sha.or_else(|| sha256_of_file(path).ok());
         let record = Record {
             seq: 0,
             time: journal::now_rfc3339(),
@@ -351,9 +359,6 @@ impl Daemon {
     }
 }
 
-/// Why a file failed: the input's sha256 when it was read, and the message.
-type Failure = (Option<String>, String);
-
 /// The message of a caught panic.
 pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     panic
@@ -361,12 +366,4 @@ pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".into())
-}
-
-/// Streamed, so a huge rejected file is hashed without being read into memory.
-fn sha256_of_file(path: &Path) -> std::io::Result<String> {
-    use sha2::Digest as _;
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-    Ok(crate::manifest::hex(&hasher.finalize()))
 }

@@ -69,12 +69,20 @@ pub struct Radiograph {
 
 /// Read and decode one file.
 pub fn decode_file(path: &Path, limits: Limits) -> Result<Radiograph, DecodeError> {
+    let bytes = read_input(path, limits)?;
+    decode_bytes(&bytes, limits).map_err(|reason| DecodeError {
+        file: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// Read a file's bytes, refusing one larger than any image within the limits could need
+/// (~8 bytes a pixel for uncompressed 16-bit RGBA, plus headers) before reading it.
+pub fn read_input(path: &Path, limits: Limits) -> Result<Vec<u8>, DecodeError> {
     let fail = |reason: String| DecodeError {
         file: path.to_path_buf(),
         reason,
     };
-    // A file cannot need more than ~8 bytes a pixel (16-bit RGBA uncompressed) plus headers:
-    // refuse anything larger before reading it into memory.
     let max_bytes = limits.max_pixels.saturating_mul(8).saturating_add(1 << 20);
     let size = std::fs::metadata(path)
         .map_err(|e| fail(format!("cannot read: {e}")))?
@@ -85,16 +93,19 @@ pub fn decode_file(path: &Path, limits: Limits) -> Result<Radiograph, DecodeErro
             limits.max_pixels
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    decode_bytes(&bytes, limits).map_err(fail)
+    std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))
 }
 
 /// Decode a file's bytes; the error is the reason only (the caller names the file).
 pub fn decode_bytes(bytes: &[u8], limits: Limits) -> Result<Radiograph, String> {
+    decode_hashed(bytes, hex(&Sha256::digest(bytes)), limits)
+}
+
+/// [`decode_bytes`] for a caller that has hashed the bytes already.
+pub fn decode_hashed(bytes: &[u8], sha256: String, limits: Limits) -> Result<Radiograph, String> {
     if bytes.is_empty() {
         return Err("file is empty".into());
     }
-    let sha256 = hex(&Sha256::digest(bytes));
     let (image, format, orientation) = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
         let (image, orientation) = decode_dicom(&bytes[128..], limits)?;
         (image, "dicom", orientation)

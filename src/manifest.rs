@@ -187,11 +187,10 @@ impl Manifest {
     /// Path of a variant's file, after checking it exists and its sha256 matches.
     pub fn verified_path(&self, variant: &Variant) -> Result<PathBuf, ManifestError> {
         let path = self.dir.join(&variant.file);
-        let bytes = fs::read(&path).map_err(|source| ManifestError::ModelMissing {
+        let actual = sha256_file(&path).map_err(|source| ManifestError::ModelMissing {
             path: path.clone(),
             source,
         })?;
-        let actual = hex(&Sha256::digest(&bytes));
         if !actual.eq_ignore_ascii_case(&variant.sha256) {
             return Err(ManifestError::Checksum {
                 path,
@@ -212,6 +211,13 @@ impl ModelEntry {
 }
 
 /// Lower-case hex of a digest.
+/// The sha256 of a file, streamed (a large file is never held in memory), as hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut fs::File::open(path)?, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
