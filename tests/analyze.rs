@@ -7,21 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::{data, root, REAL_PNG};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn data(rel: &str) -> PathBuf {
-    std::env::var_os("PTX_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/data"))
-        .join(rel)
-}
 
 fn ptxd(args: &[&str], files: &[PathBuf]) -> (i32, Vec<Value>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
@@ -41,9 +33,6 @@ fn ptxd(args: &[&str], files: &[PathBuf]) -> (i32, Vec<Value>, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
-
-/// A real 1024x1024 pneumothorax case from real-dev (label 1 in labels.csv).
-const REAL_PNG: &str = "real-dev/images/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.png";
 
 fn grey8(path: &Path) -> image::GrayImage {
     image::open(path).unwrap().to_luma8()

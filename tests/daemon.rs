@@ -8,22 +8,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{data, root, REAL_PNG};
 use ptxd::journal::decode_line;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn phantom(name: &str) -> Vec<u8> {
     std::fs::read(root().join("models/reference").join(name)).unwrap()
 }
 
 fn real_png() -> Vec<u8> {
-    let data = std::env::var_os("PTX_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/data"));
-    std::fs::read(data.join("real-dev/images/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.png")).unwrap()
+    std::fs::read(data(REAL_PNG)).unwrap()
 }
 
 struct Rig {

@@ -2,23 +2,14 @@
 //! cut short at many offsets and with bytes overwritten at many places. Each must give an
 //! image or an error, and must not panic.
 
-use std::path::PathBuf;
+mod common;
 
+use common::{data, REAL_PNG};
 use ptxd::config::Limits;
 use ptxd::decode::decode_bytes;
 
-fn data(rel: &str) -> PathBuf {
-    std::env::var_os("PTX_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
-        .join(rel)
-}
-
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
-    let png = std::fs::read(data(
-        "real-dev/images/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.png",
-    ))
-    .unwrap();
+    let png = std::fs::read(data(REAL_PNG)).unwrap();
     let img = image::load_from_memory(&png).unwrap().to_luma8();
     let small = image::imageops::resize(&img, 128, 128, image::imageops::FilterType::Triangle);
     let mut tiff = std::io::Cursor::new(Vec::new());

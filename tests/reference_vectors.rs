@@ -8,15 +8,14 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::{data, root};
 use ptxd::infer::Model;
 use ptxd::manifest::{hex, Manifest};
 use ptxd::preprocess::{resize_pil_bilinear, to_tensor, GreyImage};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn vectors() -> Value {
     let text = std::fs::read_to_string(root().join("models/reference/vectors.json")).expect("reference vectors");
@@ -25,10 +24,7 @@ fn vectors() -> Value {
 
 fn resolve(label: &str) -> PathBuf {
     match label.strip_prefix("../shared/data/") {
-        Some(rel) => std::env::var_os("PTX_DATA")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root().join("../shared/data"))
-            .join(rel),
+        Some(rel) => data(rel),
         None => root().join(label),
     }
 }

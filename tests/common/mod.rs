@@ -1,4 +1,8 @@
-//! Shared test fixtures.
+//! Shared test fixtures and paths.
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
 
 use ptxd::findings::{Finding, Side, Verdict};
 use ptxd::infer::ModelVersions;
@@ -35,3 +39,19 @@ pub fn record() -> Record {
         error: None,
     }
 }
+
+/// The repository's root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file of the shared data beside the checkout (`$PTX_DATA`, else `../shared/data`).
+pub fn data(rel: &str) -> PathBuf {
+    std::env::var_os("PTX_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"))
+        .join(rel)
+}
+
+/// A real 1024x1024 pneumothorax case from real-dev (label 1 in labels.csv).
+pub const REAL_PNG: &str = "real-dev/images/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.png";
