@@ -5,7 +5,7 @@
 //! from the config file's folder, so a config works wherever the daemon is started from.
 //! `deploy/ptxd.example.toml` documents every key.
 
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -45,6 +45,12 @@ pub struct Config {
     pub output: OutputConfig,
     /// The host link; absent means no serial reporting.
     pub serial: Option<SerialConfig>,
+    /// The digitizer's V4L2 video output; absent means files only.
+    pub capture: Option<CaptureConfig>,
+    /// The attached screen; absent means none (overlay files are still written).
+    pub display: Option<DisplayConfig>,
+    /// Alert LED, buzzer and buttons; absent means none.
+    pub gpio: Option<GpioConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,6 +158,247 @@ fn default_device_id() -> String {
     "ptxd".into()
 }
 
+/// A V4L2 pixel format ptxd can turn into a grey frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum PixelFormat {
+    /// 8-bit grey.
+    #[serde(rename = "GREY")]
+    Grey,
+    /// 16-bit grey, little-endian (stretched to 8 bits as 16-bit PNGs are).
+    #[serde(rename = "Y16")]
+    Y16,
+    /// YUV 4:2:2 packed; its luma is the grey frame.
+    #[serde(rename = "YUYV")]
+    Yuyv,
+    /// 24-bit RGB, turned grey as colour PNGs are.
+    #[serde(rename = "RGB3")]
+    Rgb3,
+    /// Motion-JPEG: each frame a JPEG.
+    #[serde(rename = "MJPG")]
+    Mjpg,
+}
+
+impl PixelFormat {
+    pub const ALL: [PixelFormat; 5] = [
+        PixelFormat::Grey,
+        PixelFormat::Y16,
+        PixelFormat::Yuyv,
+        PixelFormat::Rgb3,
+        PixelFormat::Mjpg,
+    ];
+
+    /// The V4L2 four-character code.
+    pub fn fourcc(self) -> [u8; 4] {
+        match self {
+            PixelFormat::Grey => *b"GREY",
+            PixelFormat::Y16 => *b"Y16 ",
+            PixelFormat::Yuyv => *b"YUYV",
+            PixelFormat::Rgb3 => *b"RGB3",
+            PixelFormat::Mjpg => *b"MJPG",
+        }
+    }
+
+    pub fn from_fourcc(code: [u8; 4]) -> Option<PixelFormat> {
+        PixelFormat::ALL.into_iter().find(|f| f.fourcc() == code)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// The V4L2 capture device, e.g. "/dev/video0".
+    pub device: PathBuf,
+    /// Pixel formats in order of preference; the first the device offers is used.
+    /// Default: grey first, then what loses least: GREY, Y16, YUYV, RGB3, MJPG.
+    #[serde(default = "default_formats")]
+    pub formats: Vec<PixelFormat>,
+    /// Frame size to ask for, [width, height]; default: the device's current size.
+    pub size: Option<[u32; 2]>,
+    /// A new image is stable after this many consecutive nearly identical frames. Default 5.
+    #[serde(default = "default_stable_frames")]
+    pub stable_frames: NonZeroU32,
+    /// Two frames are "nearly identical" when their 32x32 thumbnails differ by at most this
+    /// mean absolute difference, in grey levels (0-255). Default 2.0.
+    #[serde(default = "default_still_diff")]
+    pub still_diff: GreyLevels,
+    /// A stable frame is analyzed only when it differs from the last analyzed one by more
+    /// than this (same measure). Must be above still_diff. Default 8.0.
+    #[serde(default = "default_new_diff")]
+    pub new_diff: GreyLevels,
+    /// A frame whose thumbnail's standard deviation is below this is blank (the digitizer
+    /// shows nothing) and is never analyzed. Default 4.0.
+    #[serde(default = "default_blank_contrast")]
+    pub blank_contrast: GreyLevels,
+    /// Reopening a lost device waits 1 s, doubling up to this. Default 30000.
+    #[serde(default = "default_retry_max_ms")]
+    pub retry_max_ms: NonZeroU64,
+}
+
+/// A difference or spread in grey levels, 0 to 255.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Deserialize)]
+#[serde(try_from = "f64")]
+pub struct GreyLevels(pub f32);
+
+impl TryFrom<f64> for GreyLevels {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Self, String> {
+        if !(0.0..=255.0).contains(&v) {
+            return Err(format!("{v} is not a grey-level difference (0 to 255)"));
+        }
+        Ok(GreyLevels(v as f32))
+    }
+}
+
+fn default_formats() -> Vec<PixelFormat> {
+    PixelFormat::ALL.to_vec()
+}
+fn default_stable_frames() -> NonZeroU32 {
+    NonZeroU32::new(5).expect("not zero")
+}
+fn default_still_diff() -> GreyLevels {
+    GreyLevels(2.0)
+}
+fn default_new_diff() -> GreyLevels {
+    GreyLevels(8.0)
+}
+fn default_blank_contrast() -> GreyLevels {
+    GreyLevels(4.0)
+}
+fn default_retry_max_ms() -> NonZeroU64 {
+    NonZeroU64::new(30_000).expect("not zero")
+}
+
+/// Which screen, chosen by `kind`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum DisplayConfig {
+    /// A Linux framebuffer (HDMI on a Pi or Jetson).
+    Fb(FbConfig),
+    /// An ST7789 or ILI9341 panel on spidev, with DC/RST/backlight on GPIO lines.
+    Spi(SpiConfig),
+    /// PNG snapshots in a folder (headless rigs, tests, remote support).
+    Png(PngConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FbConfig {
+    /// Default "/dev/fb0".
+    #[serde(default = "default_fb")]
+    pub device: PathBuf,
+    /// The console on that screen, put in graphics mode while ptxd draws (so its cursor and
+    /// login prompt do not draw over the result) and back to text on exit. Default none.
+    pub tty: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PanelModel {
+    St7789,
+    Ili9341,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpiConfig {
+    pub panel: PanelModel,
+    /// e.g. "/dev/spidev0.0".
+    pub spi: PathBuf,
+    /// SPI clock. Default 32000000.
+    #[serde(default = "default_spi_hz")]
+    pub spi_hz: u32,
+    /// The panel's size as mounted, [width, height] after rotation, e.g. [320, 240].
+    pub size: [u16; 2],
+    /// 0, 90, 180 or 270 degrees. Default 0.
+    #[serde(default)]
+    pub rotation: u16,
+    /// Most ST7789 modules need inverted colours; most ILI9341 do not. Default: by panel.
+    pub invert_colors: Option<bool>,
+    /// The gpiochip with the DC, reset and backlight lines. Default "/dev/gpiochip0".
+    #[serde(default = "default_gpiochip")]
+    pub gpiochip: PathBuf,
+    pub dc: LineId,
+    pub reset: Option<LineId>,
+    pub backlight: Option<LineId>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PngConfig {
+    /// The screen is written to `<dir>/screen.png` whenever it changes.
+    pub dir: PathBuf,
+    /// [width, height]. Default [800, 480].
+    #[serde(default = "default_png_size")]
+    pub size: OverlaySize,
+}
+
+/// A GPIO line: its offset on the chip (17) or its name ("GPIO17").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum LineId {
+    Offset(u32),
+    Name(String),
+}
+
+impl std::fmt::Display for LineId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LineId::Offset(n) => write!(f, "line {n}"),
+            LineId::Name(n) => write!(f, "line \"{n}\""),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioConfig {
+    /// Default "/dev/gpiochip0".
+    #[serde(default = "default_gpiochip")]
+    pub chip: PathBuf,
+    /// Lit (pulsing) while a positive result is unacknowledged.
+    pub led: Option<LineId>,
+    /// Sounds (pulsing) while a positive result is unacknowledged.
+    pub buzzer: Option<LineId>,
+    /// Pressed: the radiographer has seen the result (stops the alert, clears the screen).
+    pub ack_button: Option<LineId>,
+    /// Pressed: analyze the current capture frame now.
+    pub trigger_button: Option<LineId>,
+    /// Buttons pull the line low when pressed (wired to ground, with a pull-up). Default true.
+    #[serde(default = "yes")]
+    pub buttons_active_low: bool,
+    /// Alert on/off period half, ms. Default 500.
+    #[serde(default = "default_pulse_ms")]
+    pub pulse_ms: NonZeroU64,
+    /// A press counts once the line held steady this long, ms. Default 30.
+    #[serde(default = "default_debounce_ms")]
+    pub debounce_ms: NonZeroU64,
+}
+
+fn default_fb() -> PathBuf {
+    PathBuf::from("/dev/fb0")
+}
+fn default_gpiochip() -> PathBuf {
+    PathBuf::from("/dev/gpiochip0")
+}
+fn default_spi_hz() -> u32 {
+    32_000_000
+}
+fn default_png_size() -> OverlaySize {
+    OverlaySize {
+        width: 800,
+        height: 480,
+    }
+}
+fn yes() -> bool {
+    true
+}
+fn default_pulse_ms() -> NonZeroU64 {
+    NonZeroU64::new(500).expect("not zero")
+}
+fn default_debounce_ms() -> NonZeroU64 {
+    NonZeroU64::new(30).expect("not zero")
+}
+
 /// Overlay dimensions, between 160x120 and 3840x2160.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "[u32; 2]")]
@@ -230,6 +477,34 @@ impl Config {
             abs(&mut serial.port);
             let acks = serial.acks.get_or_insert_with(|| journal_dir.join("acks.json"));
             abs(acks);
+        }
+        if let Some(capture) = config.capture.as_mut() {
+            abs(&mut capture.device);
+            if capture.formats.is_empty() {
+                return Err("capture.formats: name at least one pixel format".into());
+            }
+            if capture.new_diff <= capture.still_diff {
+                return Err(format!(
+                    "capture.new_diff ({}) must be above capture.still_diff ({}): a new image must differ from the last more than noise does",
+                    capture.new_diff.0, capture.still_diff.0
+                ));
+            }
+        }
+        match config.display.as_mut() {
+            Some(DisplayConfig::Fb(fb)) => abs(&mut fb.device),
+            Some(DisplayConfig::Png(png)) => abs(&mut png.dir),
+            Some(DisplayConfig::Spi(spi)) => {
+                if ![0, 90, 180, 270].contains(&spi.rotation) {
+                    return Err(format!("display.rotation = {}: use 0, 90, 180 or 270", spi.rotation));
+                }
+                if spi.size[0] < 96 || spi.size[1] < 64 {
+                    return Err(format!(
+                        "display.size = {:?}: too small for the result screen (at least [96, 64])",
+                        spi.size
+                    ));
+                }
+            }
+            None => {}
         }
         Ok(config)
     }

@@ -242,7 +242,7 @@ fn to_display(values: &[f32], window: Option<(f64, f64)>, bits_stored: u16) -> V
 }
 
 /// Minimum-to-maximum stretch onto 0..=255 (a flat image becomes all zeros).
-fn stretch(values: impl Iterator<Item = f32> + Clone) -> Vec<u8> {
+pub(crate) fn stretch(values: impl Iterator<Item = f32> + Clone) -> Vec<u8> {
     let (lo, hi) = values
         .clone()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));

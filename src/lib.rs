@@ -9,9 +9,11 @@
 //! - [`daemon`]: the service loop that ties them together; [`logging`] for its messages.
 
 pub mod analysis;
+pub mod capture;
 pub mod config;
 pub mod daemon;
 pub mod decode;
+pub mod display;
 pub mod findings;
 pub mod infer;
 pub mod journal;

@@ -29,6 +29,8 @@ use crate::preprocess::GreyImage;
 pub const RED: Rgb888 = Rgb888::new(220, 30, 30);
 pub const GREEN: Rgb888 = Rgb888::new(20, 140, 60);
 pub const AMBER: Rgb888 = Rgb888::new(230, 150, 0);
+/// The idle screen's banner: calm, clearly not a result colour.
+pub const SLATE: Rgb888 = Rgb888::new(40, 60, 90);
 const OVERLAY_ALPHA: u32 = 100; // of 256: the lung stays visible under the fill
 
 /// An RGB framebuffer in memory: the overlay PNG and the tests' screen.
@@ -273,6 +275,96 @@ pub fn draw_result<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &ResultV
     let top = banner_h + pad;
     let room = Size::new(w.saturating_sub(2 * pad), h.saturating_sub(top + footer_h + pad));
     draw_radiograph(target, view.image, view.mask, Point::new(pad as i32, top as i32), room)
+}
+
+/// The idle screen's facts: what a radiographer glances at between patients.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StatusView {
+    /// "READY", or what is wrong ("CAPTURE DEVICE LOST").
+    pub state: String,
+    pub models: String,
+    /// Images waiting for analysis.
+    pub queue: usize,
+    /// e.g. "#12 2026-11-26 19:03:04Z POSITIVE", or None before the first.
+    pub last_result: Option<String>,
+    /// "up", "down" or "not configured".
+    pub link: String,
+    /// "/dev/video0 streaming", "/dev/video0 lost", or "not configured".
+    pub capture: String,
+}
+
+/// Draw the idle screen: a slate banner with the state, then one fact per line.
+pub fn draw_status<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &StatusView) -> Result<(), D::Error> {
+    let ready = view.state == "READY";
+    let colour = if ready { SLATE } else { AMBER };
+    let lines = [
+        format!("Waiting: {}", view.queue),
+        format!("Last result: {}", view.last_result.as_deref().unwrap_or("none yet")),
+        format!("Host link: {}", view.link),
+        format!("Capture: {}", view.capture),
+        format!("Models: {}", view.models),
+    ];
+    draw_text_screen(target, &format!("ptxd {}", view.state), colour, &lines)
+}
+
+/// Draw an error screen: a red banner saying what failed, then what to do.
+pub fn draw_error<D: DrawTarget<Color = Rgb888>>(
+    target: &mut D,
+    title: &str,
+    lines: &[String],
+) -> Result<(), D::Error> {
+    draw_text_screen(target, title, RED, lines)
+}
+
+/// A banner in `colour`, lines of text under it, and the "Not a diagnosis" line at the foot.
+fn draw_text_screen<D: DrawTarget<Color = Rgb888>>(
+    target: &mut D,
+    title: &str,
+    colour: Rgb888,
+    lines: &[String],
+) -> Result<(), D::Error> {
+    let area = target.bounding_box();
+    let (w, h) = (area.size.width, area.size.height);
+    target.clear(Rgb888::BLACK)?;
+    let pad = (h / 60).max(2);
+    let (font, factor) = pick_font(title.len().max(24), w.saturating_sub(2 * pad), h / 8);
+    let banner_h = font.character_size.height * factor + 2 * pad;
+    Rectangle::new(Point::zero(), Size::new(w, banner_h))
+        .into_styled(PrimitiveStyle::with_fill(colour))
+        .draw(target)?;
+    let text_w = font.character_size.width * factor * title.len() as u32;
+    let x = (w.saturating_sub(text_w) / 2) as i32;
+    text_line(target, title, Point::new(x, pad as i32), font, factor, Rgb888::WHITE, w)?;
+    let (small, small_factor) = pick_font(40, w.saturating_sub(2 * pad), h / 12);
+    let line_h = small.character_size.height * small_factor + pad;
+    let mut y = banner_h + 2 * pad;
+    for line in lines {
+        if y + line_h > h.saturating_sub(line_h) {
+            break;
+        }
+        text_line(
+            target,
+            line,
+            Point::new(pad as i32, y as i32),
+            small,
+            small_factor,
+            Rgb888::WHITE,
+            w - 2 * pad,
+        )?;
+        y += line_h;
+    }
+    let foot = "Not a diagnosis: a clinician must read the image.";
+    let (tiny, tiny_factor) = pick_font(foot.len(), w.saturating_sub(2 * pad), h / 20);
+    let foot_y = h.saturating_sub(tiny.character_size.height * tiny_factor + pad);
+    text_line(
+        target,
+        foot,
+        Point::new(pad as i32, foot_y as i32),
+        tiny,
+        tiny_factor,
+        AMBER,
+        w - 2 * pad,
+    )
 }
 
 /// The radiograph scaled to fit `room` (aspect kept, centred), the mask blended in red and
