@@ -16,7 +16,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -206,9 +206,19 @@ impl StableFrames {
     }
 }
 
+/// Where the capture thread is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureState {
+    Opening,
+    Streaming,
+    /// Failed or unplugged; being reopened with backoff.
+    Lost,
+}
+
 /// The capture thread. Dropping it stops the thread.
 pub struct CaptureService {
     trigger: mpsc::Sender<()>,
+    state: Arc<AtomicU8>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -218,12 +228,14 @@ impl CaptureService {
     pub fn start(config: CaptureConfig, watch_dir: PathBuf, limits: Limits) -> io::Result<CaptureService> {
         let (trigger, triggers) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = stop.clone();
+        let state = Arc::new(AtomicU8::new(CaptureState::Opening as u8));
+        let (thread_stop, thread_state) = (stop.clone(), state.clone());
         let thread = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || serve(&config, &watch_dir, limits, &triggers, &thread_stop))?;
+            .spawn(move || serve(&config, &watch_dir, limits, &triggers, &thread_state, &thread_stop))?;
         Ok(CaptureService {
             trigger,
+            state,
             stop,
             thread: Some(thread),
         })
@@ -232,6 +244,14 @@ impl CaptureService {
     /// Analyze the next frame, stable or not.
     pub fn trigger(&self) {
         let _ = self.trigger.send(());
+    }
+
+    pub fn state(&self) -> CaptureState {
+        match self.state.load(Ordering::Relaxed) {
+            s if s == CaptureState::Streaming as u8 => CaptureState::Streaming,
+            s if s == CaptureState::Lost as u8 => CaptureState::Lost,
+            _ => CaptureState::Opening,
+        }
     }
 }
 
@@ -302,7 +322,14 @@ pub fn open(config: &CaptureConfig) -> io::Result<(Device, Negotiated)> {
     ))
 }
 
-fn serve(config: &CaptureConfig, watch_dir: &Path, limits: Limits, triggers: &mpsc::Receiver<()>, stop: &AtomicBool) {
+fn serve(
+    config: &CaptureConfig,
+    watch_dir: &Path,
+    limits: Limits,
+    triggers: &mpsc::Receiver<()>,
+    state: &AtomicU8,
+    stop: &AtomicBool,
+) {
     let name = config.device.display().to_string();
     let short = config
         .device
@@ -325,6 +352,7 @@ fn serve(config: &CaptureConfig, watch_dir: &Path, limits: Limits, triggers: &mp
                 String::from_utf8_lossy(&neg.format.fourcc())
             );
             (failing, wait) = (false, Duration::from_secs(1));
+            state.store(CaptureState::Streaming as u8, Ordering::Relaxed);
             stream(&device, &neg, limits, &mut detector, triggers, stop, |image, take| {
                 save_frame(&image, watch_dir, &short, take)
             })
@@ -333,6 +361,7 @@ fn serve(config: &CaptureConfig, watch_dir: &Path, limits: Limits, triggers: &mp
             break;
         }
         if let Err(e) = outcome {
+            state.store(CaptureState::Lost as u8, Ordering::Relaxed);
             if !failing {
                 log::warn!("capture {name}: {e}; retrying with backoff, other sources keep working");
                 failing = true;
@@ -340,6 +369,8 @@ fn serve(config: &CaptureConfig, watch_dir: &Path, limits: Limits, triggers: &mp
         }
         nap(wait, stop);
         wait = (wait * 2).min(max_wait);
+        // a trigger while the device was away asked for a frame that no longer exists
+        while triggers.try_recv().is_ok() {}
     }
 }
 

@@ -445,8 +445,13 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, base).map_err(|message| ConfigError::Invalid {
+        // "ptxd.toml" has the parent "": paths in it are relative to the working directory
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
+        Config::parse(&text, &base).map_err(|message| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
         })

@@ -8,31 +8,41 @@
 //! 4. append the record to the journal and fsync: from here on the result exists;
 //! 5. move the input to `done/` (or `failed/` with `<name>.error.txt`).
 //!
-//! Reporting to the host (the serial link, when configured) comes after step 4, never
-//! before; showing on a display comes with the device issue. A file that
-//! cannot be decoded or analyzed is a result too: it is journaled with its error, so the
-//! host learns of it. If the journal itself cannot be written, the input stays in the watch
-//! folder (it is picked up again at the next start) and the error is logged.
+//! Showing (display, alert) and reporting (serial link) come after step 4, never before. A
+//! file that cannot be decoded or analyzed is a result too: it is journaled with its error,
+//! shown as an error screen and reported, so the host learns of it. If the journal itself
+//! cannot be written, the input stays in the watch folder (it is picked up again at the next
+//! start) and the error is logged.
+//!
+//! Frames from the capture device arrive the same way: the capture thread writes each chosen
+//! frame into the watch folder as `capture-<device>-<time>.png`. Between files the loop
+//! answers the host (`TRIGGER`, `ACK`), the buttons, and keeps the idle screen and systemd's
+//! watchdog current. A display, an alert line or a capture device that fails is logged and
+//! worked around; only the models and the journal are needed to serve.
 //!
 //! SIGTERM or SIGINT stops the loop after the file in hand; nothing is left half done.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::alert::{AlertService, Press};
 use crate::analysis::{Analysis, Analyzer, SetupError};
+use crate::capture::{CaptureService, CaptureState};
 use crate::config::{Config, OverlaySize};
 use crate::decode::{self, DecodeError};
+use crate::display::{self, Display};
+use crate::findings::Verdict;
 use crate::infer::{self, ModelVersions};
 use crate::journal::{self, Journal, JournalError, Record};
 use crate::manifest::{hex, sha256_file, Manifest, ManifestError};
-use crate::render::{self, Framebuffer, ResultView};
-use crate::report::{LinkService, LinkSetup};
+use crate::render::{self, Framebuffer, ResultView, StatusView};
+use crate::report::{self, LinkService, LinkSetup};
 use crate::source::{SourceError, WatchFolder};
 
 #[derive(Debug, Error)]
@@ -51,6 +61,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("cannot start the serial link thread: {0}")]
     Serial(std::io::Error),
+    #[error("cannot start the capture thread: {0}")]
+    Capture(std::io::Error),
 }
 
 /// What a run did, for the final log line and the tests.
@@ -94,13 +106,47 @@ pub fn stop_on_signals() -> Result<Arc<AtomicBool>, DaemonError> {
     Ok(stop)
 }
 
-/// The daemon's state: models, journal, folders.
+/// What the screen shows now.
+#[derive(Debug, Clone, PartialEq)]
+enum Showing {
+    /// Nothing drawn yet, or the result was acknowledged: the idle screen is due.
+    Nothing,
+    /// The idle screen, as last drawn.
+    Status(StatusView),
+    /// A result (or a failure), until acknowledged or replaced.
+    Result(u64),
+}
+
+/// The attached display, when there is one, and what it shows.
+struct Screen {
+    display: Box<dyn Display + Send>,
+    showing: Showing,
+    /// A draw failed and was logged; the next failure is not logged again.
+    failing: bool,
+}
+
+/// The daemon's state: models, journal, folders, and the devices around them.
 pub struct Daemon {
     config: Config,
     analyzer: Analyzer,
     journal: Journal,
     /// The host link, when the config has a `[serial]` section.
     link: Option<LinkService>,
+    link_events: mpsc::Receiver<report::Event>,
+    link_up: bool,
+    capture: Option<CaptureService>,
+    capture_state: CaptureState,
+    alert: Option<AlertService>,
+    presses: mpsc::Receiver<Press>,
+    screen: Option<Screen>,
+    /// For the idle screen: "#12 <time> POSITIVE".
+    last_result: Option<String>,
+    /// Files waiting in the watch folder.
+    queue: usize,
+    /// The state last told to the link and systemd.
+    last_status: Option<StatusView>,
+    /// Next systemd watchdog ping, when the unit has a watchdog.
+    watchdog: Option<(Duration, Instant)>,
     summary: Summary,
 }
 
@@ -131,40 +177,94 @@ impl Daemon {
             journal.next_seq(),
             config.watch.dir.display()
         );
+        let (events, link_events) = mpsc::channel();
         let link = match &config.serial {
             Some(serial) => Some(
-                LinkService::start(LinkSetup {
-                    serial: serial.clone(),
-                    journal: config.journal.path.clone(),
-                    firmware: format!("ptxd {}", env!("CARGO_PKG_VERSION")),
-                    models: analyzer.versions(),
-                })
+                LinkService::start(
+                    LinkSetup {
+                        serial: serial.clone(),
+                        journal: config.journal.path.clone(),
+                        firmware: format!("ptxd {}", env!("CARGO_PKG_VERSION")),
+                        models: analyzer.versions(),
+                    },
+                    events,
+                )
                 .map_err(DaemonError::Serial)?,
             ),
             None => None,
         };
-        Ok(Daemon {
+        let capture = match &config.capture {
+            Some(c) => Some(
+                CaptureService::start(c.clone(), config.watch.dir.clone(), config.limits())
+                    .map_err(DaemonError::Capture)?,
+            ),
+            None => None,
+        };
+        let (press_tx, presses) = mpsc::channel();
+        let alert = config.gpio.as_ref().and_then(|g| AlertService::start(g, press_tx));
+        let screen = config.display.as_ref().and_then(|d| match display::open(d) {
+            Ok(display) => Some(Screen {
+                display,
+                showing: Showing::Nothing,
+                failing: false,
+            }),
+            Err(e) => {
+                log::error!("{e}; results are still journaled, written as overlays and reported");
+                None
+            }
+        });
+        // one read of the journal's tail at start, for the idle screen's "last result"
+        let last_result = journal
+            .records_from(journal.next_seq().saturating_sub(1).max(1))
+            .ok()
+            .and_then(|records| records.last().map(summary_line));
+        let mut daemon = Daemon {
             config,
             analyzer,
             journal,
             link,
+            link_events,
+            link_up: false,
+            capture,
+            capture_state: CaptureState::Opening,
+            alert,
+            presses,
+            screen,
+            last_result,
+            last_status: None,
+            queue: 0,
+            watchdog: sd_notify::watchdog_enabled().map(|d| (d / 2, Instant::now())),
             summary: Summary::default(),
-        })
+        };
+        daemon.refresh_status();
+        Ok(daemon)
     }
 
     pub fn journal(&self) -> &Journal {
         &self.journal
     }
 
-    /// Serve the watch folder until `stop` is set.
+    /// Serve the watch folder (and the devices) until `stop` is set.
     pub fn run(mut self, stop: &AtomicBool) -> Result<Summary, DaemonError> {
         let watch = &self.config.watch;
         let folder = WatchFolder::start(&watch.dir, watch.queue.get(), Duration::from_millis(watch.settle_ms))?;
+        // systemd (Type=notify) starts what depends on ptxd once this arrives
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("ready")]);
         while !stop.load(Ordering::Relaxed) {
-            if let Some(path) = folder.recv_timeout(Duration::from_millis(100)) {
+            if let Some(path) = folder.recv_timeout(Duration::from_millis(50)) {
                 self.handle(&path);
             }
+            self.serve_events();
+            self.queue = folder.pending();
+            self.refresh_status();
+            if let Some((period, due)) = &mut self.watchdog {
+                if Instant::now() >= *due {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                    *due = Instant::now() + *period;
+                }
+            }
         }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         let s = &self.summary;
         log::info!(
             "stopped: {} analyzed, {} failed, {} already journaled",
@@ -185,7 +285,11 @@ impl Daemon {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let source = format!("watch:{name}");
+        let source = if name.starts_with("capture-") {
+            format!("capture:{name}")
+        } else {
+            format!("watch:{name}")
+        };
         let started = Instant::now();
         // Read once: the bytes are hashed here and decoded below. A file too large to read
         // is still hashed (streamed), so its failure record names it too.
@@ -273,7 +377,7 @@ impl Daemon {
             pneumothorax: analysis.pneumothorax(),
             probability: Some(analysis.probability),
             findings: analysis.findings.clone(),
-            models: versions,
+            models: versions.clone(),
             overlay,
             mask,
             error: None,
@@ -290,6 +394,13 @@ impl Daemon {
                 );
                 self.summary.analyzed += 1;
                 self.move_input(path, self.config.done_dir(), None);
+                if analysis.verdict == Verdict::Positive {
+                    if let Some(alert) = &self.alert {
+                        alert.raise(r.seq);
+                    }
+                }
+                self.last_result = Some(summary_line(&r));
+                self.show(r.seq, |size| render_overlay(analysis, size, &versions, &r.time, name));
                 self.report(r);
             }
             Err(e) => log::error!("{name}: analyzed but NOT recorded, left in the watch folder: {e}"),
@@ -316,12 +427,170 @@ impl Daemon {
             Ok(r) => {
                 self.summary.failed += 1;
                 self.move_input(path, self.config.failed_dir(), Some(error));
+                self.last_result = Some(summary_line(&r));
+                let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                self.show(r.seq, |size| {
+                    let mut fb = Framebuffer::new(size.width, size.height);
+                    let lines = vec![
+                        format!("#{} {}", r.seq, name),
+                        error.to_string(),
+                        "Check the digitizer's output, then send the image again.".into(),
+                        "Press ACK to clear.".into(),
+                    ];
+                    let Ok(()) = render::draw_error(&mut fb, "IMAGE NOT ANALYZED", &lines);
+                    fb
+                });
                 self.report(r);
             }
             Err(e) => log::error!(
                 "{}: failure NOT recorded, left in the watch folder: {e}",
                 path.display()
             ),
+        }
+    }
+
+    /// Answer what the host and the buttons asked for since the last look.
+    fn serve_events(&mut self) {
+        while let Ok(event) = self.link_events.try_recv() {
+            match event {
+                report::Event::Trigger => self.trigger("host"),
+                report::Event::Acked(seq) => {
+                    if let Some(alert) = &self.alert {
+                        alert.clear(Some(seq));
+                    }
+                }
+                report::Event::Up => self.link_up = true,
+                report::Event::Down => self.link_up = false,
+            }
+        }
+        while let Ok(press) = self.presses.try_recv() {
+            match press {
+                Press::Trigger => self.trigger("button"),
+                Press::Ack => {
+                    log::info!("ACK button: result acknowledged on the device");
+                    if let Some(screen) = &mut self.screen {
+                        if matches!(screen.showing, Showing::Result(_)) {
+                            // the idle screen comes back at the next refresh
+                            screen.showing = Showing::Nothing;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(capture) = &self.capture {
+            let state = capture.state();
+            if state != self.capture_state {
+                if state == CaptureState::Lost {
+                    if let Some(link) = &self.link {
+                        let device = self.config.capture.as_ref().map(|c| c.device.display().to_string());
+                        link.send_error(
+                            "capture-lost",
+                            &format!("{}: device lost, retrying", device.unwrap_or_default()),
+                        );
+                    }
+                }
+                self.capture_state = state;
+            }
+        }
+    }
+
+    /// Analyze the current capture frame now (a TRIGGER from the host or the button).
+    fn trigger(&self, from: &str) {
+        let problem = match (&self.capture, self.capture_state) {
+            (Some(capture), CaptureState::Streaming) => {
+                log::info!("trigger from the {from}: taking the next frame");
+                capture.trigger();
+                return;
+            }
+            (Some(_), _) => "the capture device is not streaming (lost or still opening)",
+            (None, _) => "no capture device is configured",
+        };
+        log::warn!("trigger from the {from} ignored: {problem}");
+        if let Some(link) = &self.link {
+            link.send_error("no-capture", &format!("TRIGGER: {problem}"));
+        }
+    }
+
+    /// The idle screen's facts now.
+    fn status(&self) -> StatusView {
+        let capture = match (&self.config.capture, self.capture_state) {
+            (None, _) => "not configured".to_string(),
+            (Some(c), CaptureState::Streaming) => format!("{} streaming", c.device.display()),
+            (Some(c), CaptureState::Opening) => format!("{} opening", c.device.display()),
+            (Some(c), CaptureState::Lost) => format!("{} LOST, retrying", c.device.display()),
+        };
+        let link = match (&self.link, self.link_up) {
+            (None, _) => "not configured",
+            (Some(_), true) => "up",
+            (Some(_), false) => "DOWN (results wait in the journal)",
+        };
+        let v = self.analyzer.versions();
+        StatusView {
+            state: if self.capture_state == CaptureState::Lost {
+                "CAPTURE LOST".into()
+            } else {
+                "READY".into()
+            },
+            models: format!("{} / {}", v.classifier, v.segmenter),
+            queue: self.queue,
+            last_result: self.last_result.clone(),
+            link: link.into(),
+            capture,
+        }
+    }
+
+    /// Redraw the idle screen when it shows and its facts changed; tell the link and systemd
+    /// the state.
+    fn refresh_status(&mut self) {
+        let view = self.status();
+        if self
+            .last_status
+            .as_ref()
+            .is_none_or(|s| (&s.state, s.queue) != (&view.state, view.queue))
+        {
+            if let Some(link) = &self.link {
+                link.set_status(view.queue, &view.state.to_lowercase().replace(' ', "-"));
+            }
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&view.state)]);
+        }
+        self.last_status = Some(view.clone());
+        let Some(screen) = &mut self.screen else { return };
+        let due = match &screen.showing {
+            Showing::Nothing => true,
+            Showing::Status(shown) => *shown != view,
+            Showing::Result(_) => false,
+        };
+        if !due {
+            return;
+        }
+        let size = screen.display.size();
+        let mut fb = Framebuffer::new(size.width, size.height);
+        let Ok(()) = render::draw_status(&mut fb, &view);
+        Self::present(screen, &fb);
+        screen.showing = Showing::Status(view);
+    }
+
+    /// Show a result screen drawn by `draw` at the display's size; it stays until
+    /// acknowledged or replaced.
+    fn show(&mut self, seq: u64, draw: impl FnOnce(OverlaySize) -> Framebuffer) {
+        let Some(screen) = &mut self.screen else { return };
+        let size = screen.display.size();
+        let fb = draw(OverlaySize {
+            width: size.width,
+            height: size.height,
+        });
+        Self::present(screen, &fb);
+        screen.showing = Showing::Result(seq);
+    }
+
+    fn present(screen: &mut Screen, fb: &Framebuffer) {
+        match screen.display.show(fb) {
+            Ok(()) => screen.failing = false,
+            Err(e) if !screen.failing => {
+                log::error!("{e}; results are still journaled and reported");
+                screen.failing = true;
+            }
+            Err(_) => {}
         }
     }
 
@@ -357,6 +626,17 @@ impl Daemon {
             log::error!("{}: cannot move it to {}: {e}", path.display(), dir.display());
         }
     }
+}
+
+/// "#12 2026-11-26T19:03:04Z POSITIVE" for the idle screen.
+fn summary_line(r: &Record) -> String {
+    let what = match (r.verdict, &r.error) {
+        (Some(Verdict::Positive), _) => "POSITIVE",
+        (Some(Verdict::Indeterminate), _) => "indeterminate",
+        (Some(Verdict::Negative), _) => "negative",
+        (None, _) => "not analyzed",
+    };
+    format!("#{} {} {what}", r.seq, r.time)
 }
 
 /// The message of a caught panic.

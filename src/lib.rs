@@ -8,6 +8,7 @@
 //!   reporting results (`report` frames `journal` records for the serial link);
 //! - [`daemon`]: the service loop that ties them together; [`logging`] for its messages.
 
+pub mod alert;
 pub mod analysis;
 pub mod capture;
 pub mod config;

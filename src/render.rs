@@ -367,6 +367,29 @@ fn draw_text_screen<D: DrawTarget<Color = Rgb888>>(
     )
 }
 
+/// Split `text` into lines of at most `width` characters, at spaces where possible (a word
+/// longer than a line, such as a path, is cut).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = vec![String::new()];
+    for word in text.split_whitespace() {
+        let chars: Vec<char> = word.chars().collect();
+        for piece in chars.chunks(width) {
+            let line = lines.last_mut().expect("starts with one");
+            let used = line.chars().count();
+            if used > 0 && used + 1 + piece.len() > width {
+                lines.push(String::new());
+            }
+            let line = lines.last_mut().expect("just pushed");
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.extend(piece);
+        }
+    }
+    lines
+}
+
 /// The radiograph scaled to fit `room` (aspect kept, centred), the mask blended in red and
 /// outlined. Pixels are sampled at their centres (nearest neighbour): cheap on a Pi and
 /// exact for the outline, which is computed on the screen grid.
@@ -425,6 +448,13 @@ fn draw_radiograph<D: DrawTarget<Color = Rgb888>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_wraps_at_spaces_and_long_words_are_cut() {
+        assert_eq!(wrap("one two three", 7), ["one two", "three"]);
+        assert_eq!(wrap("/a/very/long/path: bad", 8), ["/a/very/", "long/pat", "h: bad"]);
+        assert_eq!(wrap("", 8), [""]);
+    }
     use crate::findings::Side;
 
     fn finding(side: Side, percent: f32) -> Finding {

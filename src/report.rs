@@ -190,10 +190,17 @@ pub struct LinkConfig {
     pub max_backoff: Duration,
 }
 
-/// What the host asked for that the link cannot do itself.
+/// What the owner of the link should hear about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
+    /// The host asked for the current capture frame to be analyzed.
     Trigger,
+    /// The host has the result with this seq.
+    Acked(u64),
+    /// The port is open and hello was sent (from [`LinkService`] only).
+    Up,
+    /// The port failed or could not be opened (from [`LinkService`] only).
+    Down,
 }
 
 struct Pending {
@@ -278,6 +285,12 @@ impl<P: Read + Write> Link<P> {
         self.state = state.to_string();
     }
 
+    /// Send an `error` frame about a device or frame failure.
+    pub fn send_error(&mut self, reason: &str, detail: &str) -> io::Result<()> {
+        let frame = error_frame(self.last_seq, reason, detail);
+        self.write(&frame)
+    }
+
     /// Send a `status` frame now (the heartbeat).
     pub fn send_status(&mut self) -> io::Result<()> {
         let frame = status_frame(self.last_seq, self.pending.len() as u64, self.queue, &self.state);
@@ -359,6 +372,7 @@ impl<P: Read + Write> Link<P> {
             Command::Ack(seq) => {
                 self.pending.remove(&seq);
                 self.acks.ack(seq)?;
+                return Ok(Some(Event::Acked(seq)));
             }
             Command::Nak(seq) => match self.pending.get(&seq) {
                 Some(p) => {
@@ -428,7 +442,7 @@ impl<P: Read + Write> Link<P> {
 /// the host has not acknowledged. Results reach it through [`LinkService::send`] after
 /// they are journaled; while the link is down they simply wait in the journal.
 pub struct LinkService {
-    results: Sender<Record>,
+    outbox: Sender<Outgoing>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -442,16 +456,24 @@ pub struct LinkSetup {
     pub models: ModelVersions,
 }
 
+/// What the daemon hands the link thread.
+enum Outgoing {
+    Result(Box<Record>),
+    Error { reason: String, detail: String },
+    Status { queue: usize, state: String },
+}
+
 impl LinkService {
-    pub fn start(setup: LinkSetup) -> io::Result<LinkService> {
-        let (results, inbox) = mpsc::channel();
+    /// Start the link thread; what the host asks for and link changes arrive on `events`.
+    pub fn start(setup: LinkSetup, events: Sender<Event>) -> io::Result<LinkService> {
+        let (outbox, inbox) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
         let thread = std::thread::Builder::new()
             .name("serial".into())
-            .spawn(move || serve(&setup, &inbox, &thread_stop))?;
+            .spawn(move || serve(&setup, &inbox, &events, &thread_stop))?;
         Ok(LinkService {
-            results,
+            outbox,
             stop,
             thread: Some(thread),
         })
@@ -460,7 +482,24 @@ impl LinkService {
     /// Hand over a journaled result.
     pub fn send(&self, record: Record) {
         // the thread only ends on stop: a send error then does not matter
-        let _ = self.results.send(record);
+        let _ = self.outbox.send(Outgoing::Result(Box::new(record)));
+    }
+
+    /// Report a device or frame failure as an `error` frame (dropped while the link is down:
+    /// errors are news, results are records).
+    pub fn send_error(&self, reason: &str, detail: &str) {
+        let _ = self.outbox.send(Outgoing::Error {
+            reason: reason.into(),
+            detail: detail.into(),
+        });
+    }
+
+    /// What `status` frames say: images waiting and a one-word state.
+    pub fn set_status(&self, queue: usize, state: &str) {
+        let _ = self.outbox.send(Outgoing::Status {
+            queue,
+            state: state.into(),
+        });
     }
 }
 
@@ -481,7 +520,7 @@ fn nap(d: Duration, stop: &AtomicBool) {
     }
 }
 
-fn serve(setup: &LinkSetup, inbox: &Receiver<Record>, stop: &AtomicBool) {
+fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Sender<Event>, stop: &AtomicBool) {
     let cfg = &setup.serial;
     let port_name = cfg.port.display().to_string();
     let acks_path = cfg
@@ -495,14 +534,20 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Record>, stop: &AtomicBool) {
     let heartbeat = Duration::from_secs(cfg.heartbeat_s.get());
     let mut backoff = Duration::from_secs(1);
     let mut failing = false;
+    let mut status = (0usize, "ready".to_string());
     while !stop.load(Ordering::Relaxed) {
         let opened = serialport::new(&port_name, cfg.baud)
             .timeout(Duration::from_millis(50))
             .open_native()
             .map_err(io::Error::from)
             .and_then(|port| {
-                // everything sent while the link was down is in the journal: the backlog covers it
-                while inbox.try_recv().is_ok() {}
+                // results sent while the link was down are in the journal: the backlog covers
+                // them; errors from then are stale; the latest status still holds
+                while let Ok(out) = inbox.try_recv() {
+                    if let Outgoing::Status { queue, state } = out {
+                        status = (queue, state);
+                    }
+                }
                 let last_seq = read_records(&setup.journal, 0)
                     .map_err(journal_io)?
                     .last()
@@ -525,6 +570,7 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Record>, stop: &AtomicBool) {
                 if !failing {
                     log::warn!("serial {port_name}: cannot open the link: {e}; retrying with backoff");
                     failing = true;
+                    let _ = events.send(Event::Down);
                 }
                 nap(backoff, stop);
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -532,6 +578,8 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Record>, stop: &AtomicBool) {
             }
         };
         log::info!("serial {port_name}: link up, {} result(s) awaiting ACK", link.unacked());
+        link.set_status(status.0, &status.1);
+        let _ = events.send(Event::Up);
         (failing, backoff) = (false, Duration::from_secs(1));
         let mut last_status = Instant::now();
         let down = loop {
@@ -539,15 +587,18 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Record>, stop: &AtomicBool) {
                 break None;
             }
             let step = (|| -> io::Result<()> {
-                while let Ok(record) = inbox.try_recv() {
-                    link.send_result(&record)?;
-                }
-                for event in link.poll()? {
-                    match event {
-                        Event::Trigger => {
-                            log::info!("serial: TRIGGER from the host (no capture source to trigger yet)")
+                while let Ok(out) = inbox.try_recv() {
+                    match out {
+                        Outgoing::Result(record) => link.send_result(&record)?,
+                        Outgoing::Error { reason, detail } => link.send_error(&reason, &detail)?,
+                        Outgoing::Status { queue, state } => {
+                            link.set_status(queue, &state);
+                            status = (queue, state);
                         }
                     }
+                }
+                for event in link.poll()? {
+                    let _ = events.send(event);
                 }
                 if last_status.elapsed() >= heartbeat {
                     link.send_status()?;
@@ -561,6 +612,7 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Record>, stop: &AtomicBool) {
         };
         if let Some(e) = down {
             log::warn!("serial {port_name}: link down: {e}; unacknowledged results will be replayed");
+            let _ = events.send(Event::Down);
             nap(Duration::from_millis(200), stop);
         }
     }

@@ -1,5 +1,5 @@
-//! Where radiographs come from. Here: a watch folder (inotify through `notify`). The V4L2
-//! capture source comes with the device issue and feeds the same queue.
+//! Where radiographs come from: a watch folder (inotify through `notify`). The V4L2 capture
+//! thread ([`crate::capture`]) feeds the same folder with the frames it chooses.
 //!
 //! A file is taken only when it is complete: after the writer closed it (inotify
 //! `CLOSE_WRITE`) or renamed it into the folder (`MOVED_TO`), and its size and modification
@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -34,6 +34,10 @@ pub enum SourceError {
 /// A running watch folder: ready files come out of [`WatchFolder::recv_timeout`].
 pub struct WatchFolder {
     ready: Receiver<PathBuf>,
+    /// Files in the queue, not yet received.
+    in_flight: Arc<AtomicUsize>,
+    /// Files the watch thread holds (settling or waiting for room).
+    held: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -63,6 +67,9 @@ impl WatchFolder {
         if !dir.is_dir() {
             return Err(fail("not a directory".into()));
         }
+        // inotify reports events under the folder's real path: compare like with like, also
+        // for a relative folder or one reached through a symlink
+        let dir = &dir.canonicalize().map_err(|e| fail(e.to_string()))?;
         let (event_tx, events) = mpsc::channel();
         let mut watcher = notify::recommended_watcher(event_tx).map_err(|e| fail(e.to_string()))?;
         watcher
@@ -78,8 +85,11 @@ impl WatchFolder {
             waiting_set: HashSet::new(),
             arrivals: 0,
             out: ready_tx,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            held: Arc::new(AtomicUsize::new(0)),
             full_logged: false,
         };
+        let (in_flight, held) = (state.in_flight.clone(), state.held.clone());
         state.rescan();
         let thread_stop = stop.clone();
         let thread = std::thread::Builder::new()
@@ -102,6 +112,8 @@ impl WatchFolder {
             .map_err(|e| fail(format!("cannot start its thread: {e}")))?;
         Ok(WatchFolder {
             ready,
+            in_flight,
+            held,
             stop,
             thread: Some(thread),
         })
@@ -109,7 +121,14 @@ impl WatchFolder {
 
     /// The next complete file, or None after `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<PathBuf> {
-        self.ready.recv_timeout(timeout).ok()
+        let path = self.ready.recv_timeout(timeout).ok()?;
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        Some(path)
+    }
+
+    /// Files seen in the folder and not yet taken by the pipeline (for status).
+    pub fn pending(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed) + self.held.load(Ordering::Relaxed)
     }
 }
 
@@ -133,6 +152,10 @@ struct State {
     waiting: VecDeque<PathBuf>,
     waiting_set: HashSet<PathBuf>,
     out: SyncSender<PathBuf>,
+    /// Counted up here when handed over, down by the receiver.
+    in_flight: Arc<AtomicUsize>,
+    /// settling + waiting, after each tick.
+    held: Arc<AtomicUsize>,
     full_logged: bool,
 }
 
@@ -221,8 +244,22 @@ impl State {
                 self.waiting.push_back(path);
             }
         }
+        let handed = self.hand_over();
+        self.held
+            .store(self.settling.len() + self.waiting.len(), Ordering::Relaxed);
+        handed
+    }
+
+    /// Queue waiting files while there is room.
+    fn hand_over(&mut self) -> Result<(), ()> {
         while let Some(path) = self.waiting.pop_front() {
-            match self.out.try_send(path.clone()) {
+            // counted before the receiver can count it off
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            let sent = self.out.try_send(path.clone());
+            if sent.is_err() {
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+            match sent {
                 Ok(()) => {
                     self.waiting_set.remove(&path);
                 }

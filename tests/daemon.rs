@@ -327,6 +327,7 @@ fn results(seen: &[Value], seq: u64) -> usize {
 
 #[test]
 fn results_reach_the_host_and_unacknowledged_ones_survive_a_restart() {
+    let _lock = PTYS.lock().unwrap_or_else(|e| e.into_inner());
     let rig = Rig::new(2);
     let base = std::fs::read_to_string(&rig.config).unwrap();
     let with_port = |port: &str| {
@@ -375,5 +376,159 @@ fn results_reach_the_host_and_unacknowledged_ones_survive_a_restart() {
     read_until(&mut host, &mut seen, |s| {
         s.iter().any(|f| f["type"] == "status" && f["unacked"] == 0)
     });
+    terminate(child);
+}
+
+/// Serialises the tests here that open pty pairs (the kernel's pty allocation is shared).
+static PTYS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The colour at (x, y) of the screen snapshot, once it exists.
+fn screen_pixel(rig: &Rig, x: u32, y: u32) -> Option<[u8; 3]> {
+    let bytes = std::fs::read(rig.path("screen/screen.png")).ok()?;
+    let img = image::load_from_memory(&bytes).ok()?.to_rgb8();
+    Some(img.get_pixel(x, y).0)
+}
+
+/// Wait until the screen's banner (top-left corner) has `colour`.
+fn wait_for_banner(rig: &Rig, colour: [u8; 3], what: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = screen_pixel(rig, 1, 1);
+        if seen == Some(colour) {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("ptxd exited early: {status}: {}", stderr(child));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: banner is {seen:?}, expected {colour:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const SLATE: [u8; 3] = [40, 60, 90];
+const AMBER: [u8; 3] = [230, 150, 0];
+const RED: [u8; 3] = [220, 30, 30];
+
+#[test]
+fn the_screen_shows_idle_then_each_result_and_without_gpio_the_alert_is_off() {
+    let rig = Rig::new(2);
+    let base = std::fs::read_to_string(&rig.config).unwrap();
+    // [gpio] with the default chip: this machine (and CI) has no /dev/gpiochip0
+    assert!(
+        !Path::new("/dev/gpiochip0").exists(),
+        "this test needs a machine without GPIO"
+    );
+    let extra = "\n[display]\nkind = \"png\"\ndir = \"screen\"\nsize = [320, 240]\n\
+                 \n[gpio]\nled = 17\nbuzzer = 22\nack_button = 23\n";
+    std::fs::write(&rig.config, format!("{base}{extra}")).unwrap();
+    let mut child = rig.start();
+    wait_for_banner(&rig, SLATE, "idle screen", &mut child);
+
+    std::fs::write(rig.path("incoming/ptx.png"), phantom("phantom-ptx.png")).unwrap();
+    rig.wait_for_records(1, &mut child);
+    wait_for_banner(&rig, RED, "positive result", &mut child);
+    // the radiograph is on screen under the banner: grey levels, not a black screen
+    let shot = image::open(rig.path("screen/screen.png")).unwrap().to_rgb8();
+    assert_eq!(shot.dimensions(), (320, 240));
+    let grey = (60..180)
+        .flat_map(|y| (100..220).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let [r, g, b] = shot.get_pixel(x, y).0;
+            r == g && g == b && r > 20
+        })
+        .count();
+    assert!(grey > 2000, "radiograph pixels on screen: {grey}");
+
+    // a file that cannot be read: the error screen (red banner, no picture)
+    std::fs::write(rig.path("incoming/broken.png"), b"\x89PNG\r\n\x1a\n broken").unwrap();
+    rig.wait_for_records(2, &mut child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shot = image::open(rig.path("screen/screen.png")).unwrap().to_rgb8();
+        let lit_grey = (60..180)
+            .flat_map(|y| (100..220).map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                let [r, g, b] = shot.get_pixel(x, y).0;
+                r == g && g == b && r > 20 && r < 250
+            })
+            .count();
+        if shot.get_pixel(1, 1).0 == RED && lit_grey < 50 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no error screen (grey pixels {lit_grey})");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = terminate(child);
+    let gpio_lines: Vec<&str> = log.lines().filter(|l| l.contains("gpio")).collect();
+    assert_eq!(gpio_lines.len(), 1, "one line about the missing GPIO: {log}");
+    assert!(
+        gpio_lines[0].contains("/dev/gpiochip0") && gpio_lines[0].contains("off"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_lost_capture_device_is_reported_and_trigger_is_answered_while_files_are_served() {
+    let _lock = PTYS.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new(2);
+    let base = std::fs::read_to_string(&rig.config).unwrap();
+    let (mut host, port) = host_port();
+    let extra = format!(
+        "\n[serial]\nport = \"{port}\"\nheartbeat_s = 1\n\
+         \n[capture]\ndevice = \"/dev/video-not-here\"\nretry_max_ms = 1000\n\
+         \n[display]\nkind = \"png\"\ndir = \"screen\"\nsize = [320, 240]\n"
+    );
+    std::fs::write(&rig.config, format!("{base}{extra}")).unwrap();
+    let mut child = rig.start();
+    let mut seen = Vec::new();
+    read_until(&mut host, &mut seen, |s| {
+        s.iter().any(|f| f["type"] == "status" && f["state"] == "capture-lost")
+    });
+    wait_for_banner(&rig, AMBER, "idle screen with the capture lost", &mut child);
+    std::io::Write::write_all(&mut host, b"TRIGGER\n").unwrap();
+    read_until(&mut host, &mut seen, |s| {
+        s.iter().any(|f| f["type"] == "error" && f["reason"] == "no-capture")
+    });
+    let answer = seen.iter().find(|f| f["reason"] == "no-capture").unwrap();
+    assert!(answer["detail"].as_str().unwrap().contains("not streaming"), "{answer}");
+
+    // files are still served, shown and reported
+    std::fs::write(rig.path("incoming/ptx.png"), phantom("phantom-ptx.png")).unwrap();
+    read_until(&mut host, &mut seen, |s| results(s, 1) >= 1);
+    wait_for_banner(&rig, RED, "positive result", &mut child);
+    let log = terminate(child);
+    let lost: Vec<&str> = log.lines().filter(|l| l.contains("video-not-here")).collect();
+    assert_eq!(lost.len(), 1, "one line per outage, not one per retry: {log}");
+}
+
+#[test]
+fn systemd_hears_ready_and_watchdog_pings() {
+    use std::os::unix::net::UnixDatagram;
+    let rig = Rig::new(1);
+    let socket_path = rig.path("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_ptxd"))
+        .args(["run", "--config", rig.config.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 512];
+    while messages.iter().filter(|m: &&String| m.contains("WATCHDOG=1")).count() < 3 {
+        let n = socket.recv(&mut buf).expect("a notify message within 60 s");
+        messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let ready = messages
+        .iter()
+        .position(|m| m.contains("READY=1"))
+        .expect("READY=1 sent");
+    let first_ping = messages.iter().position(|m| m.contains("WATCHDOG=1")).unwrap();
+    assert!(ready < first_ping, "{messages:?}");
     terminate(child);
 }
