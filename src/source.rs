@@ -324,11 +324,26 @@ mod tests {
         }
         // nobody takes anything for a while: the queue (1) is full, the rest wait
         std::thread::sleep(SETTLE * 5);
+        assert_eq!(watch.pending(), 4, "one queued, three waiting");
         let mut got = Vec::new();
         while let Some(p) = watch.recv_timeout(Duration::from_secs(2)) {
             got.push(p.file_name().unwrap().to_string_lossy().into_owned());
         }
         assert_eq!(got, ["z-before-start.png", "c.png", "a.png", "b.png"]);
+        assert_eq!(watch.pending(), 0);
+    }
+
+    #[test]
+    fn a_relative_folder_is_watched_too() {
+        // inotify names events by the folder's real path; a relative watch.dir once missed them
+        let cwd = std::env::current_dir().unwrap();
+        let dir = tempfile::tempdir_in(&cwd).unwrap();
+        let relative = dir.path().strip_prefix(&cwd).unwrap();
+        assert!(relative.is_relative());
+        let watch = WatchFolder::start(relative, 2, SETTLE).unwrap();
+        std::fs::write(dir.path().join("x.png"), b"x").unwrap();
+        let got = watch.recv_timeout(Duration::from_secs(5)).expect("the file is taken");
+        assert_eq!(got.file_name().unwrap(), "x.png");
     }
 
     #[test]
