@@ -577,10 +577,16 @@ overlay_dir = "state/overlays"
         assert_eq!(c.limits().max_pixels, Limits::default().max_pixels);
         let capture = c.capture.unwrap();
         assert_eq!(capture.formats, PixelFormat::ALL);
-        assert_eq!((capture.still_diff, capture.new_diff), (GreyLevels(2.0), GreyLevels(8.0)));
+        assert_eq!(
+            (capture.still_diff, capture.new_diff),
+            (GreyLevels(2.0), GreyLevels(8.0))
+        );
         assert!(matches!(c.display, Some(DisplayConfig::Fb(FbConfig { ref tty, .. })) if tty.is_some()));
         let gpio = c.gpio.unwrap();
-        assert_eq!((gpio.led, gpio.ack_button), (Some(LineId::Offset(17)), Some(LineId::Offset(23))));
+        assert_eq!(
+            (gpio.led, gpio.ack_button),
+            (Some(LineId::Offset(17)), Some(LineId::Offset(23)))
+        );
     }
 
     #[test]
@@ -594,14 +600,25 @@ overlay_dir = "state/overlays"
         let Some(DisplayConfig::Spi(s)) = c.display else {
             panic!("an SPI display")
         };
-        assert_eq!((s.panel, s.dc, s.reset), (PanelModel::St7789, LineId::Name("GPIO25".into()), Some(LineId::Offset(27))));
+        assert_eq!(
+            (s.panel, s.dc, s.reset),
+            (
+                PanelModel::St7789,
+                LineId::Name("GPIO25".into()),
+                Some(LineId::Offset(27))
+            )
+        );
         let err = Config::parse(&spi.replace("rotation = 90", "rotation = 45"), base).unwrap_err();
         assert!(err.contains("rotation") && err.contains("270"), "{err}");
         let err = Config::parse(&spi.replace("panel = \"st7789\"", "panel = \"ssd1306\""), base).unwrap_err();
         assert!(err.contains("ssd1306"), "{err}");
         let err = Config::parse(&format!("{MINIMAL}\n[display]\nkind = \"vga\"\n"), base).unwrap_err();
         assert!(err.contains("vga"), "{err}");
-        let err = Config::parse(&format!("{MINIMAL}\n[display]\nkind = \"fb\"\ndevcie = \"/dev/fb1\"\n"), base).unwrap_err();
+        let err = Config::parse(
+            &format!("{MINIMAL}\n[display]\nkind = \"fb\"\ndevcie = \"/dev/fb1\"\n"),
+            base,
+        )
+        .unwrap_err();
         assert!(err.contains("devcie"), "{err}");
 
         let capture = format!("{MINIMAL}\n[capture]\ndevice = \"/dev/video0\"\nformats = [\"YUYV\"]\n");
@@ -613,7 +630,11 @@ overlay_dir = "state/overlays"
         assert!(err.contains("new_diff") && err.contains("still_diff"), "{err}");
         let err = Config::parse(&format!("{capture}still_diff = 300.0\n"), base).unwrap_err();
         assert!(err.contains("0 to 255") && err.contains("line"), "{err}");
-        let err = Config::parse(&format!("{capture}formats = []\n").replace("formats = [\"YUYV\"]\n", ""), base).unwrap_err();
+        let err = Config::parse(
+            &format!("{capture}formats = []\n").replace("formats = [\"YUYV\"]\n", ""),
+            base,
+        )
+        .unwrap_err();
         assert!(err.contains("capture.formats"), "{err}");
     }
 

@@ -15,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod decode;
 pub mod display;
+pub mod doctor;
 pub mod findings;
 pub mod infer;
 pub mod journal;

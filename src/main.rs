@@ -64,6 +64,16 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// What a technician runs first: list capture devices, framebuffers, serial ports,
+    /// gpiochips and SPI buses; check the models; with --config, check every device it names.
+    /// Exit 1 when anything failed. Stop the service first (a streaming device is busy).
+    Doctor {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where device nodes are.
+        #[arg(long, default_value = "/dev", hide = true)]
+        dev: PathBuf,
+    },
     /// Verify the models' checksums, load them, print their manifest facts and a timing.
     CheckModels {
         /// Load this variant instead of the manifest's default (e.g. int8-qdq).
@@ -123,6 +133,22 @@ fn main() -> ExitCode {
             }
         }
         Command::Run { config } => run(&config),
+        Command::Doctor { config, dev } => {
+            let config = match config.as_deref().map(Config::load).transpose() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let report = ptxd::doctor::examine(&dev, &cli.manifest, config.as_ref());
+            print!("{report}");
+            return if report.failures() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
         Command::CheckModels { variant } => check_models(&cli.manifest, variant.as_deref()),
         Command::Bench {
             runs,
