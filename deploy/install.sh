@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Install ptxd on a board (run as root on the board, from an unpacked release or a checkout
+# with the binary built):
+#   deploy/install.sh path/to/ptxd [board/rpi4.toml]
+# DESTDIR=/some/root installs the files there instead and skips users, groups and systemd.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=${1:?usage: deploy/install.sh path/to/ptxd-binary}
+root=${DESTDIR:-}
+
+install -D -m 0755 "$bin" "$root/usr/bin/ptxd"
+install -d -m 0755 "$root/usr/share/ptxd/models"
+install -m 0644 "$here"/models/manifest.toml "$root/usr/share/ptxd/models/"
+for f in $(sed -n 's/^file *= *"\(.*\)"/\1/p' "$here/models/manifest.toml"); do
+    install -D -m 0644 "$here/models/$f" "$root/usr/share/ptxd/models/$f"
+done
+install -D -m 0644 "$here/deploy/ptxd.service" "$root/lib/systemd/system/ptxd.service"
+install -D -m 0644 "$here/deploy/99-ptxd.rules" "$root/etc/udev/rules.d/99-ptxd.rules"
+install -D -m 0644 "$here/README.md" "$root/usr/share/doc/ptxd/README.md"
+if [[ ! -e "$root/etc/ptxd/ptxd.toml" ]]; then
+    install -D -m 0640 "$here/deploy/ptxd.example.toml" "$root/etc/ptxd/ptxd.toml"
+    echo "wrote /etc/ptxd/ptxd.toml from the example: edit it for this board"
+fi
+
+if [[ -n "$root" ]]; then
+    exit 0
+fi
+for g in gpio spi; do
+    getent group "$g" >/dev/null || groupadd --system "$g"
+done
+getent passwd ptxd >/dev/null ||
+    useradd --system --user-group --no-create-home --home-dir /var/lib/ptxd --shell /usr/sbin/nologin ptxd
+chgrp ptxd /etc/ptxd/ptxd.toml
+udevadm control --reload && udevadm trigger --subsystem-match=gpio --subsystem-match=spidev \
+    --subsystem-match=video4linux --subsystem-match=graphics --subsystem-match=tty
+systemctl daemon-reload
+echo "check the devices, then start it:"
+echo "  sudo -u ptxd ptxd doctor --config /etc/ptxd/ptxd.toml"
+echo "  systemctl enable --now ptxd"
