@@ -9,8 +9,11 @@
 //! mid-line, unknown words) becomes an error frame, never a crash.
 //!
 //! [`Link`] runs the protocol over any byte stream (a serial port, a pty in the tests):
-//! `hello` on open, then every result the host has not acknowledged, in seq order; each
-//! result resent with exponential backoff until its `ACK`; `NAK`, `REPLAY` and `STATUS`
+//! `hello` on open, then every result the host has not acknowledged, in seq order, at most
+//! [`WINDOW`] unacknowledged at a time (so a long backlog after an outage does not hold up
+//! commands or new results for minutes at 115200 baud); each result resent with exponential
+//! backoff until its `ACK`; a host that stops reading (writes time out) keeps the link open
+//! and is resent to later; `NAK`, `REPLAY` and `STATUS`
 //! answered from the journal. Acknowledgements are kept on disk in [`AckState`], so a
 //! reboot or a crash replays exactly what the host has not confirmed. [`LinkService`] is
 //! the thread the daemon starts: it opens the configured port, notices an unplug (a read or
@@ -34,6 +37,9 @@ use crate::journal::{encode_line, read_records, write_durably, JournalError, Rec
 
 /// The protocol version, `"v"` in every frame. Raised on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Results in flight (sent, not yet acknowledged) at most; the rest of a backlog waits.
+pub const WINDOW: usize = 8;
 
 /// The longest host line accepted, without its newline.
 pub const MAX_COMMAND_LEN: usize = 64;
@@ -217,6 +223,12 @@ pub struct Link<P> {
     acks: AckState,
     config: LinkConfig,
     pending: BTreeMap<u64, Pending>,
+    /// Results to send once the window has room, in seq order.
+    backlog: BTreeMap<u64, Record>,
+    /// A write timed out part-way: the host's next line starts with a torn frame.
+    torn: bool,
+    /// Writes are timing out (the host is not reading); logged once per stall.
+    stalled: bool,
     inbox: Vec<u8>,
     /// Inside an over-long host line: drop bytes up to its newline.
     discarding: bool,
@@ -241,6 +253,9 @@ impl<P: Read + Write> Link<P> {
             acks,
             config,
             pending: BTreeMap::new(),
+            backlog: BTreeMap::new(),
+            torn: false,
+            stalled: false,
             inbox: Vec::new(),
             discarding: false,
             last_seq: hello.last_seq,
@@ -251,10 +266,22 @@ impl<P: Read + Write> Link<P> {
         let backlog = read_records(&link.journal, link.acks.through + 1).map_err(journal_io)?;
         for record in backlog {
             if !link.acks.is_acked(record.seq) {
-                link.send_result(&record)?;
+                link.backlog.insert(record.seq, record);
             }
         }
+        link.feed()?;
         Ok(link)
+    }
+
+    /// Send waiting results while the window has room.
+    fn feed(&mut self) -> io::Result<()> {
+        while self.pending.len() < WINDOW {
+            let Some((_, record)) = self.backlog.pop_first() else {
+                return Ok(());
+            };
+            self.transmit(&record)?;
+        }
+        Ok(())
     }
 
     /// Send a journaled result and resend it until ACKed.
@@ -264,6 +291,12 @@ impl<P: Read + Write> Link<P> {
         if self.pending.contains_key(&record.seq) || self.acks.is_acked(record.seq) {
             return Ok(());
         }
+        self.last_seq = self.last_seq.max(record.seq);
+        self.backlog.insert(record.seq, record.clone());
+        self.feed()
+    }
+
+    fn transmit(&mut self, record: &Record) -> io::Result<()> {
         let frame = result_frame(record);
         self.last_seq = self.last_seq.max(record.seq);
         self.write(&frame)?;
@@ -293,13 +326,13 @@ impl<P: Read + Write> Link<P> {
 
     /// Send a `status` frame now (the heartbeat).
     pub fn send_status(&mut self) -> io::Result<()> {
-        let frame = status_frame(self.last_seq, self.pending.len() as u64, self.queue, &self.state);
+        let frame = status_frame(self.last_seq, self.unacked() as u64, self.queue, &self.state);
         self.write(&frame)
     }
 
-    /// Results sent and not yet acknowledged.
+    /// Results not yet acknowledged: in flight or waiting for room in the window.
     pub fn unacked(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.backlog.len()
     }
 
     pub fn acks(&self) -> &AckState {
@@ -328,6 +361,7 @@ impl<P: Read + Write> Link<P> {
             }
         }
         self.resend_overdue()?;
+        self.feed()?;
         Ok(events)
     }
 
@@ -371,6 +405,7 @@ impl<P: Read + Write> Link<P> {
             }
             Command::Ack(seq) => {
                 self.pending.remove(&seq);
+                self.backlog.remove(&seq);
                 self.acks.ack(seq)?;
                 return Ok(Some(Event::Acked(seq)));
             }
@@ -431,9 +466,39 @@ impl<P: Read + Write> Link<P> {
         Ok(())
     }
 
+    /// Write one frame. A host that does not read makes writes time out: that is not a
+    /// broken link (an unplugged port fails reads too), so the frame is dropped, the link
+    /// stays up, and unacknowledged results go again when their resend is due.
     fn write(&mut self, frame: &str) -> io::Result<()> {
-        self.port.write_all(frame.as_bytes())?;
-        self.port.flush()
+        let mut bytes = Vec::with_capacity(frame.len() + 1);
+        if self.torn {
+            bytes.push(b'\n'); // end the torn line: the host drops it (bad CRC)
+        }
+        bytes.extend_from_slice(frame.as_bytes());
+        let mut done = 0;
+        while done < bytes.len() {
+            match self.port.write(&bytes[done..]) {
+                Ok(0) => return Err(io::Error::new(ErrorKind::WriteZero, "serial port took nothing")),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+                    self.torn = done > 0;
+                    if !self.stalled {
+                        log::warn!("serial: the host is not reading (write timed out); results will be resent");
+                        self.stalled = true;
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.torn = false;
+        if std::mem::take(&mut self.stalled) {
+            log::info!("serial: the host is reading again");
+        }
+        // no flush (tcdrain): the kernel sends what it holds, and waiting for the wire here
+        // would stall the link on a line with flow control stuck
+        Ok(())
     }
 }
 

@@ -228,3 +228,68 @@ fn a_host_dropping_the_line_mid_command_acknowledges_nothing() {
     assert_eq!(seqs_of(&frames(&mut host), "result"), vec![1]);
     assert_eq!(rig.acks().through, 0);
 }
+
+#[test]
+fn a_long_backlog_goes_out_a_window_at_a_time_as_the_host_acks() {
+    let _lock = PTYS.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new(20);
+    let (mut link, mut host) = rig.connect(SLOW);
+    let got = frames(&mut host);
+    assert_eq!(seqs_of(&got, "result"), (1..=8).collect::<Vec<_>>(), "the first window");
+    // commands are answered at once; status counts the whole backlog
+    say(&mut host, b"STATUS\n");
+    link.poll().unwrap();
+    let got = frames(&mut host);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["unacked"], 20);
+    // each ACK makes room for the next result, in order
+    say(&mut host, b"ACK 2\nACK 1\nACK 3\n");
+    link.poll().unwrap();
+    assert_eq!(seqs_of(&frames(&mut host), "result"), [9, 10, 11]);
+    let rest: String = (4..=11).map(|s| format!("ACK {s}\n")).collect();
+    say(&mut host, rest.as_bytes());
+    link.poll().unwrap();
+    assert_eq!(seqs_of(&frames(&mut host), "result"), (12..=19).collect::<Vec<_>>());
+    say(&mut host, b"ACK 12\n");
+    link.poll().unwrap();
+    assert_eq!(seqs_of(&frames(&mut host), "result"), [20]);
+    assert_eq!(link.unacked(), 8);
+}
+
+#[test]
+fn a_host_that_stops_reading_does_not_bring_the_link_down() {
+    let _lock = PTYS.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new(1);
+    let fast = LinkConfig {
+        ack_timeout: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(50),
+    };
+    let (mut link, mut host) = rig.connect(fast);
+    // the host reads nothing while ptxd talks far more than the pty holds
+    let started = Instant::now();
+    for _ in 0..400 {
+        link.send_status().expect("a host that does not read is not a failure");
+    }
+    std::thread::sleep(Duration::from_millis(60));
+    link.poll().expect("still up");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // the host reads again: everything it gets is whole frames, but for at most one torn line
+    let mut text = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = host.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let bad = text.lines().filter(|l| decode_line(l).is_none()).count();
+    let good = text.lines().filter(|l| decode_line(l).is_some()).count();
+    assert!(bad <= 1, "{bad} damaged lines");
+    assert!(good > 100, "{good} frames got through before the pty filled");
+    // and the unacknowledged result is resent whole once there is room
+    std::thread::sleep(Duration::from_millis(60));
+    link.poll().unwrap();
+    let got = frames(&mut host);
+    assert!(seqs_of(&got, "result").contains(&1), "{got:?}");
+}
