@@ -508,6 +508,15 @@ impl Config {
                         spi.size
                     ));
                 }
+                // both panels are 240x320 portrait; rotation 90/270 mounts them landscape
+                let [w, h] = spi.size;
+                let (native_w, native_h) = if spi.rotation % 180 == 90 { (h, w) } else { (w, h) };
+                if native_w > 240 || native_h > 320 {
+                    return Err(format!(
+                        "display.size = {:?} at rotation {} does not fit a 240x320 panel: for landscape set rotation = 90 or 270",
+                        spi.size, spi.rotation
+                    ));
+                }
             }
             None => {}
         }
@@ -608,6 +617,8 @@ overlay_dir = "state/overlays"
                 Some(LineId::Offset(27))
             )
         );
+        let err = Config::parse(&spi.replace("rotation = 90", "rotation = 0"), base).unwrap_err();
+        assert!(err.contains("240x320") && err.contains("rotation = 90"), "{err}");
         let err = Config::parse(&spi.replace("rotation = 90", "rotation = 45"), base).unwrap_err();
         assert!(err.contains("rotation") && err.contains("270"), "{err}");
         let err = Config::parse(&spi.replace("panel = \"st7789\"", "panel = \"ssd1306\""), base).unwrap_err();
