@@ -436,27 +436,11 @@ fn save_frame(image: &GreyImage, watch_dir: &Path, device: &str, take: Take) {
         .to_string()
         .replace([':', '-', '.'], "");
     let path = watch_dir.join(format!("capture-{device}-{stamp}.png"));
-    match grey_png(image).and_then(|png| journal::write_durably(&path, &png)) {
+    match journal::write_durably(&path, &image.to_png()) {
         Ok(()) => log::info!("capture: {:?} frame saved as {}", take, path.display()),
         Err(e) => log::error!("capture: cannot save the frame to {}: {e}", path.display()),
     }
 }
-
-/// An 8-bit grey PNG of `image`.
-pub fn grey_png(image: &GreyImage) -> io::Result<Vec<u8>> {
-    let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(
-            &image.pixels,
-            image.width as u32,
-            image.height as u32,
-            image::ExtendedColorType::L8,
-        )
-        .map_err(io::Error::other)?;
-    Ok(png)
-}
-
-use image::ImageEncoder;
 
 fn nap(d: Duration, stop: &AtomicBool) {
     let until = Instant::now() + d;

@@ -99,17 +99,7 @@ impl Mask {
 
     /// The mask as an 8-bit grey PNG (0 and 255).
     pub fn to_png(&self) -> Vec<u8> {
-        use image::ImageEncoder as _;
-        let mut out = Vec::new();
-        image::codecs::png::PngEncoder::new(&mut out)
-            .write_image(
-                &self.pixels,
-                self.width as u32,
-                self.height as u32,
-                image::ExtendedColorType::L8,
-            )
-            .expect("encoding an in-memory grey buffer to PNG cannot fail");
-        out
+        crate::preprocess::grey_png(self.width, self.height, &self.pixels)
     }
 }
 
