@@ -205,6 +205,27 @@ fn text_line<D: DrawTarget<Color = Rgb888>>(
     Ok(())
 }
 
+/// A full-width band of `colour` at the top with `text` centred in white, its letters as
+/// large as `fit_chars` characters allow; returns the band's height.
+fn draw_banner<D: DrawTarget<Color = Rgb888>>(
+    target: &mut D,
+    text: &str,
+    fit_chars: usize,
+    colour: Rgb888,
+    pad: u32,
+) -> Result<u32, D::Error> {
+    let Size { width: w, height: h } = target.bounding_box().size;
+    let (font, factor) = pick_font(fit_chars, w.saturating_sub(2 * pad), h / 8);
+    let banner_h = font.character_size.height * factor + 2 * pad;
+    Rectangle::new(Point::zero(), Size::new(w, banner_h))
+        .into_styled(PrimitiveStyle::with_fill(colour))
+        .draw(target)?;
+    let text_w = font.character_size.width * factor * text.len() as u32;
+    let x = (w.saturating_sub(text_w) / 2) as i32;
+    text_line(target, text, Point::new(x, pad as i32), font, factor, Rgb888::WHITE, w)?;
+    Ok(banner_h)
+}
+
 /// Draw the whole result screen onto `target`.
 pub fn draw_result<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &ResultView<'_>) -> Result<(), D::Error> {
     let area = target.bounding_box();
@@ -212,24 +233,8 @@ pub fn draw_result<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &ResultV
     target.clear(Rgb888::BLACK)?;
     let pad = (h / 60).max(2);
 
-    // banner
     let (words, colour) = banner(view.verdict, view.findings);
-    let (font, factor) = pick_font(words.len(), w.saturating_sub(2 * pad), h / 8);
-    let banner_h = font.character_size.height * factor + 2 * pad;
-    Rectangle::new(Point::zero(), Size::new(w, banner_h))
-        .into_styled(PrimitiveStyle::with_fill(colour))
-        .draw(target)?;
-    let text_w = font.character_size.width * factor * words.len() as u32;
-    let x = (w.saturating_sub(text_w) / 2) as i32;
-    text_line(
-        target,
-        &words,
-        Point::new(x, pad as i32),
-        font,
-        factor,
-        Rgb888::WHITE,
-        w,
-    )?;
+    let banner_h = draw_banner(target, &words, words.len(), colour, pad)?;
 
     // footer: four lines in a smaller font
     let (small, small_factor) = pick_font(64, w.saturating_sub(2 * pad), h / 24);
@@ -327,14 +332,8 @@ fn draw_text_screen<D: DrawTarget<Color = Rgb888>>(
     let (w, h) = (area.size.width, area.size.height);
     target.clear(Rgb888::BLACK)?;
     let pad = (h / 60).max(2);
-    let (font, factor) = pick_font(title.len().max(24), w.saturating_sub(2 * pad), h / 8);
-    let banner_h = font.character_size.height * factor + 2 * pad;
-    Rectangle::new(Point::zero(), Size::new(w, banner_h))
-        .into_styled(PrimitiveStyle::with_fill(colour))
-        .draw(target)?;
-    let text_w = font.character_size.width * factor * title.len() as u32;
-    let x = (w.saturating_sub(text_w) / 2) as i32;
-    text_line(target, title, Point::new(x, pad as i32), font, factor, Rgb888::WHITE, w)?;
+    // sized as if 24 characters long: short titles do not get giant letters
+    let banner_h = draw_banner(target, title, title.len().max(24), colour, pad)?;
     let (small, small_factor) = pick_font(40, w.saturating_sub(2 * pad), h / 12);
     let line_h = small.character_size.height * small_factor + pad;
     let mut y = banner_h + 2 * pad;
