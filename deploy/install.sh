@@ -14,6 +14,8 @@ install -m 0644 "$here"/models/manifest.toml "$root/usr/share/ptxd/models/"
 for f in $(sed -n 's/^file *= *"\(.*\)"/\1/p' "$here/models/manifest.toml"); do
     install -D -m 0644 "$here/models/$f" "$root/usr/share/ptxd/models/$f"
 done
+install -d -m 0755 "$root/usr/share/ptxd/board"
+install -m 0644 "$here"/board/*.toml "$root/usr/share/ptxd/board/"
 install -D -m 0644 "$here/deploy/ptxd.service" "$root/lib/systemd/system/ptxd.service"
 install -D -m 0644 "$here/deploy/99-ptxd.rules" "$root/etc/udev/rules.d/99-ptxd.rules"
 install -D -m 0644 "$here/README.md" "$root/usr/share/doc/ptxd/README.md"

@@ -51,6 +51,16 @@ pub struct Config {
     pub display: Option<DisplayConfig>,
     /// Alert LED, buzzer and buttons; absent means none.
     pub gpio: Option<GpioConfig>,
+    /// What the board profile says of itself (`[profile]` in `board/*.toml`).
+    pub profile: Option<ProfileInfo>,
+}
+
+/// A board profile's description of the board, for the log and `ptxd doctor`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileInfo {
+    pub name: String,
+    pub cpu: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -438,6 +448,26 @@ fn default_overlay_size() -> OverlaySize {
     }
 }
 
+/// Put `top`'s keys over `base`'s, table by table. A table whose `kind` differs (a
+/// `[display]` switched from "fb" to "spi") replaces the profile's whole: its other keys
+/// belong to the other kind.
+fn overlay(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(below)), toml::Value::Table(above))
+                if below
+                    .get("kind")
+                    .is_none_or(|k| above.get("kind").is_none_or(|a| a == k)) =>
+            {
+                overlay(below, above)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 impl Config {
     /// Read, parse and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -457,9 +487,27 @@ impl Config {
         })
     }
 
-    /// Parse TOML text; relative paths are joined onto `base`.
+    /// Parse TOML text; relative paths are joined onto `base`. A top-level
+    /// `board = "path"` includes a board profile: its keys are defaults, the text's win.
     pub fn parse(text: &str, base: &Path) -> Result<Config, String> {
-        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        let mut config: Config = match table.remove("board") {
+            // no profile: deserialize the text itself, so errors keep their line numbers
+            None => toml::from_str(text).map_err(|e| e.to_string())?,
+            Some(board) => {
+                let path = board.as_str().map(|p| base.join(p)).ok_or(
+                    "board: give the profile's path as a string, e.g. board = \"/usr/share/ptxd/board/rpi4.toml\"",
+                )?;
+                let profile = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("board = {}: cannot read it: {e}", path.display()))?;
+                let mut merged: toml::Table = profile
+                    .parse()
+                    .map_err(|e: toml::de::Error| format!("board profile {}: {e}", path.display()))?;
+                overlay(&mut merged, table);
+                Config::deserialize(toml::Value::Table(merged))
+                    .map_err(|e| format!("{e} (after including the board profile {})", path.display()))?
+            }
+        };
         let abs = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -596,6 +644,47 @@ overlay_dir = "state/overlays"
             (gpio.led, gpio.ack_button),
             (Some(LineId::Offset(17)), Some(LineId::Offset(23)))
         );
+    }
+
+    #[test]
+    fn every_board_profile_is_a_valid_include_and_the_config_wins() {
+        let boards = Path::new(env!("CARGO_MANIFEST_DIR")).join("board");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&boards).unwrap() {
+            let path = entry.unwrap().path();
+            let text = format!("board = \"{}\"\n{MINIMAL}", path.display());
+            let c = Config::parse(&text, Path::new("/etc/ptxd")).unwrap_or_else(|e| panic!("{e}"));
+            let profile = c.profile.expect("every profile describes its board");
+            assert!(
+                c.capture.is_some() && c.display.is_some() && c.serial.is_some(),
+                "{}",
+                profile.name
+            );
+            assert_eq!(c.models.variant.as_deref(), Some("int8"), "{}", profile.name);
+            names.push(path.file_stem().unwrap().to_string_lossy().into_owned());
+        }
+        names.sort();
+        assert_eq!(names, ["jetson-orin-nano", "qemu-virt", "rpi4", "rpi5"]);
+
+        // keys in the config win; a display of another kind replaces the profile's
+        let text = format!("board = \"{}\"\n{MINIMAL}", boards.join("rpi4.toml").display()).replace(
+            "manifest = \"models/manifest.toml\"",
+            "manifest = \"models/manifest.toml\"\nthreads = 1",
+        );
+        let c = Config::parse(&text, Path::new("/etc/ptxd")).unwrap();
+        assert_eq!(c.models.threads.get(), 1);
+        assert_eq!(c.models.variant.as_deref(), Some("int8"), "kept from the profile");
+        let spi = format!(
+            "{text}\n[display]\nkind = \"spi\"\npanel = \"ili9341\"\nspi = \"/dev/spidev0.0\"\nsize = [320, 240]\nrotation = 90\ndc = 25\nreset = 27\n"
+        );
+        let c = Config::parse(&spi, Path::new("/etc/ptxd")).unwrap();
+        assert!(matches!(c.display, Some(DisplayConfig::Spi(_))));
+        // a missing profile and a bad key in one are named
+        let err = Config::parse(&format!("board = \"nope.toml\"\n{MINIMAL}"), Path::new("/etc/ptxd")).unwrap_err();
+        assert!(err.contains("/etc/ptxd/nope.toml"), "{err}");
+        let bad = format!("{text}\n[gpio]\nled_line = 3\n");
+        let err = Config::parse(&bad, Path::new("/etc/ptxd")).unwrap_err();
+        assert!(err.contains("led_line") && err.contains("rpi4.toml"), "{err}");
     }
 
     #[test]

@@ -169,6 +169,9 @@ impl Daemon {
             std::fs::create_dir_all(&path).map_err(|source| DaemonError::Folder { path, source })?;
         }
         let v = analyzer.versions();
+        if let Some(p) = &config.profile {
+            log::info!("board profile: {} ({})", p.name, p.cpu);
+        }
         log::info!(
             "ready: models {} / {}, journal {} (next seq {}), watching {}",
             v.classifier,

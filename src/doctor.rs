@@ -335,6 +335,9 @@ fn configured(config: Option<&Config>) -> Section {
         s.push(Mark::Info, "no --config given: nothing to check against");
         return s;
     };
+    if let Some(p) = &config.profile {
+        s.push(Mark::Info, format!("board profile: {} ({})", p.name, p.cpu));
+    }
     match &config.capture {
         Some(c) => match capture::open(c) {
             Ok((_, n)) => s.push(

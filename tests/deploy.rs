@@ -22,6 +22,9 @@ fn install_puts_binary_models_unit_rules_and_config_in_place() {
         "etc/udev/rules.d/99-ptxd.rules",
         "etc/ptxd/ptxd.toml",
         "usr/share/doc/ptxd/README.md",
+        "usr/share/ptxd/board/rpi4.toml",
+        "usr/share/ptxd/board/rpi5.toml",
+        "usr/share/ptxd/board/jetson-orin-nano.toml",
     ] {
         assert!(dest.path().join(file).is_file(), "{file} not installed");
     }
