@@ -24,7 +24,7 @@ use embedded_hal::spi::SpiDevice;
 use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
 use linux_embedded_hal::spidev::{SpiModeFlags, SpidevOptions};
 use linux_embedded_hal::{CdevPin, Delay, SpidevDevice};
-use memmap2::MmapMut;
+use memmap2::{MmapMut, MmapOptions};
 use mipidsi::interface::SpiInterface;
 use mipidsi::models::{ILI9341Rgb565, ST7789};
 use mipidsi::options::{ColorInversion, Orientation, Rotation};
@@ -227,8 +227,21 @@ const KDSETMODE: libc::c_ulong = 0x4B3A;
 const KD_TEXT: libc::c_ulong = 0;
 const KD_GRAPHICS: libc::c_ulong = 1;
 
-/// The screen geometry of an open framebuffer device, and its name (`fb_fix_screeninfo.id`).
-pub fn fb_layout(file: &File) -> std::io::Result<(FbLayout, usize, String)> {
+/// What the kernel says of an open framebuffer device.
+#[derive(Debug, Clone)]
+pub struct FbInfo {
+    pub layout: FbLayout,
+    /// Where the visible page starts in the device memory (a panned fb shows from yoffset).
+    pub offset: usize,
+    /// The device memory's length (`smem_len`): what to map. A character device's file
+    /// size is 0, so it cannot come from the file.
+    pub memory_len: usize,
+    /// `fb_fix_screeninfo.id`, e.g. "virtio_gpudrmfb".
+    pub id: String,
+}
+
+/// The screen geometry of an open framebuffer device.
+pub fn fb_info(file: &File) -> std::io::Result<FbInfo> {
     let mut var = VarScreenInfo::default();
     // SAFETY: the kernel fills a struct of exactly this layout; the fd is open.
     if unsafe { libc::ioctl(file.as_raw_fd(), FBIOGET_VSCREENINFO as _, &mut var) } < 0 {
@@ -249,9 +262,12 @@ pub fn fb_layout(file: &File) -> std::io::Result<(FbLayout, usize, String)> {
         green: var.green,
         blue: var.blue,
     };
-    // draw on the visible page (a panned fb shows from yoffset)
-    let offset = fix.line_length as usize * var.yoffset as usize;
-    Ok((layout, offset, id))
+    Ok(FbInfo {
+        layout,
+        offset: fix.line_length as usize * var.yoffset as usize,
+        memory_len: fix.smem_len as usize,
+        id,
+    })
 }
 
 /// A Linux framebuffer, mapped.
@@ -275,10 +291,16 @@ impl LinuxFb {
             .write(true)
             .open(&config.device)
             .map_err(|e| err(format!("cannot open: {e} (is the user in the video group?)")))?;
-        let (layout, offset, id) = fb_layout(&file).map_err(|e| err(format!("not a framebuffer: {e}")))?;
+        let FbInfo {
+            layout,
+            offset,
+            memory_len,
+            id,
+        } = fb_info(&file).map_err(|e| err(format!("not a framebuffer: {e}")))?;
         // SAFETY: the mapping is shared device memory; nothing else in this process maps it,
         // and another writer (a console) at worst draws over our pixels.
-        let memory = unsafe { MmapMut::map_mut(&file) }.map_err(|e| err(format!("cannot map: {e}")))?;
+        let memory = unsafe { MmapOptions::new().len(memory_len).map_mut(&file) }
+            .map_err(|e| err(format!("cannot map {memory_len} bytes: {e}")))?;
         layout
             .check(memory.len().saturating_sub(offset))
             .map_err(|e| err(format!("{id}: {e}")))?;

@@ -19,7 +19,7 @@ use v4l::Device;
 
 use crate::capture;
 use crate::config::{Config, DisplayConfig, PixelFormat};
-use crate::display::{self, fb_layout, line_offset};
+use crate::display::{self, fb_info, line_offset};
 use crate::infer::Model;
 use crate::manifest::{Manifest, ROLES};
 
@@ -175,14 +175,16 @@ fn describe_video(path: &Path) -> std::io::Result<String> {
             caps.driver
         ));
     }
-    let formats: Vec<String> = offered
+    // a driver may offer dozens: list the ones ptxd can read, with their largest size
+    let readable: Vec<String> = offered
         .iter()
+        .filter(|code| PixelFormat::from_fourcc(**code).is_some())
         .map(|code| {
             let name = String::from_utf8_lossy(code).trim_end().to_string();
-            let sizes = device
+            let largest = device
                 .enum_framesizes(v4l::FourCC::new(code))
-                .map(|sizes| {
-                    // the largest offered: discrete sizes come smallest first
+                .ok()
+                .and_then(|sizes| {
                     sizes
                         .iter()
                         .map(|fs| match &fs.size {
@@ -190,30 +192,31 @@ fn describe_video(path: &Path) -> std::io::Result<String> {
                             FrameSizeEnum::Stepwise(s) => (s.max_width, s.max_height),
                         })
                         .max_by_key(|&(w, h)| u64::from(w) * u64::from(h))
-                        .map(|(w, h)| format!("{w}x{h}"))
-                        .unwrap_or_default()
-                })
-                .unwrap_or_default();
-            if sizes.is_empty() {
-                name
-            } else {
-                format!("{name} up to {sizes}")
+                });
+            match largest {
+                Some((w, h)) => format!("{name} up to {w}x{h}"),
+                None => name,
             }
         })
         .collect();
+    let formats = format!(
+        "offers {} format(s), {} that ptxd reads ({})",
+        offered.len(),
+        readable.len(),
+        readable.join(", ")
+    );
     let chosen = capture::choose_format(&offered, &PixelFormat::ALL)
         .map(|f| format!("ptxd would use {}", String::from_utf8_lossy(&f.fourcc()).trim_end()))
         .unwrap_or_else(|| "no format ptxd reads".into());
     let current = device.format()?;
     Ok(format!(
-        "{}: {} ({}), now {}x{} {}; offers {}; {chosen}",
+        "{}: {} ({}), now {}x{} {}; {formats}; {chosen}",
         path.display(),
         caps.card,
         caps.driver,
         current.width,
         current.height,
-        current.fourcc,
-        formats.join(", ")
+        String::from_utf8_lossy(&current.fourcc.repr).trim_end(),
     ))
 }
 
@@ -227,15 +230,17 @@ fn framebuffers(dev: &Path) -> Section {
         let described = OpenOptions::new()
             .read(true)
             .open(&path)
-            .and_then(|f| fb_layout(&f))
-            .map(|(l, _, id)| {
-                let usable = match l.check(usize::MAX) {
+            .and_then(|f| fb_info(&f))
+            .map(|info| {
+                let l = info.layout;
+                let usable = match l.check(info.memory_len.saturating_sub(info.offset)) {
                     Ok(()) => "usable".to_string(),
                     Err(e) => format!("NOT usable: {e}"),
                 };
                 format!(
-                    "{}: {id} {}x{} {} bpp, stride {} bytes, {usable}",
+                    "{}: {} {}x{} {} bpp, stride {} bytes, {usable}",
                     path.display(),
+                    info.id,
                     l.width,
                     l.height,
                     l.bits_per_pixel,
