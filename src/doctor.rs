@@ -181,18 +181,15 @@ fn describe_video(path: &Path) -> std::io::Result<String> {
         .filter(|code| PixelFormat::from_fourcc(**code).is_some())
         .map(|code| {
             let name = String::from_utf8_lossy(code).trim_end().to_string();
-            let largest = device
-                .enum_framesizes(v4l::FourCC::new(code))
-                .ok()
-                .and_then(|sizes| {
-                    sizes
-                        .iter()
-                        .map(|fs| match &fs.size {
-                            FrameSizeEnum::Discrete(d) => (d.width, d.height),
-                            FrameSizeEnum::Stepwise(s) => (s.max_width, s.max_height),
-                        })
-                        .max_by_key(|&(w, h)| u64::from(w) * u64::from(h))
-                });
+            let largest = device.enum_framesizes(v4l::FourCC::new(code)).ok().and_then(|sizes| {
+                sizes
+                    .iter()
+                    .map(|fs| match &fs.size {
+                        FrameSizeEnum::Discrete(d) => (d.width, d.height),
+                        FrameSizeEnum::Stepwise(s) => (s.max_width, s.max_height),
+                    })
+                    .max_by_key(|&(w, h)| u64::from(w) * u64::from(h))
+            });
             match largest {
                 Some((w, h)) => format!("{name} up to {w}x{h}"),
                 None => name,
