@@ -13,7 +13,7 @@ repo=$(cd "$here/../.." && pwd)
 bin=${1:?usage: guest.sh PTXD_BINARY OUT_DIR INPUT...}
 out=${2:?usage: guest.sh PTXD_BINARY OUT_DIR INPUT...}
 shift 2
-cache=${PTXD_QEMU_CACHE:-$HOME/.cache/ptxd-qemu}
+cache=${PTXD_QEMU_CACHE:-${HOME:-/tmp}/.cache/ptxd-qemu}
 mkdir -p "$cache" "$out"
 
 # the current bookworm arm64 kernel (the metapackage names it), fetched once

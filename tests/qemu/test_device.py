@@ -12,7 +12,11 @@ From the host, this test:
   is the capture path), and that TRIGGER captures another frame;
 - takes a QEMU monitor screendump after each result and checks the banner's colour
   matches the verdict and the picture is not blank;
-- closes the line, reopens it, and checks REPLAY and the resend of an unacknowledged result.
+- closes the line, reopens it, and checks REPLAY and the resend of an unacknowledged result;
+- reads the alert lines (the virt machine's PL061 GPIO, through the guest's debugfs): the
+  LED goes high on the positive and low once the host ACKs it; then presses the ACK button
+  (QEMU's system_powerdown pulses the power-button line) and checks the idle screen
+  returns.
 
 Run by ./test.sh after the aarch64 build:
     PTXD_AARCH64=target/aarch64-unknown-linux-gnu/release/ptxd pytest tests/qemu
@@ -21,6 +25,7 @@ On failure the guest's console log is printed.
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -40,6 +45,7 @@ INPUTS = [
 # decode identically: jpeg-decoder uses SSSE3 on x86 and scalar code on aarch64 (0.04 apart
 # on ID_2ccfe5000.dcm), hence the wider band there.
 TOLERANCE = {".png": 0.001, ".dcm": 0.05}
+SLATE = (40, 60, 90)  # the idle screen's banner
 BANNER = {
     "positive": (220, 30, 30),
     "indeterminate": (230, 150, 0),
@@ -122,18 +128,23 @@ class Guest:
                 break
             time.sleep(0.1)
 
+    def monitor(self, command: str):
+        """Send one QEMU monitor command."""
+        mon = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        mon.connect(str(self.monitor_path))
+        mon.sendall(f"{command}\n".encode())
+        time.sleep(0.3)
+        mon.close()
+
     def screendump(self, name: str):
         """The guest's screen as (width, height, RGB bytes), through the QEMU monitor."""
         path = self.tmp / f"{name}.ppm"
-        mon = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        mon.connect(str(self.monitor_path))
-        mon.sendall(f"screendump {path}\n".encode())
+        self.monitor(f"screendump {path}")
         for _ in range(50):
-            time.sleep(0.1)
             if path.exists() and path.stat().st_size > 0:
                 break
+            time.sleep(0.1)
         time.sleep(0.3)
-        mon.close()
         data = path.read_bytes()
         # binary PPM: "P6\n<w> <h>\n255\n" then RGB
         parts = data.split(b"\n", 3)
@@ -261,6 +272,21 @@ def test_ptxd_in_an_arm64_guest_captures_analyzes_shows_and_reports(guest, reque
         wait("the unacknowledged result resent", lambda: held in acked)
         line.say("STATUS")
         wait("status with nothing unacknowledged", lambda: any(f["type"] == "status" and f["unacked"] == 0 for f in line.frames))
+
+        # the alert: the LED line went high for the positive, and low once the host ACKed it
+        gpio = [l for l in guest.log().splitlines() if l.startswith("guest gpio:")]
+        led_on = [l for l in gpio if re.search(r"ptxd-led\s*\)\s*out hi", l)]
+        assert led_on, "\n".join(gpio) or "no alert lines in the console"
+        assert re.search(r"ptxd-led\s*\)\s*out lo", gpio[-1]), gpio[-1]
+        # the ACK button (the virt machine's power-button line, pulsed by system_powerdown)
+        # takes the last result off the screen: the idle screen comes back
+        assert pixel(guest.screendump("before-ack"), 2, 2) != SLATE, "a result should be on screen"
+        guest.monitor("system_powerdown")
+        deadline = time.monotonic() + 30
+        while pixel(guest.screendump("after-ack"), 2, 2) != SLATE:
+            assert time.monotonic() < deadline, "the ACK button did not bring the idle screen back"
+            time.sleep(0.5)
+        assert "ACK button" in guest.log()
     except BaseException:
         print("---- guest console ----")
         print(guest.log())
