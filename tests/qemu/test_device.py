@@ -174,7 +174,9 @@ def host_probabilities():
         check=False, capture_output=True, text=True, timeout=300,
     )
     lines = [json.loads(l) for l in out.stdout.splitlines()]
-    return {Path(l["file"]).name: l for l in lines}
+    found = {Path(l["file"]).name: l for l in lines}
+    assert sorted(found) == sorted(f.name for f in INPUTS), f"x86 analyze gave {out.stdout!r} {out.stderr!r}"
+    return found
 
 
 @pytest.fixture
@@ -231,6 +233,7 @@ def test_ptxd_in_an_arm64_guest_captures_analyzes_shows_and_reports(guest, reque
 
         # the radiographs: the x86 build's numbers, within the manifest's tolerance
         expected = host_probabilities()
+        compared = 0
         for r in results().values():
             name = r["source"].split(":", 1)[1]
             if name in expected:
@@ -239,6 +242,8 @@ def test_ptxd_in_an_arm64_guest_captures_analyzes_shows_and_reports(guest, reque
                 band = TOLERANCE[Path(name).suffix]
                 assert abs(r["probability"] - expected[name]["probability"]) <= band, (r, expected[name])
                 assert len(r["findings"]) == len(expected[name]["findings"]), (r, expected[name])
+                compared += 1
+        assert compared == len(INPUTS), compared
         # the captured test pattern went the whole way: decoded from V4L2, analyzed, journaled
         capture = next(r for r in results().values() if r["source"].startswith("capture:"))
         assert capture["error"] is None and capture["probability"] is not None, capture
