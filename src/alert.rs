@@ -12,8 +12,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use embedded_hal::digital::{InputPin, OutputPin};
@@ -22,6 +21,7 @@ use linux_embedded_hal::CdevPin;
 
 use crate::config::{GpioConfig, LineId};
 use crate::display::{line_offset, output_line};
+use crate::worker::Worker;
 
 /// How often the service looks at the buttons and the pulse.
 const TICK: Duration = Duration::from_millis(5);
@@ -164,8 +164,7 @@ enum Command {
 /// The alert on its own thread, over GPIO character-device lines.
 pub struct AlertService {
     commands: mpsc::Sender<Command>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _worker: Worker,
 }
 
 impl AlertService {
@@ -180,18 +179,13 @@ impl AlertService {
             }
         };
         let (commands, inbox) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("alert".into())
-            .spawn(move || run(alert, &inbox, &presses, &thread_stop))
+        let worker = Worker::spawn("alert", move |stop| run(alert, &inbox, &presses, stop))
             .map_err(|e| log::warn!("gpio: cannot start the alert thread: {e}"))
             .ok()?;
         log::info!("gpio {}: alert lines ready", config.chip.display());
         Some(AlertService {
             commands,
-            stop,
-            thread: Some(thread),
+            _worker: worker,
         })
     }
 
@@ -202,15 +196,6 @@ impl AlertService {
     /// Stop the alert for `seq` (None: whatever is alerting).
     pub fn clear(&self, seq: Option<u64>) {
         let _ = self.commands.send(Command::Clear(seq));
-    }
-}
-
-impl Drop for AlertService {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -18,7 +18,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use v4l::buffer::Type;
@@ -31,6 +30,7 @@ use crate::config::{CaptureConfig, Limits, PixelFormat};
 use crate::decode;
 use crate::journal;
 use crate::preprocess::GreyImage;
+use crate::worker::{nap, Worker};
 
 /// Side of the thumbnail frames are compared on: coarse enough to ignore sensor noise and
 /// a clock in a corner, fine enough to see a different patient.
@@ -219,25 +219,22 @@ pub enum CaptureState {
 pub struct CaptureService {
     trigger: mpsc::Sender<()>,
     state: Arc<AtomicU8>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _worker: Worker,
 }
 
 impl CaptureService {
     /// Start capturing from `config.device`, writing chosen frames into `watch_dir`.
     pub fn start(config: CaptureConfig, watch_dir: PathBuf, limits: Limits) -> io::Result<CaptureService> {
         let (trigger, triggers) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(AtomicU8::new(CaptureState::Opening as u8));
-        let (thread_stop, thread_state) = (stop.clone(), state.clone());
-        let thread = std::thread::Builder::new()
-            .name("capture".into())
-            .spawn(move || serve(&config, &watch_dir, limits, &triggers, &thread_state, &thread_stop))?;
+        let thread_state = state.clone();
+        let worker = Worker::spawn("capture", move |stop| {
+            serve(&config, &watch_dir, limits, &triggers, &thread_state, stop)
+        })?;
         Ok(CaptureService {
             trigger,
             state,
-            stop,
-            thread: Some(thread),
+            _worker: worker,
         })
     }
 
@@ -251,15 +248,6 @@ impl CaptureService {
             s if s == CaptureState::Streaming as u8 => CaptureState::Streaming,
             s if s == CaptureState::Lost as u8 => CaptureState::Lost,
             _ => CaptureState::Opening,
-        }
-    }
-}
-
-impl Drop for CaptureService {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
@@ -439,13 +427,6 @@ fn save_frame(image: &GreyImage, watch_dir: &Path, device: &str, take: Take) {
     match journal::write_durably(&path, &image.to_png()) {
         Ok(()) => log::info!("capture: {:?} frame saved as {}", take, path.display()),
         Err(e) => log::error!("capture: cannot save the frame to {}: {e}", path.display()),
-    }
-}
-
-fn nap(d: Duration, stop: &AtomicBool) {
-    let until = Instant::now() + d;
-    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

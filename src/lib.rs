@@ -6,7 +6,9 @@
 //!   models, put together by [`analysis`];
 //! - [`render`], [`journal`], [`source`], [`report`]: showing, recording, receiving and
 //!   reporting results (`report` frames `journal` records for the serial link);
-//! - [`daemon`]: the service loop that ties them together; [`logging`] for its messages.
+//! - [`daemon`]: the service loop that ties them together; [`logging`] for its messages;
+//! - [`worker`]: the stop-on-drop thread that the watch folder, the link, the capture
+//!   device and the alert each run on (it depends on nothing).
 
 pub mod alert;
 pub mod analysis;
@@ -25,3 +27,4 @@ pub mod preprocess;
 pub mod render;
 pub mod report;
 pub mod source;
+pub mod worker;

@@ -24,8 +24,6 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +32,7 @@ use serde_json::{json, Map, Value};
 use crate::config::SerialConfig;
 use crate::infer::ModelVersions;
 use crate::journal::{encode_line, read_records, write_durably, JournalError, Record};
+use crate::worker::{nap, Worker};
 
 /// The protocol version, `"v"` in every frame. Raised on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -508,8 +507,7 @@ impl<P: Read + Write> Link<P> {
 /// they are journaled; while the link is down they simply wait in the journal.
 pub struct LinkService {
     outbox: Sender<Outgoing>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _worker: Worker,
 }
 
 /// What the link service needs to know.
@@ -532,15 +530,10 @@ impl LinkService {
     /// Start the link thread; what the host asks for and link changes arrive on `events`.
     pub fn start(setup: LinkSetup, events: Sender<Event>) -> io::Result<LinkService> {
         let (outbox, inbox) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("serial".into())
-            .spawn(move || serve(&setup, &inbox, &events, &thread_stop))?;
+        let worker = Worker::spawn("serial", move |stop| serve(&setup, &inbox, &events, stop))?;
         Ok(LinkService {
             outbox,
-            stop,
-            thread: Some(thread),
+            _worker: worker,
         })
     }
 
@@ -565,23 +558,6 @@ impl LinkService {
             queue,
             state: state.into(),
         });
-    }
-}
-
-impl Drop for LinkService {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Sleep `d` in short steps, returning early on stop.
-fn nap(d: Duration, stop: &AtomicBool) {
-    let until = Instant::now() + d;
-    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -15,15 +15,16 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use thiserror::Error;
+
+use crate::worker::Worker;
 
 #[derive(Debug, Error)]
 pub enum SourceError {
@@ -38,8 +39,7 @@ pub struct WatchFolder {
     in_flight: Arc<AtomicUsize>,
     /// Files the watch thread holds (settling or waiting for room).
     held: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _worker: Worker,
 }
 
 /// Size and modification time: what "still being written" is judged by.
@@ -76,7 +76,6 @@ impl WatchFolder {
             .watch(dir, RecursiveMode::NonRecursive)
             .map_err(|e| fail(e.to_string()))?;
         let (ready_tx, ready) = mpsc::sync_channel(queue.max(1));
-        let stop = Arc::new(AtomicBool::new(false));
         let mut state = State {
             dir: dir.to_path_buf(),
             settle,
@@ -91,31 +90,27 @@ impl WatchFolder {
         };
         let (in_flight, held) = (state.in_flight.clone(), state.held.clone());
         state.rescan();
-        let thread_stop = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("watch".into())
-            .spawn(move || {
-                // the watcher lives (and watches) as long as this thread
-                let _watcher = watcher;
-                while !thread_stop.load(Ordering::Relaxed) {
-                    match events.recv_timeout(Duration::from_millis(50)) {
-                        Ok(Ok(event)) => state.on_event(event),
-                        Ok(Err(e)) => log::error!("watch folder {}: {e}", state.dir.display()),
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
-                    if state.tick().is_err() {
-                        break; // the pipeline is gone
-                    }
+        let worker = Worker::spawn("watch", move |stop| {
+            // the watcher lives (and watches) as long as this thread
+            let _watcher = watcher;
+            while !stop.load(Ordering::Relaxed) {
+                match events.recv_timeout(Duration::from_millis(50)) {
+                    Ok(Ok(event)) => state.on_event(event),
+                    Ok(Err(e)) => log::error!("watch folder {}: {e}", state.dir.display()),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
-            })
-            .map_err(|e| fail(format!("cannot start its thread: {e}")))?;
+                if state.tick().is_err() {
+                    break; // the pipeline is gone
+                }
+            }
+        })
+        .map_err(|e| fail(format!("cannot start its thread: {e}")))?;
         Ok(WatchFolder {
             ready,
             in_flight,
             held,
-            stop,
-            thread: Some(thread),
+            _worker: worker,
         })
     }
 
@@ -129,15 +124,6 @@ impl WatchFolder {
     /// Files seen in the folder and not yet taken by the pipeline (for status).
     pub fn pending(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed) + self.held.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for WatchFolder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
