@@ -26,7 +26,7 @@ use v4l::prelude::*;
 use v4l::video::Capture;
 use v4l::FourCC;
 
-use crate::config::{CaptureConfig, Limits, PixelFormat};
+use crate::config::{fourcc_name, CaptureConfig, Limits, PixelFormat};
 use crate::decode;
 use crate::journal;
 use crate::preprocess::GreyImage;
@@ -271,10 +271,7 @@ pub fn open(config: &CaptureConfig) -> io::Result<(Device, Negotiated)> {
     let device = Device::with_path(&config.device)?;
     let offered = offered_formats(&device)?;
     let format = choose_format(&offered, &config.formats).ok_or_else(|| {
-        let names: Vec<String> = offered
-            .iter()
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect();
+        let names: Vec<String> = offered.iter().map(|&c| fourcc_name(c)).collect();
         io::Error::other(format!(
             "offers none of the configured formats (it offers {})",
             names.join(", ")
@@ -288,9 +285,8 @@ pub fn open(config: &CaptureConfig) -> io::Result<(Device, Negotiated)> {
     let got = device.set_format(&wanted)?;
     if got.fourcc.repr != format.fourcc() {
         return Err(io::Error::other(format!(
-            "asked for {} and the driver chose {}",
-            String::from_utf8_lossy(&format.fourcc()),
-            got.fourcc
+            "asked for {format} and the driver chose {}",
+            fourcc_name(got.fourcc.repr)
         )));
     }
     let bpp = match format {
@@ -333,12 +329,7 @@ fn serve(
             if failing {
                 log::info!("capture {name}: device is back");
             }
-            log::info!(
-                "capture {name}: {}x{} {}",
-                neg.width,
-                neg.height,
-                String::from_utf8_lossy(&neg.format.fourcc())
-            );
+            log::info!("capture {name}: {}x{} {}", neg.width, neg.height, neg.format);
             (failing, wait) = (false, Duration::from_secs(1));
             state.store(CaptureState::Streaming as u8, Ordering::Relaxed);
             stream(&device, &neg, limits, &mut detector, triggers, stop, |image, take| {

@@ -213,6 +213,28 @@ impl PixelFormat {
     }
 }
 
+/// A four-character code as text ("Y16 " as "Y16"); a byte that is not ASCII shows as '?'
+/// (drivers set the top bit for big-endian variants).
+pub fn fourcc_name(code: [u8; 4]) -> String {
+    let text: String = code
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    text.trim_end().to_string()
+}
+
+impl std::fmt::Display for PixelFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&fourcc_name(self.fourcc()))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureConfig {
@@ -685,6 +707,14 @@ overlay_dir = "state/overlays"
         let bad = format!("{text}\n[gpio]\nled_line = 3\n");
         let err = Config::parse(&bad, Path::new("/etc/ptxd")).unwrap_err();
         assert!(err.contains("led_line") && err.contains("rpi4.toml"), "{err}");
+    }
+
+    #[test]
+    fn fourccs_print_as_text() {
+        assert_eq!(PixelFormat::Y16.to_string(), "Y16");
+        assert_eq!(fourcc_name(*b"YUYV"), "YUYV");
+        // the big-endian flag (0x80 on the last byte) is not text
+        assert_eq!(fourcc_name([b'Y', b'1', b'6', b' ' | 0x80]), "Y16?");
     }
 
     #[test]

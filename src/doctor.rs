@@ -18,7 +18,7 @@ use v4l::video::Capture;
 use v4l::Device;
 
 use crate::capture;
-use crate::config::{Config, DisplayConfig, PixelFormat};
+use crate::config::{fourcc_name, Config, DisplayConfig, PixelFormat};
 use crate::display::{self, fb_info, line_offset};
 use crate::infer::Model;
 use crate::manifest::{Manifest, ROLES};
@@ -180,7 +180,7 @@ fn describe_video(path: &Path) -> std::io::Result<String> {
         .iter()
         .filter(|code| PixelFormat::from_fourcc(**code).is_some())
         .map(|code| {
-            let name = String::from_utf8_lossy(code).trim_end().to_string();
+            let name = fourcc_name(*code);
             let largest = device.enum_framesizes(v4l::FourCC::new(code)).ok().and_then(|sizes| {
                 sizes
                     .iter()
@@ -203,7 +203,7 @@ fn describe_video(path: &Path) -> std::io::Result<String> {
         readable.join(", ")
     );
     let chosen = capture::choose_format(&offered, &PixelFormat::ALL)
-        .map(|f| format!("ptxd would use {}", String::from_utf8_lossy(&f.fourcc()).trim_end()))
+        .map(|f| format!("ptxd would use {f}"))
         .unwrap_or_else(|| "no format ptxd reads".into());
     let current = device.format()?;
     Ok(format!(
@@ -213,7 +213,7 @@ fn describe_video(path: &Path) -> std::io::Result<String> {
         caps.driver,
         current.width,
         current.height,
-        String::from_utf8_lossy(&current.fourcc.repr).trim_end(),
+        fourcc_name(current.fourcc.repr),
     ))
 }
 
@@ -344,13 +344,7 @@ fn configured(config: Option<&Config>) -> Section {
         Some(c) => match capture::open(c) {
             Ok((_, n)) => s.push(
                 Mark::Ok,
-                format!(
-                    "capture {}: {}x{} {}",
-                    c.device.display(),
-                    n.width,
-                    n.height,
-                    String::from_utf8_lossy(&n.format.fourcc()).trim_end()
-                ),
+                format!("capture {}: {}x{} {}", c.device.display(), n.width, n.height, n.format),
             ),
             Err(e) => s.push(Mark::Fail, format!("capture {}: {e}", c.device.display())),
         },
