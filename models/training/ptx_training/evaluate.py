@@ -110,12 +110,19 @@ def predict_torch(kind: str, model, images: np.ndarray, batch: int = 16) -> np.n
     return np.concatenate(outs)[:, 0]  # classifier: (N,); segmenter: (N, H, W)
 
 
-def ort_session(path: Path, threads: int):
-    """An onnxruntime CPU session with a fixed thread count."""
+def ort_session(path: Path, threads: int, exact: bool = True):
+    """An onnxruntime CPU session with a fixed thread count; `exact=False` only for timing."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
+    # Exact int8 arithmetic on every x86 CPU. Without it, onnxruntime's AVX2 kernels (CPUs
+    # without VNNI, e.g. the AMD EPYC CI machines) add int8 products pairwise in int16 with
+    # saturation (vpmaddubsw): measured 0.027 off the reference vectors on the classifier,
+    # which AVX-512/VNNI machines reproduce to 1e-7. This promotes the products to int16
+    # first (slower, and this is a reference, not a benchmark).
+    if exact:
+        so.add_session_config_entry("session.x64quantprecision", "1")
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 

@@ -35,8 +35,9 @@ def sha256(path: Path) -> str:
 
 
 def ort_latency(path: Path, x: np.ndarray, runs: int = 10) -> float:
-    """Median of `runs` onnxruntime runs (1 thread) after a warm-up run."""
-    sess = evaluate.ort_session(path, threads=1)
+    """Median of `runs` onnxruntime runs (1 thread) after a warm-up run, on its default (fast)
+    int8 kernels: this is the peer runtime's speed, not a reference output."""
+    sess = evaluate.ort_session(path, threads=1, exact=False)
     sess.run(None, {"image": x})
     times = []
     for _ in range(runs):
