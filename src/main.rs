@@ -73,6 +73,10 @@ enum Command {
         /// Where device nodes are.
         #[arg(long, default_value = "/dev", hide = true)]
         dev: PathBuf,
+        /// Check the models' checksums only, without loading and running them (minutes on
+        /// an emulated CPU; the service loads them when it starts).
+        #[arg(long)]
+        quick: bool,
     },
     /// Verify the models' checksums, load them, print their manifest facts and a timing.
     CheckModels {
@@ -133,7 +137,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Run { config } => run(&config),
-        Command::Doctor { config, dev } => {
+        Command::Doctor { config, dev, quick } => {
             let config = match config.as_deref().map(Config::load).transpose() {
                 Ok(c) => c,
                 Err(e) => {
@@ -141,7 +145,12 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let report = ptxd::doctor::examine(&dev, &cli.manifest, config.as_ref());
+            let check = if quick {
+                ptxd::doctor::ModelCheck::Checksums
+            } else {
+                ptxd::doctor::ModelCheck::LoadAndRun
+            };
+            let report = ptxd::doctor::examine(&dev, &cli.manifest, config.as_ref(), check);
             print!("{report}");
             return if report.failures() == 0 {
                 ExitCode::SUCCESS

@@ -39,6 +39,38 @@ fn models_are_checked_and_every_device_kind_is_listed() {
 }
 
 #[test]
+fn quick_checks_the_model_checksums_without_loading() {
+    let (code, out) = doctor(&["--quick"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.matches("sha256 ok (--quick: not loaded or run)").count(),
+        2,
+        "{out}"
+    );
+    assert!(!out.contains("loaded and ran"), "{out}");
+
+    // a model file that is not the manifest's fails the quick check too
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(root().join("models")).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let seg = dir.path().join("segmenter.int8.onnx");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&seg, bytes).unwrap();
+    let manifest = dir.path().join("manifest.toml");
+    let (code, out) = doctor(&["--quick", "--manifest", manifest.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("  FAIL")).collect();
+    assert_eq!(fails.len(), 1, "{out}");
+    assert!(fails[0].contains("segmenter") && fails[0].contains("sha256"), "{out}");
+}
+
+#[test]
 fn devices_the_config_names_are_checked_and_failures_set_the_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let (_host, device) = serialport::TTYPort::pair().unwrap();
