@@ -9,7 +9,7 @@ use std::process::Command;
 
 mod common;
 
-use common::{data, root, REAL_PNG};
+use common::{data, models_with_tampered_segmenter, root, REAL_PNG};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
@@ -295,18 +295,7 @@ fn all_good_exits_zero_and_text_mode_prints_one_line_each() {
 #[test]
 fn tampered_model_stops_before_any_file() {
     let dir = tempfile::tempdir().unwrap();
-    for f in std::fs::read_dir(root().join("models")).unwrap() {
-        let f = f.unwrap().path();
-        if f.is_file() {
-            std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
-        }
-    }
-    let model = dir.path().join("segmenter.int8.onnx");
-    let mut bytes = std::fs::read(&model).unwrap();
-    let n = bytes.len();
-    bytes[n - 100] ^= 0xff;
-    std::fs::write(&model, bytes).unwrap();
-    let manifest = dir.path().join("manifest.toml");
+    let manifest = models_with_tampered_segmenter(dir.path());
     let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
         .args(["--manifest", manifest.to_str().unwrap(), "analyze"])
         .arg(root().join("models/reference/phantom-ptx.png"))

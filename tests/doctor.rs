@@ -7,7 +7,7 @@ use serialport::SerialPort;
 
 mod common;
 
-use common::root;
+use common::{models_with_tampered_segmenter, root};
 
 fn doctor(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
@@ -51,18 +51,7 @@ fn quick_checks_the_model_checksums_without_loading() {
 
     // a model file that is not the manifest's fails the quick check too
     let dir = tempfile::tempdir().unwrap();
-    for f in std::fs::read_dir(root().join("models")).unwrap() {
-        let f = f.unwrap().path();
-        if f.is_file() {
-            std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
-        }
-    }
-    let seg = dir.path().join("segmenter.int8.onnx");
-    let mut bytes = std::fs::read(&seg).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&seg, bytes).unwrap();
-    let manifest = dir.path().join("manifest.toml");
+    let manifest = models_with_tampered_segmenter(dir.path());
     let (code, out) = doctor(&["--quick", "--manifest", manifest.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("  FAIL")).collect();

@@ -2,7 +2,7 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ptxd::findings::{Finding, Side, Verdict};
 use ptxd::infer::ModelVersions;
@@ -55,3 +55,20 @@ pub fn data(rel: &str) -> PathBuf {
 
 /// A real 1024x1024 pneumothorax case from real-dev (label 1 in labels.csv).
 pub const REAL_PNG: &str = "real-dev/images/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.png";
+
+/// A copy of `models/` in `dir` whose segmenter file no longer matches the manifest's
+/// sha256 (one byte flipped); returns the copy's manifest.
+pub fn models_with_tampered_segmenter(dir: &Path) -> PathBuf {
+    for f in std::fs::read_dir(root().join("models")).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let model = dir.join("segmenter.int8.onnx");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 0xff;
+    std::fs::write(&model, bytes).unwrap();
+    dir.join("manifest.toml")
+}
