@@ -172,7 +172,7 @@ fn checksum(manifest: &Manifest, role: &str, variant: Option<&str>) -> Result<St
         .ok_or_else(|| format!("{role}: not in the manifest"))?;
     let (name, v) = entry
         .variant(variant)
-        .ok_or_else(|| format!("{role}: the manifest has no variant {variant:?}"))?;
+        .ok_or_else(|| format!("{role}: the manifest has no variant {}", variant.unwrap_or_default()))?;
     manifest.verified_path(v).map_err(|e| format!("{role}: {e}"))?;
     Ok(format!(
         "{role}: {} ({name}), sha256 ok (--quick: not loaded or run)",
