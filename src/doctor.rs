@@ -20,7 +20,7 @@ use v4l::Device;
 use crate::capture;
 use crate::config::{fourcc_name, Config, DisplayConfig, PixelFormat};
 use crate::display::{self, fb_info, line_offset};
-use crate::infer::Model;
+use crate::infer::{self, Model};
 use crate::manifest::{Manifest, ROLES};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,16 +167,10 @@ fn models(manifest: &Path, variant: Option<&str>, check: ModelCheck) -> Section 
 
 /// One role's file against the manifest's sha256, without loading it.
 fn checksum(manifest: &Manifest, role: &str, variant: Option<&str>) -> Result<String, String> {
-    let entry = manifest
-        .entry(role)
-        .ok_or_else(|| format!("{role}: not in the manifest"))?;
-    let (name, v) = entry
-        .variant(variant)
-        .ok_or_else(|| format!("{role}: the manifest has no variant {}", variant.unwrap_or_default()))?;
-    manifest.verified_path(v).map_err(|e| format!("{role}: {e}"))?;
+    let file = infer::verify(manifest, role, variant).map_err(|e| format!("{role}: {e}"))?;
     Ok(format!(
-        "{role}: {} ({name}), sha256 ok (--quick: not loaded or run)",
-        entry.version
+        "{role}: {} ({}), sha256 ok (--quick: not loaded or run)",
+        file.entry.version, file.name
     ))
 }
 

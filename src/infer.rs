@@ -58,19 +58,34 @@ pub fn set_threads(threads: usize) {
     }
 }
 
+/// One role's file, found through the manifest and checked against its sha256.
+pub struct VerifiedFile<'m> {
+    pub entry: &'m ModelEntry,
+    /// The variant's name (`"int8"`, ...).
+    pub name: &'m str,
+    pub path: PathBuf,
+}
+
+/// Find a role's variant (None: the manifest's default) and check its file's sha256, without
+/// loading it: the first step of [`Model::load`], and all that `doctor --quick` does.
+pub fn verify<'m>(manifest: &'m Manifest, role: &str, variant: Option<&str>) -> Result<VerifiedFile<'m>, InferError> {
+    let entry: &ModelEntry = manifest
+        .entry(role)
+        .ok_or_else(|| InferError::UnknownRole(role.into()))?;
+    let (name, v) = entry.variant(variant).ok_or_else(|| InferError::UnknownVariant {
+        role: role.into(),
+        variant: variant.unwrap_or_default().into(),
+        known: entry.variants.keys().cloned().collect::<Vec<_>>().join(", "),
+    })?;
+    let path = manifest.verified_path(v)?;
+    Ok(VerifiedFile { entry, name, path })
+}
+
 impl Model {
     /// Verify and load one model role (`"classifier"` or `"segmenter"`) from the manifest;
     /// `variant` None means the manifest's default variant.
     pub fn load(manifest: &Manifest, role: &str, variant: Option<&str>) -> Result<Model, InferError> {
-        let entry: &ModelEntry = manifest
-            .entry(role)
-            .ok_or_else(|| InferError::UnknownRole(role.into()))?;
-        let (name, v) = entry.variant(variant).ok_or_else(|| InferError::UnknownVariant {
-            role: role.into(),
-            variant: variant.unwrap_or_default().into(),
-            known: entry.variants.keys().cloned().collect::<Vec<_>>().join(", "),
-        })?;
-        let path = manifest.verified_path(v)?;
+        let VerifiedFile { entry, name, path } = verify(manifest, role, variant)?;
         let plan = load_plan(&path, &entry.input.shape)?;
         Ok(Model {
             role: role.into(),
