@@ -1,5 +1,6 @@
-//! One radiograph through the whole model pipeline: decode, classify, segment when positive,
-//! localise. Used as is by `ptxd analyze` and by the daemon, so both give the same answer.
+//! One radiograph through the whole model pipeline: decode, find the lung fields (and refuse
+//! what is not a chest radiograph), classify, segment when positive, localise. Used as is by
+//! `ptxd analyze` and by the daemon, so both give the same answer.
 
 use std::path::Path;
 use std::time::Instant;
@@ -10,8 +11,9 @@ use crate::config::Limits;
 use crate::decode::{self, DecodeError, Radiograph};
 use crate::findings::{self, Finding, Mask, Thresholds, Verdict};
 use crate::infer::{InferError, Model, ModelVersions};
-use crate::manifest::{Manifest, ModelEntry};
-use crate::preprocess::{resize_pil_bilinear, to_tensor};
+use crate::lungs::{LungField, NotChest};
+use crate::manifest::{LungThresholds, Manifest, Preprocess, Role};
+use crate::preprocess::{resize_pil_bilinear, to_tensor, GreyImage};
 
 #[derive(Debug, Error)]
 pub enum AnalysisError {
@@ -25,18 +27,20 @@ pub enum AnalysisError {
 pub enum SetupError {
     #[error(transparent)]
     Infer(#[from] InferError),
-    #[error("models/manifest.toml: {role} has no threshold {name:?}; regenerate the manifest with `make release`")]
-    MissingThreshold { role: &'static str, name: &'static str },
-    #[error("models/manifest.toml: segmenter output shape {0:?} is not [1, 1, H, W]")]
-    MaskShape(Vec<usize>),
+    #[error("models/manifest.toml: {0} output shape is not [1, 1, H, W]; regenerate the manifest with `make release`")]
+    MaskShape(Role),
 }
 
-/// Both models, loaded once, and the thresholds to read them with.
+/// The three models, loaded once, and the thresholds to read them with.
 pub struct Analyzer {
+    lungs: Model,
     classifier: Model,
     segmenter: Model,
-    classifier_entry: ModelEntry,
-    segmenter_entry: ModelEntry,
+    lung_pre: Preprocess,
+    lung_grid: (usize, usize),
+    lung_thresholds: LungThresholds,
+    classifier_pre: Preprocess,
+    segmenter_pre: Preprocess,
     thresholds: Thresholds,
     limits: Limits,
 }
@@ -45,8 +49,12 @@ pub struct Analyzer {
 #[derive(Debug, Clone)]
 pub struct Analysis {
     pub radiograph: Radiograph,
-    pub probability: f32,
+    /// The classifier's probability; None when the image was refused as not a chest
+    /// radiograph (the classifier was not run: its number would mean nothing).
+    pub probability: Option<f32>,
     pub verdict: Verdict,
+    /// Why the image is not taken for a chest radiograph (with that verdict only).
+    pub not_chest: Option<NotChest>,
     /// Present when the segmenter ran (positive verdict), even if empty.
     pub mask: Option<Mask>,
     pub findings: Vec<Finding>,
@@ -61,46 +69,41 @@ impl Analysis {
 }
 
 impl Analyzer {
-    /// Verify (sha256) and load both models; read the thresholds from the manifest.
+    /// Verify (sha256) and load the three models; read the thresholds from the manifest.
     pub fn load(manifest: &Manifest, variant: Option<&str>, limits: Limits) -> Result<Analyzer, SetupError> {
-        let classifier = Model::load(manifest, "classifier", variant)?;
-        let segmenter = Model::load(manifest, "segmenter", variant)?;
-        let threshold = |entry: &ModelEntry, role: &'static str, name: &'static str| {
-            entry
-                .thresholds
-                .get(name)
-                .map(|&v| v as f32)
-                .ok_or(SetupError::MissingThreshold { role, name })
-        };
-        let probability = threshold(&manifest.classifier, "classifier", "probability")?;
-        let indeterminate_low =
-            threshold(&manifest.classifier, "classifier", "indeterminate_low").unwrap_or(probability);
-        let shape = &manifest.segmenter.output.shape;
-        let grid = match shape[..] {
-            [1, 1, h, w] => (w, h),
-            _ => return Err(SetupError::MaskShape(shape.clone())),
-        };
+        let lungs = Model::load(manifest, Role::Lungs, variant)?;
+        let classifier = Model::load(manifest, Role::Classifier, variant)?;
+        let segmenter = Model::load(manifest, Role::Segmenter, variant)?;
+        let grid = |role| manifest.files(role).grid().ok_or(SetupError::MaskShape(role));
+        let c = manifest.classifier.thresholds;
+        let s = manifest.segmenter.thresholds;
         let thresholds = Thresholds {
-            probability,
-            indeterminate_low,
-            pixel: threshold(&manifest.segmenter, "segmenter", "pixel")?,
-            min_area_grid: threshold(&manifest.segmenter, "segmenter", "min_area_pixels")?,
-            grid,
+            probability: c.probability,
+            indeterminate_low: c.indeterminate_low,
+            pixel: s.pixel,
+            min_area_grid: s.min_area_pixels,
+            grid: grid(Role::Segmenter)?,
         };
         Ok(Analyzer {
+            lungs,
             classifier,
             segmenter,
-            classifier_entry: manifest.classifier.clone(),
-            segmenter_entry: manifest.segmenter.clone(),
+            lung_pre: manifest.lungs.preprocess.clone(),
+            lung_grid: grid(Role::Lungs)?,
+            lung_thresholds: manifest.lungs.thresholds,
+            classifier_pre: manifest.classifier.preprocess.clone(),
+            segmenter_pre: manifest.segmenter.preprocess.clone(),
             thresholds,
             limits,
         })
     }
 
     pub fn versions(&self) -> ModelVersions {
+        let name = |m: &Model| format!("{} {}", m.version(), m.variant());
         ModelVersions {
-            classifier: format!("{} {}", self.classifier.version(), self.classifier.variant()),
-            segmenter: format!("{} {}", self.segmenter.version(), self.segmenter.variant()),
+            classifier: name(&self.classifier),
+            segmenter: name(&self.segmenter),
+            lungs: name(&self.lungs),
         }
     }
 
@@ -119,51 +122,73 @@ impl Analyzer {
             })
     }
 
-    /// Analyze an already decoded radiograph (`started`: when its handling began).
+    /// The lung fields of a decoded image.
+    pub fn lung_field(&self, image: &GreyImage) -> Result<LungField, InferError> {
+        let pre = &self.lung_pre;
+        let resized = resize_pil_bilinear(image, pre.width, pre.height);
+        let probs = self.lungs.run(to_tensor(&resized, pre))?;
+        let (w, h) = self.lung_grid;
+        if probs.len() != w * h {
+            return Err(output_error(Role::Lungs, w * h, probs.len()));
+        }
+        Ok(LungField::new(&probs, w, h, &resized.pixels, &self.lung_thresholds))
+    }
+
+    /// Analyze an already decoded radiograph (`started`: when its handling began): lung
+    /// fields first (is it a chest radiograph?), then the classifier, then the segmenter
+    /// when the classifier is positive.
     pub fn analyze(&self, radiograph: Radiograph, started: Instant) -> Result<Analysis, InferError> {
-        let pre = &self.classifier_entry.preprocess;
-        let resized = resize_pil_bilinear(&radiograph.image, pre.width, pre.height);
+        let lungs = self.lung_field(&radiograph.image)?;
+        let mut analysis = Analysis {
+            radiograph,
+            probability: None,
+            verdict: Verdict::NotChestRadiograph,
+            not_chest: None,
+            mask: None,
+            findings: Vec::new(),
+            seconds: 0.0,
+        };
+        if let Err(why) = lungs.check(&self.lung_thresholds) {
+            analysis.not_chest = Some(why);
+            analysis.seconds = started.elapsed().as_secs_f64();
+            return Ok(analysis);
+        }
+        let image = &analysis.radiograph.image;
+        let pre = &self.classifier_pre;
+        let resized = resize_pil_bilinear(image, pre.width, pre.height);
         let probability = match self.classifier.run(to_tensor(&resized, pre))?[..] {
             [p] => p,
-            ref other => return Err(self.output_error("classifier", 1, other.len())),
+            ref other => return Err(output_error(Role::Classifier, 1, other.len())),
         };
-        let verdict = self.thresholds.verdict(probability);
-        let (mask, findings) = if verdict == Verdict::Positive {
-            let seg_pre = &self.segmenter_entry.preprocess;
+        analysis.probability = Some(probability);
+        analysis.verdict = self.thresholds.verdict(probability);
+        if analysis.verdict == Verdict::Positive {
+            let seg_pre = &self.segmenter_pre;
             let input = if (seg_pre.width, seg_pre.height) == (pre.width, pre.height) {
                 to_tensor(&resized, seg_pre)
             } else {
-                to_tensor(
-                    &resize_pil_bilinear(&radiograph.image, seg_pre.width, seg_pre.height),
-                    seg_pre,
-                )
+                to_tensor(&resize_pil_bilinear(image, seg_pre.width, seg_pre.height), seg_pre)
             };
             let probs = self.segmenter.run(input)?;
             let cells = self.thresholds.grid.0 * self.thresholds.grid.1;
             if probs.len() != cells {
-                return Err(self.output_error("segmenter", cells, probs.len()));
+                return Err(output_error(Role::Segmenter, cells, probs.len()));
             }
-            let (w, h) = (radiograph.image.width, radiograph.image.height);
-            let (mask, findings) = findings::localise(&probs, w, h, radiograph.orientation, &self.thresholds);
-            (Some(mask), findings)
-        } else {
-            (None, Vec::new())
-        };
-        Ok(Analysis {
-            radiograph,
-            probability,
-            verdict,
-            mask,
-            findings,
-            seconds: started.elapsed().as_secs_f64(),
-        })
-    }
-
-    /// A model whose output does not have the manifest's size: never trust it.
-    fn output_error(&self, role: &str, expected: usize, got: usize) -> InferError {
-        InferError::Run {
-            role: role.into(),
-            reason: format!("gave {got} output values, the manifest says {expected}"),
+            let (w, h) = (image.width, image.height);
+            let orientation = analysis.radiograph.orientation;
+            let (mask, findings) = findings::localise(&probs, w, h, orientation, &lungs, &self.thresholds);
+            analysis.mask = Some(mask);
+            analysis.findings = findings;
         }
+        analysis.seconds = started.elapsed().as_secs_f64();
+        Ok(analysis)
+    }
+}
+
+/// A model whose output does not have the manifest's size: never trust it.
+fn output_error(role: Role, expected: usize, got: usize) -> InferError {
+    InferError::Run {
+        role,
+        reason: format!("gave {got} output values, the manifest says {expected}"),
     }
 }

@@ -82,12 +82,13 @@ pub fn render_overlay(
     source: &str,
 ) -> Framebuffer {
     let mut fb = Framebuffer::new(size.width, size.height);
-    let models = format!("{} / {}", models.classifier, models.segmenter);
+    let models = format!("{} / {} / {}", models.lungs, models.classifier, models.segmenter);
     let view = ResultView {
         image: &analysis.radiograph.image,
         mask: analysis.mask.as_ref(),
         verdict: analysis.verdict,
         probability: analysis.probability,
+        not_chest: analysis.not_chest.as_ref(),
         findings: &analysis.findings,
         time,
         models: &models,
@@ -378,23 +379,27 @@ impl Daemon {
             input_sha256: Some(analysis.radiograph.sha256.clone()),
             verdict: Some(analysis.verdict),
             pneumothorax: analysis.pneumothorax(),
-            probability: Some(analysis.probability),
+            probability: analysis.probability,
             findings: analysis.findings.clone(),
             models: versions.clone(),
             overlay,
             mask,
             error: None,
+            not_chest: analysis.not_chest.as_ref().map(ToString::to_string),
         };
         match self.journal.append(record) {
             Ok(r) => {
-                log::info!(
-                    "#{} {name}: {:?} p={:.3}, {} finding(s), {:.2}s",
-                    r.seq,
-                    analysis.verdict,
-                    analysis.probability,
-                    analysis.findings.len(),
-                    analysis.seconds
-                );
+                match (&analysis.not_chest, analysis.probability) {
+                    (Some(why), _) => log::warn!("#{} {name}: not a chest radiograph: {why}", r.seq),
+                    (None, p) => log::info!(
+                        "#{} {name}: {:?} p={:.3}, {} finding(s), {:.2}s",
+                        r.seq,
+                        analysis.verdict,
+                        p.unwrap_or(f32::NAN),
+                        analysis.findings.len(),
+                        analysis.seconds
+                    ),
+                }
                 self.summary.analyzed += 1;
                 self.move_input(path, self.config.done_dir(), None);
                 if analysis.verdict == Verdict::Positive {
@@ -425,6 +430,7 @@ impl Daemon {
             overlay: None,
             mask: None,
             error: Some(error.to_string()),
+            not_chest: None,
         };
         match self.journal.append(record) {
             Ok(r) => {
@@ -637,6 +643,7 @@ fn summary_line(r: &Record) -> String {
         (Some(Verdict::Positive), _) => "POSITIVE",
         (Some(Verdict::Indeterminate), _) => "indeterminate",
         (Some(Verdict::Negative), _) => "negative",
+        (Some(Verdict::NotChestRadiograph), _) => "not a chest radiograph",
         (None, _) => "not analyzed",
     };
     format!("#{} {} {what}", r.seq, r.time)

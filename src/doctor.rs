@@ -21,7 +21,7 @@ use crate::capture;
 use crate::config::{fourcc_name, Config, DisplayConfig, PixelFormat};
 use crate::display::{self, fb_info, line_offset};
 use crate::infer::{self, Model};
-use crate::manifest::{Manifest, ROLES};
+use crate::manifest::{Manifest, Role};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
@@ -135,7 +135,7 @@ fn models(manifest: &Path, variant: Option<&str>, check: ModelCheck) -> Section 
             return s;
         }
     };
-    for role in ROLES {
+    for role in Role::ALL {
         if check == ModelCheck::Checksums {
             match checksum(&manifest, role, variant) {
                 Ok(text) => s.push(Mark::Ok, text),
@@ -145,8 +145,7 @@ fn models(manifest: &Path, variant: Option<&str>, check: ModelCheck) -> Section 
         }
         let started = Instant::now();
         let checked = Model::load(&manifest, role, variant).and_then(|model| {
-            let entry = manifest.entry(role).expect("both roles are in every manifest");
-            model.run(vec![0.0f32; entry.input.shape.iter().product()])?;
+            model.run(vec![0.0f32; manifest.files(role).input.shape.iter().product()])?;
             Ok(model)
         });
         match checked {
@@ -166,11 +165,11 @@ fn models(manifest: &Path, variant: Option<&str>, check: ModelCheck) -> Section 
 }
 
 /// One role's file against the manifest's sha256, without loading it.
-fn checksum(manifest: &Manifest, role: &str, variant: Option<&str>) -> Result<String, String> {
+fn checksum(manifest: &Manifest, role: Role, variant: Option<&str>) -> Result<String, String> {
     let file = infer::verify(manifest, role, variant).map_err(|e| format!("{role}: {e}"))?;
     Ok(format!(
         "{role}: {} ({}), sha256 ok (--quick: not loaded or run)",
-        file.entry.version, file.name
+        file.files.version, file.name
     ))
 }
 

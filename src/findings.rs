@@ -10,13 +10,13 @@
 //!   outline smooth at full resolution.
 //! - **Findings**: 8-connected regions of the mask; regions smaller than the manifest's
 //!   minimum area (given on the 256 grid, scaled by the image's area) are noise and dropped.
-//! - **Side**: a region's centroid is on the viewer's left or right half of the image; the
-//!   decoder's [`Orientation`] says which half is the patient's right (DICOM Patient
-//!   Orientation when present, else the radiographic convention: patient's right on the
-//!   viewer's left).
-//! - **Area**: percent of the whole image, and percent of that side's half of the image.
-//!   ptxd has no lung segmentation, so the half image stands in for the hemithorax: the
-//!   second number is a rough size cue, smaller than the share of the lung field.
+//! - **Inside the lungs**: mask pixels outside the (slightly grown) lung field are dropped
+//!   before regions are formed, so no region lies outside the chest (see [`crate::lungs`]).
+//! - **Side**: a region's centroid is left or right of the lungs' midline (the mediastinum,
+//!   not the image's centre); the decoder's [`Orientation`] says which side is the patient's
+//!   right (DICOM Patient Orientation when present, else the radiographic convention:
+//!   patient's right on the viewer's left).
+//! - **Area**: percent of the whole image, and percent of that side's lung field.
 //!
 //! A positive classifier with an empty mask is still positive: the alert stands and the
 //! finding says the segmenter could not localise it.
@@ -24,14 +24,17 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decode::Orientation;
+use crate::lungs::LungField;
 
-/// The classifier's decision.
+/// What ptxd concluded about an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Positive,
     Indeterminate,
     Negative,
+    /// The lung-field check refused the image: no classifier verdict, no alarm.
+    NotChestRadiograph,
 }
 
 /// Thresholds from the manifest, validated once.
@@ -73,7 +76,7 @@ pub struct Finding {
     pub area_pixels: u64,
     /// Percent of the whole image.
     pub area_percent_image: f32,
-    /// Percent of the half of the image on that side (stand-in for the hemithorax).
+    /// Percent of that side's lung field.
     pub area_percent_side: f32,
     /// [x, y, width, height] in input pixels.
     pub bbox: [u32; 4],
@@ -111,10 +114,22 @@ pub fn localise(
     width: usize,
     height: usize,
     orientation: Orientation,
+    lungs: &LungField,
     t: &Thresholds,
 ) -> (Mask, Vec<Finding>) {
     let probs = resize_bilinear(grid_probs, t.grid, (width, height));
-    let mut pixels: Vec<u8> = probs.iter().map(|&p| if p >= t.pixel { 255 } else { 0 }).collect();
+    let mut pixels: Vec<u8> = probs
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| {
+            let inside = lungs.contains(i % width, i / width, width, height);
+            if p >= t.pixel && inside {
+                255
+            } else {
+                0
+            }
+        })
+        .collect();
     let scale = (width * height) as f32 / (t.grid.0 * t.grid.1) as f32;
     let min_area = (t.min_area_grid * scale).ceil() as usize;
     let regions = label_regions(&pixels, width, height);
@@ -126,7 +141,7 @@ pub fn localise(
             }
             continue;
         }
-        findings.push(describe(&region, &probs, width, height, orientation));
+        findings.push(describe(&region, &probs, width, height, orientation, lungs));
     }
     findings.sort_by_key(|f| std::cmp::Reverse(f.area_pixels));
     (Mask { width, height, pixels }, findings)
@@ -136,7 +151,7 @@ struct Region {
     pixels: Vec<usize>,
 }
 
-fn describe(region: &Region, probs: &[f32], width: usize, height: usize, o: Orientation) -> Finding {
+fn describe(region: &Region, probs: &[f32], width: usize, height: usize, o: Orientation, lungs: &LungField) -> Finding {
     let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
     let (mut sum_x, mut sum_p) = (0f64, 0f64);
     for &i in &region.pixels {
@@ -149,7 +164,7 @@ fn describe(region: &Region, probs: &[f32], width: usize, height: usize, o: Orie
         sum_p += f64::from(probs[i]);
     }
     let n = region.pixels.len();
-    let on_image_left = sum_x / (n as f64) < width as f64 / 2.0;
+    let on_image_left = lungs.on_image_left(sum_x / n as f64, width);
     let side = if on_image_left == o.patient_right_on_image_left {
         Side::Right
     } else {
@@ -160,7 +175,9 @@ fn describe(region: &Region, probs: &[f32], width: usize, height: usize, o: Orie
         side,
         area_pixels: n as u64,
         area_percent_image: 100.0 * n as f32 / total,
-        area_percent_side: 200.0 * n as f32 / total,
+        // capped: a collapsed lung can fall partly outside the lung-field model's outline
+        area_percent_side: (100.0 * n as f64 / lungs.side_area(on_image_left, width, height).max(1.0)).min(100.0)
+            as f32,
         bbox: [x0 as u32, y0 as u32, (x1 - x0 + 1) as u32, (y1 - y0 + 1) as u32],
         mean_probability: (sum_p / n as f64) as f32,
     }
@@ -240,6 +257,19 @@ mod tests {
         }
     }
 
+    /// Lung everywhere on an 8x8 grid (midline at the centre of column 3).
+    fn all_lung() -> LungField {
+        let t = crate::manifest::LungThresholds {
+            pixel: 0.5,
+            min_fraction: 0.1,
+            max_fraction: 1.0,
+            min_side_share: 0.2,
+            min_contrast: 0.0,
+            margin_cells: 0,
+        };
+        LungField::new(&[0.9; 64], 8, 8, &[0; 64], &t)
+    }
+
     #[test]
     fn verdict_bands() {
         let t = thresholds();
@@ -267,7 +297,7 @@ mod tests {
             }
         }
         grid[6 * 8 + 6] = 0.9;
-        let (mask, findings) = localise(&grid, 8, 8, Orientation::CONVENTION, &thresholds());
+        let (mask, findings) = localise(&grid, 8, 8, Orientation::CONVENTION, &all_lung(), &thresholds());
         assert_eq!(findings.len(), 1, "{findings:?}");
         let f = &findings[0];
         assert_eq!(
@@ -278,6 +308,12 @@ mod tests {
         assert_eq!(f.bbox, [1, 1, 3, 3]);
         assert_eq!(f.area_pixels, 9);
         assert!((f.area_percent_image - 900.0 / 64.0).abs() < 1e-4);
+        // of the 24 lung cells left of the midline (the centre of column 3)
+        assert!(
+            (f.area_percent_side - 900.0 / 24.0).abs() < 1e-3,
+            "{}",
+            f.area_percent_side
+        );
         assert!(!mask.is_set(6, 6), "the one-pixel region is below the minimum area");
         assert_eq!(mask.count(), 9);
 
@@ -285,7 +321,7 @@ mod tests {
             patient_right_on_image_left: false,
             from_header: true,
         };
-        let (_, findings) = localise(&grid, 8, 8, flipped, &thresholds());
+        let (_, findings) = localise(&grid, 8, 8, flipped, &all_lung(), &thresholds());
         assert_eq!(findings[0].side, Side::Left);
     }
 
@@ -295,7 +331,7 @@ mod tests {
         for v in grid.iter_mut().take(32) {
             *v = 1.0; // top half
         }
-        let (mask, findings) = localise(&grid, 100, 60, Orientation::CONVENTION, &thresholds());
+        let (mask, findings) = localise(&grid, 100, 60, Orientation::CONVENTION, &all_lung(), &thresholds());
         assert_eq!((mask.width, mask.height), (100, 60));
         assert_eq!(findings.len(), 1);
         // top half, minus the blend row at the boundary
@@ -303,8 +339,46 @@ mod tests {
     }
 
     #[test]
+    fn mask_outside_the_lungs_is_dropped_and_side_follows_the_lung_midline() {
+        // lungs in columns 0..3 and 5..8 of the rows 2..8 only; the midline is in the gap
+        let mut lung = vec![0.0f32; 64];
+        for y in 2..8 {
+            for x in (0..3).chain(5..8) {
+                lung[y * 8 + x] = 0.9;
+            }
+        }
+        let t = crate::manifest::LungThresholds {
+            pixel: 0.5,
+            min_fraction: 0.1,
+            max_fraction: 1.0,
+            min_side_share: 0.2,
+            min_contrast: 0.0,
+            margin_cells: 0,
+        };
+        let lungs = LungField::new(&lung, 8, 8, &[0; 64], &t);
+        let mut grid = vec![0.0f32; 64];
+        for x in 0..8 {
+            grid[x] = 0.9; // row 0: above the lungs (the neck)
+        }
+        for y in 3..6 {
+            grid[y * 8 + 5] = 0.9; // column 5: just right of the lung midline
+        }
+        let mut t = thresholds();
+        t.min_area_grid = 2.0;
+        let (mask, findings) = localise(&grid, 8, 8, Orientation::CONVENTION, &lungs, &t);
+        assert_eq!(mask.count(), 3, "the row above the lungs is gone");
+        assert_eq!(findings.len(), 1);
+        assert_eq!(
+            findings[0].side,
+            Side::Left,
+            "right of the lungs' midline: the patient's left"
+        );
+        assert!((findings[0].area_percent_side - 100.0 * 3.0 / 18.0).abs() < 1e-3);
+    }
+
+    #[test]
     fn empty_mask_gives_no_findings() {
-        let (mask, findings) = localise(&[0.1; 64], 16, 16, Orientation::CONVENTION, &thresholds());
+        let (mask, findings) = localise(&[0.1; 64], 16, 16, Orientation::CONVENTION, &all_lung(), &thresholds());
         assert_eq!(mask.count(), 0);
         assert!(findings.is_empty());
     }

@@ -1,4 +1,4 @@
-//! The two int8 ONNX models, run through tract.
+//! The int8 ONNX models (lung fields, classifier, segmenter), run through tract.
 //!
 //! A model is loaded once: its file is checked against the manifest's sha256, parsed, given
 //! the manifest's static input shape, optimised and turned into a runnable plan. All of that
@@ -9,26 +9,20 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use crate::manifest::{Manifest, ManifestError, ModelEntry};
+use crate::manifest::{Manifest, ManifestError, ModelFiles, Role};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    #[error("no model role {0:?}: the manifest has \"classifier\" and \"segmenter\"")]
-    UnknownRole(String),
     #[error("model {role} has no variant {variant:?} in the manifest (known: {known})")]
-    UnknownVariant {
-        role: String,
-        variant: String,
-        known: String,
-    },
+    UnknownVariant { role: Role, variant: String, known: String },
     #[error("cannot load model file {path} into tract: {reason}")]
     Load { path: PathBuf, reason: String },
     #[error("model {role} got an input of {got} values, expected {expected}")]
-    InputSize { role: String, got: usize, expected: usize },
+    InputSize { role: Role, got: usize, expected: usize },
     #[error("model {role} failed to run: {reason}")]
-    Run { role: String, reason: String },
+    Run { role: Role, reason: String },
 }
 
 /// The model versions a result was produced with (journaled and reported with it).
@@ -36,11 +30,14 @@ pub enum InferError {
 pub struct ModelVersions {
     pub classifier: String,
     pub segmenter: String,
+    /// The lung-field model (journal records written before it existed have none).
+    #[serde(default)]
+    pub lungs: String,
 }
 
 /// A loaded, optimised model, ready to run.
 pub struct Model {
-    role: String,
+    role: Role,
     variant: String,
     version: String,
     path: PathBuf,
@@ -60,7 +57,7 @@ pub fn set_threads(threads: usize) {
 
 /// One role's file, found through the manifest and checked against its sha256.
 pub struct VerifiedFile<'m> {
-    pub entry: &'m ModelEntry,
+    pub files: ModelFiles<'m>,
     /// The variant's name (`"int8"`, ...).
     pub name: &'m str,
     pub path: PathBuf,
@@ -68,31 +65,29 @@ pub struct VerifiedFile<'m> {
 
 /// Find a role's variant (None: the manifest's default) and check its file's sha256, without
 /// loading it: the first step of [`Model::load`], and all that `doctor --quick` does.
-pub fn verify<'m>(manifest: &'m Manifest, role: &str, variant: Option<&str>) -> Result<VerifiedFile<'m>, InferError> {
-    let entry: &ModelEntry = manifest
-        .entry(role)
-        .ok_or_else(|| InferError::UnknownRole(role.into()))?;
-    let (name, v) = entry.variant(variant).ok_or_else(|| InferError::UnknownVariant {
-        role: role.into(),
+pub fn verify<'m>(manifest: &'m Manifest, role: Role, variant: Option<&str>) -> Result<VerifiedFile<'m>, InferError> {
+    let files = manifest.files(role);
+    let (name, v) = files.variant(variant).ok_or_else(|| InferError::UnknownVariant {
+        role,
         variant: variant.unwrap_or_default().into(),
-        known: entry.variants.keys().cloned().collect::<Vec<_>>().join(", "),
+        known: files.variants.keys().cloned().collect::<Vec<_>>().join(", "),
     })?;
     let path = manifest.verified_path(v)?;
-    Ok(VerifiedFile { entry, name, path })
+    Ok(VerifiedFile { files, name, path })
 }
 
 impl Model {
-    /// Verify and load one model role (`"classifier"` or `"segmenter"`) from the manifest;
-    /// `variant` None means the manifest's default variant.
-    pub fn load(manifest: &Manifest, role: &str, variant: Option<&str>) -> Result<Model, InferError> {
-        let VerifiedFile { entry, name, path } = verify(manifest, role, variant)?;
-        let plan = load_plan(&path, &entry.input.shape)?;
+    /// Verify and load one model role from the manifest; `variant` None means the
+    /// manifest's default variant.
+    pub fn load(manifest: &Manifest, role: Role, variant: Option<&str>) -> Result<Model, InferError> {
+        let VerifiedFile { files, name, path } = verify(manifest, role, variant)?;
+        let plan = load_plan(&path, &files.input.shape)?;
         Ok(Model {
-            role: role.into(),
+            role,
             variant: name.into(),
-            version: entry.version.clone(),
+            version: files.version.into(),
             path,
-            input_shape: entry.input.shape.clone(),
+            input_shape: files.input.shape.clone(),
             plan,
         })
     }
@@ -102,13 +97,13 @@ impl Model {
         let expected: usize = self.input_shape.iter().product();
         if input.len() != expected {
             return Err(InferError::InputSize {
-                role: self.role.clone(),
+                role: self.role,
                 got: input.len(),
                 expected,
             });
         }
         let run_err = |e: TractError| InferError::Run {
-            role: self.role.clone(),
+            role: self.role,
             reason: format!("{e:#}"),
         };
         let tensor = Tensor::from_shape(&self.input_shape, &input).map_err(run_err)?;
@@ -117,8 +112,8 @@ impl Model {
         Ok(view.iter().copied().collect())
     }
 
-    pub fn role(&self) -> &str {
-        &self.role
+    pub fn role(&self) -> Role {
+        self.role
     }
     pub fn variant(&self) -> &str {
         &self.variant

@@ -53,6 +53,10 @@ pub struct Record {
     pub overlay: Option<String>,
     pub mask: Option<String>,
     pub error: Option<String>,
+    /// With the verdict `not_chest_radiograph`: what the lung-field check saw, and so why
+    /// the image was not read for pneumothorax. Absent in records from before that check.
+    #[serde(default)]
+    pub not_chest: Option<String>,
 }
 
 /// Frame a JSON text as a journal (and serial) line: `JSON*CRC32\n`.

@@ -2,8 +2,8 @@
 //!
 //! Layers, each depending only on those above it in this list:
 //! - [`manifest`], [`config`]: what the models are and how the daemon is set up, parsed once;
-//! - [`decode`], [`preprocess`], [`infer`], [`findings`]: one radiograph's way through the
-//!   models, put together by [`analysis`];
+//! - [`decode`], [`preprocess`], [`infer`], [`lungs`], [`findings`]: one radiograph's way
+//!   through the models, put together by [`analysis`];
 //! - [`render`], [`journal`], [`source`], [`report`]: showing, recording, receiving and
 //!   reporting results (`report` frames `journal` records for the serial link);
 //! - [`daemon`]: the service loop that ties them together; [`logging`] for its messages;
@@ -22,6 +22,7 @@ pub mod findings;
 pub mod infer;
 pub mod journal;
 pub mod logging;
+pub mod lungs;
 pub mod manifest;
 pub mod preprocess;
 pub mod render;

@@ -11,7 +11,7 @@ use ptxd::config::{Config, OverlaySize};
 use ptxd::daemon::{self, Daemon};
 use ptxd::infer::{self, Model};
 use ptxd::journal;
-use ptxd::manifest::{Manifest, ROLES};
+use ptxd::manifest::{Manifest, Role};
 
 #[derive(Parser)]
 #[command(
@@ -270,6 +270,7 @@ fn print_result(file: &Path, result: &Outcome, json: bool) {
                 "pneumothorax": a.pneumothorax(),
                 "verdict": a.verdict,
                 "probability": a.probability,
+                "not_chest": a.not_chest.as_ref().map(ToString::to_string),
                 "findings": a.findings,
                 "width": a.radiograph.image.width,
                 "height": a.radiograph.image.height,
@@ -284,7 +285,11 @@ fn print_result(file: &Path, result: &Outcome, json: bool) {
         ),
         (Ok((a, _)), false) => {
             let (banner, _) = ptxd::render::banner(a.verdict, &a.findings);
-            println!("{}: {banner} (p={:.3})", file.display(), a.probability);
+            match (&a.not_chest, a.probability) {
+                (Some(why), _) => println!("{}: {banner}: {why}", file.display()),
+                (None, Some(p)) => println!("{}: {banner} (p={p:.3})", file.display()),
+                (None, None) => println!("{}: {banner}", file.display()),
+            }
         }
         (Err(e), true) => println!(
             "{}",
@@ -293,6 +298,7 @@ fn print_result(file: &Path, result: &Outcome, json: bool) {
                 "pneumothorax": null,
                 "verdict": null,
                 "probability": null,
+                "not_chest": null,
                 "findings": [],
                 "error": e,
             })
@@ -310,11 +316,11 @@ fn run(config: &Path) -> Result<(), Box<dyn std::error::Error>> {
 
 fn check_models(manifest: &std::path::Path, variant: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
     let manifest = Manifest::load(manifest)?;
-    for role in ROLES {
+    for role in Role::ALL {
         let started = Instant::now();
         let model = Model::load(&manifest, role, variant)?;
         let loaded = started.elapsed();
-        let entry = manifest.entry(role).expect("both roles are in every manifest");
+        let entry = manifest.files(role);
         let input = vec![0.0f32; entry.input.shape.iter().product()];
         let started = Instant::now();
         model.run(input)?;

@@ -31,25 +31,96 @@ pub enum ManifestError {
     },
 }
 
-/// The model roles, in pipeline order: the classifier gates the segmenter.
-pub const ROLES: [&str; 2] = ["classifier", "segmenter"];
+/// The manifest schema this ptxd reads. Schema 2 added the lung-field model and typed
+/// thresholds for every role.
+pub const SCHEMA: u32 = 2;
+
+/// A model's job in the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Lung fields: gates out what is not a chest radiograph, and places findings.
+    Lungs,
+    /// Pneumothorax yes/no: gates the segmenter.
+    Classifier,
+    /// Where the pneumothorax is.
+    Segmenter,
+}
+
+impl Role {
+    /// Every role, in pipeline order.
+    pub const ALL: [Role; 3] = [Role::Lungs, Role::Classifier, Role::Segmenter];
+
+    /// The role's name in the manifest (`[lungs]`, `[classifier]`, `[segmenter]`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Lungs => "lungs",
+            Role::Classifier => "classifier",
+            Role::Segmenter => "segmenter",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The whole manifest: one entry per model role.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub schema: u32,
-    pub classifier: ModelEntry,
-    pub segmenter: ModelEntry,
+    pub lungs: ModelEntry<LungThresholds>,
+    pub classifier: ModelEntry<ClassifierThresholds>,
+    pub segmenter: ModelEntry<SegmenterThresholds>,
     /// Where the manifest was read from; model paths are relative to this folder.
     #[serde(skip)]
     dir: PathBuf,
 }
 
-/// One model role (classifier or segmenter) with its shipped int8 variants.
+/// How to read the classifier's probability (chosen on the real validation split).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierThresholds {
+    /// At or above: positive.
+    pub probability: f32,
+    /// From here up to `probability`: indeterminate ("have it read"), never clear.
+    pub indeterminate_low: f32,
+}
+
+/// How to read the segmenter's mask.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmenterThresholds {
+    /// A pixel at or above this probability is in the mask.
+    pub pixel: f32,
+    /// Regions smaller than this (on the segmenter's grid) are noise.
+    pub min_area_pixels: f32,
+}
+
+/// How to read the lung-field model, and what a chest radiograph must show (see `lungs`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LungThresholds {
+    /// A grid cell at or above this probability is lung.
+    pub pixel: f32,
+    /// Lung must cover at least this share of the image (0..1) ...
+    pub min_fraction: f32,
+    /// ... and at most this share.
+    pub max_fraction: f32,
+    /// The smaller of the two sides holds at least this share of the lung cells (0..0.5).
+    pub min_side_share: f32,
+    /// Standard deviation of the resized grey levels below which a frame is blank.
+    pub min_contrast: f32,
+    /// Findings may reach this many grid cells beyond the lung field.
+    pub margin_cells: usize,
+}
+
+/// One model role with its shipped int8 variants and its thresholds `T`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModelEntry {
+pub struct ModelEntry<T> {
     pub version: String,
     pub architecture: String,
     /// The variant loaded unless a board profile asks for another.
@@ -58,7 +129,7 @@ pub struct ModelEntry {
     pub input: Input,
     pub output: Output,
     pub preprocess: Preprocess,
-    pub thresholds: BTreeMap<String, f64>,
+    pub thresholds: T,
     /// Measured metrics and the data they were measured on, kept for display and audit.
     #[serde(default)]
     pub metrics: toml::Table,
@@ -129,53 +200,64 @@ impl Manifest {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.schema != 1 {
+        if self.schema != SCHEMA {
             return Err(format!(
-                "schema {} is not supported (this ptxd reads schema 1)",
+                "schema {} is not supported (this ptxd reads schema {SCHEMA}); install the models/ folder that came with this ptxd",
                 self.schema
             ));
         }
-        for role in ROLES {
-            let entry = self.entry(role).expect("every role has an entry");
-            if !entry.variants.contains_key(&entry.default_variant) {
-                return Err(format!(
-                    "[{role}] default_variant {:?} is not among its variants",
-                    entry.default_variant
-                ));
+        for role in Role::ALL {
+            self.files(role).validate(role)?;
+        }
+        let unit = |role: Role, name: &str, v: f32| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("[{role}.thresholds] {name} = {v} is outside 0..1"))
             }
-            let p = &entry.preprocess;
-            if p.resize != "pil-bilinear" {
-                return Err(format!("[{role}.preprocess] resize {:?} is unknown", p.resize));
-            }
-            if entry.input.shape != [1, p.channels, p.height, p.width] || entry.input.layout != "NCHW" {
-                return Err(format!(
-                    "[{role}.input] shape {:?} does not match the preprocessing",
-                    entry.input.shape
-                ));
-            }
-            if !(p.std > 0.0 && p.scale > 0.0) {
-                return Err(format!("[{role}.preprocess] scale and std must be positive"));
-            }
-            for (name, v) in &entry.variants {
-                if v.sha256.len() != 64 || !v.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(format!("[{role}.variants.{name}] sha256 is not 64 hex digits"));
-                }
-            }
-            for (name, t) in &entry.thresholds {
-                if !(0.0..=1.0).contains(t) && !name.ends_with("pixels") {
-                    return Err(format!("[{role}.thresholds] {name} = {t} is outside 0..1"));
-                }
-            }
+        };
+        let c = &self.classifier.thresholds;
+        unit(Role::Classifier, "probability", c.probability)?;
+        unit(Role::Classifier, "indeterminate_low", c.indeterminate_low)?;
+        if c.indeterminate_low > c.probability {
+            return Err("[classifier.thresholds] indeterminate_low is above probability".into());
+        }
+        unit(Role::Segmenter, "pixel", self.segmenter.thresholds.pixel)?;
+        let l = &self.lungs.thresholds;
+        for (name, v) in [
+            ("pixel", l.pixel),
+            ("min_fraction", l.min_fraction),
+            ("max_fraction", l.max_fraction),
+            ("min_side_share", l.min_side_share),
+        ] {
+            unit(Role::Lungs, name, v)?;
+        }
+        if l.min_fraction >= l.max_fraction {
+            return Err("[lungs.thresholds] min_fraction must be below max_fraction".into());
         }
         Ok(())
     }
 
-    /// The entry for a model role, `"classifier"` or `"segmenter"`; None for anything else.
-    pub fn entry(&self, role: &str) -> Option<&ModelEntry> {
+    /// The parts of a role's entry that do not depend on its kind of output.
+    pub fn files(&self, role: Role) -> ModelFiles<'_> {
+        macro_rules! files {
+            ($e:expr) => {
+                ModelFiles {
+                    version: &$e.version,
+                    architecture: &$e.architecture,
+                    default_variant: &$e.default_variant,
+                    variants: &$e.variants,
+                    input: &$e.input,
+                    output: &$e.output,
+                    preprocess: &$e.preprocess,
+                    metrics: &$e.metrics,
+                }
+            };
+        }
         match role {
-            "classifier" => Some(&self.classifier),
-            "segmenter" => Some(&self.segmenter),
-            _ => None,
+            Role::Lungs => files!(self.lungs),
+            Role::Classifier => files!(self.classifier),
+            Role::Segmenter => files!(self.segmenter),
         }
     }
 
@@ -202,11 +284,60 @@ impl Manifest {
     }
 }
 
-impl ModelEntry {
+/// A role's files and contract, whatever its thresholds: what loading and checking need.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelFiles<'m> {
+    pub version: &'m str,
+    pub architecture: &'m str,
+    pub default_variant: &'m str,
+    pub variants: &'m BTreeMap<String, Variant>,
+    pub input: &'m Input,
+    pub output: &'m Output,
+    pub preprocess: &'m Preprocess,
+    pub metrics: &'m toml::Table,
+}
+
+impl<'m> ModelFiles<'m> {
     /// The named variant, or the default one when `name` is None.
-    pub fn variant(&self, name: Option<&str>) -> Option<(&str, &Variant)> {
-        let key = name.unwrap_or(&self.default_variant);
+    pub fn variant(&self, name: Option<&str>) -> Option<(&'m str, &'m Variant)> {
+        let key = name.unwrap_or(self.default_variant);
         self.variants.get_key_value(key).map(|(k, v)| (k.as_str(), v))
+    }
+
+    fn validate(&self, role: Role) -> Result<(), String> {
+        if !self.variants.contains_key(self.default_variant) {
+            return Err(format!(
+                "[{role}] default_variant {:?} is not among its variants",
+                self.default_variant
+            ));
+        }
+        let p = self.preprocess;
+        if p.resize != "pil-bilinear" {
+            return Err(format!("[{role}.preprocess] resize {:?} is unknown", p.resize));
+        }
+        if self.input.shape != [1, p.channels, p.height, p.width] || self.input.layout != "NCHW" {
+            return Err(format!(
+                "[{role}.input] shape {:?} does not match the preprocessing",
+                self.input.shape
+            ));
+        }
+        if !(p.std > 0.0 && p.scale > 0.0) {
+            return Err(format!("[{role}.preprocess] scale and std must be positive"));
+        }
+        for (name, v) in self.variants {
+            if v.sha256.len() != 64 || !v.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("[{role}.variants.{name}] sha256 is not 64 hex digits"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The output grid (width, height) of a model whose output is `[1, 1, H, W]`.
+    pub fn grid(&self) -> Option<(usize, usize)> {
+        match self.output.shape[..] {
+            [1, 1, h, w] => Some((w, h)),
+            _ => None,
+        }
     }
 }
 

@@ -31,6 +31,9 @@ pub const GREEN: Rgb888 = Rgb888::new(20, 140, 60);
 pub const AMBER: Rgb888 = Rgb888::new(230, 150, 0);
 /// The idle screen's banner: calm, clearly not a result colour.
 pub const SLATE: Rgb888 = Rgb888::new(40, 60, 90);
+/// "Not read": the image is not a chest radiograph. Not red (no alarm), not green (nothing
+/// was cleared), not the idle screen's slate.
+pub const VIOLET: Rgb888 = Rgb888::new(110, 60, 170);
 const OVERLAY_ALPHA: u32 = 100; // of 256: the lung stays visible under the fill
 
 /// An RGB framebuffer in memory: the overlay PNG and the tests' screen.
@@ -140,7 +143,10 @@ pub struct ResultView<'a> {
     pub image: &'a GreyImage,
     pub mask: Option<&'a Mask>,
     pub verdict: Verdict,
-    pub probability: f32,
+    /// None when the classifier did not run (not a chest radiograph).
+    pub probability: Option<f32>,
+    /// Why the image was refused, with the verdict `NotChestRadiograph`.
+    pub not_chest: Option<&'a crate::lungs::NotChest>,
     pub findings: &'a [Finding],
     /// e.g. "2026-11-26 19:03:04Z"
     pub time: &'a str,
@@ -173,6 +179,7 @@ pub fn banner(verdict: Verdict, findings: &[Finding]) -> (String, Rgb888) {
         }
         Verdict::Indeterminate => ("INDETERMINATE - HAVE IT READ".to_string(), AMBER),
         Verdict::Negative => ("No pneumothorax detected".to_string(), GREEN),
+        Verdict::NotChestRadiograph => ("NOT A CHEST RADIOGRAPH - NOT READ".to_string(), VIOLET),
     }
 }
 
@@ -251,13 +258,21 @@ pub fn draw_result<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &ResultV
             )
         })
         .collect();
-    let regions = match (view.verdict, sizes.is_empty()) {
-        (Verdict::Positive, true) => "no region localised: read the whole image".to_string(),
-        (_, true) => String::new(),
+    let regions = match (view.verdict, sizes.is_empty(), view.not_chest) {
+        (Verdict::NotChestRadiograph, _, why) => format!(
+            "Seen: {}. Send a frontal chest radiograph.",
+            why.map(|w| w.short()).unwrap_or("no lung fields")
+        ),
+        (Verdict::Positive, true, _) => "no region localised: read the whole image".to_string(),
+        (_, true, _) => String::new(),
         _ => sizes.join("; "),
     };
+    let probability = match view.probability {
+        Some(p) => format!("p = {p:.2}"),
+        None => "p = -".to_string(),
+    };
     let lines = [
-        format!("p = {:.2}  {}  {}", view.probability, view.time, view.source),
+        format!("{probability}  {}  {}", view.time, view.source),
         regions,
         view.models.to_string(),
         "Not a diagnosis: a clinician must read the image.".to_string(),

@@ -222,6 +222,12 @@ fn analyze_real_and_derived_inputs_and_report_bad_ones() {
     for path in &good {
         let line = by_file(path);
         assert!(line["error"].is_null(), "{}: {line}", path.display());
+        assert_ne!(
+            line["verdict"],
+            "not_chest_radiograph",
+            "{}: a real radiograph must pass the lung-field check: {line}",
+            path.display()
+        );
         let p = line["probability"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&p));
         assert_eq!(line["pneumothorax"].as_bool().unwrap(), line["verdict"] == "positive");
@@ -253,6 +259,24 @@ fn analyze_real_and_derived_inputs_and_report_bad_ones() {
             assert!(!mask.exists(), "no mask for a negative: {}", mask.display());
             assert!(line["findings"].as_array().unwrap().is_empty());
         }
+    }
+
+    // the real pneumothoraces of real-dev (never used to train or choose anything) are flagged
+    let labels = std::fs::read_to_string(data("real-dev/labels.csv")).unwrap();
+    let positives: Vec<&str> = labels
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').collect::<Vec<_>>().get(..2).map(<[&str]>::to_vec))
+        .filter(|f| f[1] == "1")
+        .map(|f| f[0])
+        .collect();
+    assert_eq!(positives.len(), 3, "{labels}");
+    for name in positives {
+        let line = by_file(&data(&format!("real-dev/images/{name}")));
+        assert!(
+            line["verdict"] == "positive" || line["verdict"] == "indeterminate",
+            "a real pneumothorax must be flagged for reading: {line}"
+        );
     }
 
     // the same pixels give the same answer whatever the encoding
@@ -308,4 +332,80 @@ fn tampered_model_stops_before_any_file() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "nothing analyzed with a bad model");
+}
+
+/// What a capture device or a wrong file can send instead of a chest radiograph, made here:
+/// a blank frame, vivid's colour bars, a noise frame and a checkerboard.
+fn non_chest_images(dir: &Path) -> Vec<PathBuf> {
+    let (w, h) = (640u32, 480u32);
+    let blank = image::GrayImage::from_pixel(w, h, image::Luma([16]));
+    let bars = image::RgbImage::from_fn(w, h, |x, _| {
+        // white, yellow, cyan, green, magenta, red, blue, black at 75%
+        const BARS: [[u8; 3]; 8] = [
+            [191, 191, 191],
+            [191, 191, 0],
+            [0, 191, 191],
+            [0, 191, 0],
+            [191, 0, 191],
+            [191, 0, 0],
+            [0, 0, 191],
+            [0, 0, 0],
+        ];
+        image::Rgb(BARS[(x * 8 / w) as usize])
+    });
+    let mut state = 12345u32;
+    let noise = image::GrayImage::from_fn(w, h, |_, _| {
+        state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        image::Luma([(state >> 24) as u8])
+    });
+    let checkers = image::GrayImage::from_fn(w, h, |x, y| {
+        image::Luma([if (x / 40 + y / 40) % 2 == 0 { 0 } else { 255 }])
+    });
+    let files = vec![
+        dir.join("blank.png"),
+        dir.join("colour-bars.png"),
+        dir.join("noise.png"),
+        dir.join("checkers.png"),
+    ];
+    blank.save(&files[0]).unwrap();
+    bars.save(&files[1]).unwrap();
+    noise.save(&files[2]).unwrap();
+    checkers.save(&files[3]).unwrap();
+    files
+}
+
+#[test]
+fn images_that_are_not_chest_radiographs_are_refused_without_an_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = non_chest_images(dir.path());
+    let masks = dir.path().join("masks");
+    let (code, lines, stderr) = ptxd(&["analyze", "--json", "--mask-dir", masks.to_str().unwrap()], &files);
+    assert_eq!(code, 0, "a refusal is a result, not a failure: {stderr}");
+    for (line, file) in lines.iter().zip(&files) {
+        assert_eq!(line["verdict"], "not_chest_radiograph", "{}: {line}", file.display());
+        assert_eq!(line["pneumothorax"], false, "no alarm: {line}");
+        assert!(line["probability"].is_null(), "the classifier did not read it: {line}");
+        assert!(line["error"].is_null());
+        assert!(line["findings"].as_array().unwrap().is_empty());
+        let why = line["not_chest"].as_str().unwrap();
+        assert!(!why.is_empty(), "{line}");
+    }
+    assert!(
+        lines[0]["not_chest"].as_str().unwrap().contains("blank"),
+        "the blank frame says so: {}",
+        lines[0]
+    );
+    assert!(
+        !masks.exists() || std::fs::read_dir(&masks).unwrap().next().is_none(),
+        "no masks"
+    );
+    // text mode names the verdict and the reason
+    let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
+        .current_dir(root())
+        .arg("analyze")
+        .arg(&files[1])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("NOT A CHEST RADIOGRAPH"), "{text}");
 }

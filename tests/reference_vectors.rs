@@ -12,7 +12,7 @@ mod common;
 
 use common::{data, root};
 use ptxd::infer::Model;
-use ptxd::manifest::{hex, Manifest};
+use ptxd::manifest::{hex, Manifest, Role};
 use ptxd::preprocess::{resize_pil_bilinear, to_tensor, GreyImage};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -35,10 +35,10 @@ fn grey(path: &Path) -> GreyImage {
         .image
 }
 
-/// Inputs of the vectors that this test can decode, with the resized image.
-fn inputs(v: &Value) -> Vec<(String, Value, GreyImage)> {
+/// Inputs of the vectors that this test can decode, with the image resized for `role`.
+fn inputs(v: &Value, role: Role) -> Vec<(String, Value, GreyImage)> {
     let manifest = manifest();
-    let p = &manifest.classifier.preprocess;
+    let p = manifest.files(role).preprocess;
     let mut out = Vec::new();
     for rec in v["inputs"].as_array().unwrap() {
         let label = rec["input"].as_str().unwrap();
@@ -64,7 +64,7 @@ fn manifest() -> Manifest {
 #[test]
 fn preprocessing_matches_pillow() {
     let v = vectors();
-    for (label, rec, resized) in inputs(&v) {
+    for (label, rec, resized) in inputs(&v, Role::Classifier) {
         let pre = &rec["preprocessed"];
         let mean = resized.pixels.iter().map(|&p| p as f64).sum::<f64>() / resized.pixels.len() as f64;
         if label.ends_with(".png") {
@@ -99,14 +99,17 @@ fn preprocessing_matches_pillow() {
     }
 }
 
-fn check_model(role: &str, variant: &str, only_repo_inputs: bool) {
-    let manifest = manifest();
+fn check_model(role: Role, variant: &str, only_repo_inputs: bool) {
+    check_model_of(manifest(), role, variant, only_repo_inputs)
+}
+
+fn check_model_of(manifest: Manifest, role: Role, variant: &str, only_repo_inputs: bool) {
     let model = Model::load(&manifest, role, Some(variant)).expect("model loads in tract");
-    let entry = manifest.entry(role).expect("known role");
+    let entry = manifest.files(role);
     let full_tolerance = entry.variants[variant].tolerance;
     let file = &entry.variants[variant].file;
     let v = vectors();
-    for (label, rec, resized) in inputs(&v) {
+    for (label, rec, resized) in inputs(&v, role) {
         if only_repo_inputs && rec["origin"] != "repo" {
             continue;
         }
@@ -118,9 +121,9 @@ fn check_model(role: &str, variant: &str, only_repo_inputs: bool) {
         } else {
             full_tolerance
         };
-        let out = model.run(to_tensor(&resized, &entry.preprocess)).expect("model runs");
+        let out = model.run(to_tensor(&resized, entry.preprocess)).expect("model runs");
         let expected = &rec["outputs"][file.as_str()];
-        if role == "classifier" {
+        if role == Role::Classifier {
             let p = expected["probability"].as_f64().unwrap();
             assert_eq!(out.len(), 1);
             let diff = (out[0] as f64 - p).abs();
@@ -131,19 +134,21 @@ fn check_model(role: &str, variant: &str, only_repo_inputs: bool) {
                 out[0]
             );
         } else {
-            let side = 256;
+            let (side, _) = entry.grid().expect("a mask model");
             assert_eq!(out.len(), side * side);
+            // 16x16 blocks of side/16 pixels each
+            let block = side / 16;
             let grid = expected["grid16"].as_array().unwrap();
             let mut worst = 0f64;
             for (gy, row) in grid.iter().enumerate() {
                 for (gx, cell) in row.as_array().unwrap().iter().enumerate() {
                     let mut sum = 0f64;
-                    for y in gy * 16..gy * 16 + 16 {
-                        for x in gx * 16..gx * 16 + 16 {
+                    for y in gy * block..(gy + 1) * block {
+                        for x in gx * block..(gx + 1) * block {
                             sum += out[y * side + x] as f64;
                         }
                     }
-                    worst = worst.max((sum / 256.0 - cell.as_f64().unwrap()).abs());
+                    worst = worst.max((sum / (block * block) as f64 - cell.as_f64().unwrap()).abs());
                 }
             }
             let count = out.iter().filter(|&&p| p >= 0.5).count() as i64;
@@ -168,23 +173,41 @@ fn check_model(role: &str, variant: &str, only_repo_inputs: bool) {
 }
 
 #[test]
+fn lungs_int8_matches_onnxruntime() {
+    check_model(Role::Lungs, "int8", false);
+}
+
+#[test]
+fn lungs_int8_qdq_matches_onnxruntime() {
+    check_model(Role::Lungs, "int8-qdq", true);
+}
+
+#[test]
 fn classifier_int8_matches_onnxruntime() {
-    check_model("classifier", "int8", false);
+    check_model(Role::Classifier, "int8", false);
 }
 
 #[test]
 fn classifier_int8_qdq_matches_onnxruntime() {
-    check_model("classifier", "int8-qdq", true);
+    check_model(Role::Classifier, "int8-qdq", true);
+}
+
+/// The design's DenseNet121 classifier, shipped as a variant pipeline (models/densenet121.toml).
+#[test]
+fn densenet121_classifier_int8_matches_onnxruntime() {
+    let m = Manifest::load(&root().join("models/densenet121.toml")).expect("densenet121.toml");
+    assert!(m.classifier.architecture.contains("DenseNet121"));
+    check_model_of(m, Role::Classifier, "int8", true);
 }
 
 #[test]
 fn segmenter_int8_matches_onnxruntime() {
-    check_model("segmenter", "int8", false);
+    check_model(Role::Segmenter, "int8", false);
 }
 
 #[test]
 fn segmenter_int8_qdq_matches_onnxruntime() {
-    check_model("segmenter", "int8-qdq", true);
+    check_model(Role::Segmenter, "int8-qdq", true);
 }
 
 #[test]
@@ -194,8 +217,10 @@ fn tampered_model_is_refused() {
     let models = root().join("models");
     std::fs::copy(models.join("manifest.toml"), dir.join("manifest.toml")).unwrap();
     let m = manifest();
-    for v in m.classifier.variants.values().chain(m.segmenter.variants.values()) {
-        std::fs::copy(models.join(&v.file), dir.join(&v.file)).unwrap();
+    for role in Role::ALL {
+        for v in m.files(role).variants.values() {
+            std::fs::copy(models.join(&v.file), dir.join(&v.file)).unwrap();
+        }
     }
     let file = &m.classifier.variants["int8"].file;
     let mut bytes = std::fs::read(dir.join(file)).unwrap();
@@ -203,21 +228,16 @@ fn tampered_model_is_refused() {
     bytes[last] ^= 1;
     std::fs::write(dir.join(file), bytes).unwrap();
     let copy = Manifest::load(&dir.join("manifest.toml")).unwrap();
-    let err = Model::load(&copy, "classifier", None)
+    let err = Model::load(&copy, Role::Classifier, None)
         .err()
         .expect("tampered file must be refused")
         .to_string();
     assert!(err.contains(file.as_str()) && err.contains("sha256"), "{err}");
     std::fs::remove_file(dir.join(&m.segmenter.variants["int8"].file)).unwrap();
-    let err = Model::load(&copy, "segmenter", None)
+    let err = Model::load(&copy, Role::Segmenter, None)
         .err()
         .expect("missing file must be refused")
         .to_string();
     assert!(err.contains("missing"), "{err}");
-    let err = Model::load(&copy, "segmentor", None)
-        .err()
-        .expect("unknown role must be refused")
-        .to_string();
-    assert!(err.contains("segmentor"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -4,7 +4,7 @@
 use embedded_graphics::pixelcolor::{Rgb888, RgbColor};
 use ptxd::findings::{Finding, Mask, Side, Verdict};
 use ptxd::preprocess::GreyImage;
-use ptxd::render::{draw_result, Framebuffer, ResultView, AMBER, GREEN, RED};
+use ptxd::render::{draw_result, Framebuffer, ResultView, AMBER, GREEN, RED, VIOLET};
 
 /// A 400x300 grey gradient "radiograph" with a 100x80 mask block on the viewer's left.
 fn scene() -> (GreyImage, Mask, Vec<Finding>) {
@@ -42,7 +42,8 @@ fn draw(w: u32, h: u32, verdict: Verdict, with_mask: bool) -> Framebuffer {
         image: &image,
         mask: with_mask.then_some(&mask),
         verdict,
-        probability: 0.83,
+        probability: Some(0.83),
+        not_chest: None,
         findings: if with_mask { &findings } else { &[] },
         time: "2026-11-26T19:03:04Z",
         models: "ptx-cls int8 / ptx-seg int8",
@@ -118,4 +119,14 @@ fn overlay_png_round_trips() {
     let png = image::load_from_memory(&fb.to_png()).unwrap().to_rgb8();
     assert_eq!(png.dimensions(), (320, 240));
     assert_eq!(png.into_raw(), fb.to_rgb_bytes());
+}
+
+#[test]
+fn not_chest_screen_is_violet_with_no_red_and_says_what_to_do() {
+    let fb = draw(800, 480, Verdict::NotChestRadiograph, false);
+    assert_eq!(fb.pixel(1, 1), VIOLET, "neither the alarm's red nor the idle slate");
+    assert_eq!(count(&fb, 0..800, 40..380, is_reddish), 0, "no alarm colour");
+    // the instruction line is drawn (white text in the footer)
+    let text = count(&fb, 0..800, 400..480, |c| c == Rgb888::WHITE);
+    assert!(text > 100, "footer text {text}");
 }

@@ -12,6 +12,7 @@ pub fn models() -> ModelVersions {
     ModelVersions {
         classifier: "ptx-cls-densenet121-int8-20261126 int8".into(),
         segmenter: "ptx-seg-unetpp-effnetlite0-int8-20261126 int8".into(),
+        lungs: "ptx-lungs-unetpp-effnetlite0-int8-20261128 int8".into(),
     }
 }
 
@@ -37,6 +38,7 @@ pub fn record() -> Record {
         overlay: Some("/var/lib/ptxd/overlays/00000042-0007.png".into()),
         mask: None,
         error: None,
+        not_chest: None,
     }
 }
 

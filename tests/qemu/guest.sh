@@ -45,7 +45,7 @@ cp "$k/$mods/modules.builtin" "$k/$mods/modules.order" "$root/$mods/"
 cp "$k/boot/vmlinuz-$kver" "$out/vmlinuz"
 
 install -m 0755 "$bin" "$root/usr/bin/ptxd"
-cp "$repo/models/manifest.toml" "$repo"/models/*.int8.onnx "$root/usr/share/ptxd/models/"
+cp "$repo/models/manifest.toml" "$repo"/models/{lungs,classifier,segmenter}.int8.onnx "$root/usr/share/ptxd/models/"
 cp "$repo"/board/*.toml "$root/usr/share/ptxd/board/"
 cp "$here/ptxd.toml" "$root/etc/ptxd/ptxd.toml"
 install -m 0755 "$here/init" "$root/init"

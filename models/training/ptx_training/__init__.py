@@ -14,5 +14,7 @@ Modules, in the order data flows through them:
 # Preprocessing contract shared by training, export, evaluation and the manifest.
 # The daemon must reproduce it exactly (see models/manifest.toml).
 INPUT_SIZE = 256
+# The lung-field model's input (lung fields are large; 128 px costs a quarter of 256).
+LUNG_SIZE = 128
 MEAN = 0.5
 STD = 0.25

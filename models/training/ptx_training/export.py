@@ -19,17 +19,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import INPUT_SIZE, data, nets
+from . import INPUT_SIZE, LUNG_SIZE, data, nets
 
 INPUT_NAME = "image"
-OUTPUT_NAME = {"classifier": "probability", "segmenter": "mask"}
+OUTPUT_NAME = {"classifier": "probability", "segmenter": "mask", "lungs": "lungs"}
+
+
+def input_size(kind: str) -> int:
+    """The lung-field model reads 128 px; the classifier and segmenter 256."""
+    return LUNG_SIZE if kind == "lungs" else INPUT_SIZE
 
 
 def export_fp32(kind: str, checkpoint: Path, out: Path) -> None:
-    model = nets.build(kind)
-    model.load_state_dict(torch.load(checkpoint, weights_only=True)["state"])
+    ck = torch.load(checkpoint, weights_only=False)
+    model = nets.build(kind, ck.get("arch", ""))
+    model.load_state_dict(ck["state"])
     wrapped = nets.WithSigmoid(model).eval()
-    dummy = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
+    size = input_size(kind)
+    dummy = torch.zeros(1, 3, size, size)
     torch.onnx.export(
         wrapped, dummy, str(out), opset_version=17, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME[kind]],
         do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL, dynamo=False,
@@ -39,8 +46,8 @@ def export_fp32(kind: str, checkpoint: Path, out: Path) -> None:
 class RadiographReader:
     """onnxruntime CalibrationDataReader over real, unmodified training-split radiographs."""
 
-    def __init__(self, count: int, seed: int = 7):
-        names, images = data.radiographs()
+    def __init__(self, count: int, seed: int = 7, size: int = INPUT_SIZE):
+        names, images = data.radiographs(size)
         idx = [i for i, n in enumerate(names) if data.split_of(n) == "train"]
         pick = np.random.default_rng(seed).choice(idx, size=count, replace=False)
         self.batches = iter([{INPUT_NAME: data.normalize(images[i])[None]} for i in pick])
@@ -49,11 +56,11 @@ class RadiographReader:
         return next(self.batches, None)
 
 
-def quantize(pre: Path, out: Path, fmt: str, calibration: int) -> None:
+def quantize(pre: Path, out: Path, fmt: str, calibration: int, size: int = INPUT_SIZE) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(
-        str(pre), str(out), RadiographReader(calibration),
+        str(pre), str(out), RadiographReader(calibration, size=size),
         quant_format=QuantFormat.QOperator if fmt == "qop" else QuantFormat.QDQ,
         op_types_to_quantize=["Conv"], per_channel=False,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -68,14 +75,14 @@ def export_all(kind: str, checkpoint: Path, out_dir: Path, calibration: int = 64
     paths = {v: out_dir / f"{kind}.{v}.onnx" for v in ("fp32", "pre", "int8", "int8-qdq")}
     export_fp32(kind, checkpoint, paths["fp32"])
     quant_pre_process(str(paths["fp32"]), str(paths["pre"]), skip_symbolic_shape=True)
-    quantize(paths["pre"], paths["int8"], "qop", calibration)
-    quantize(paths["pre"], paths["int8-qdq"], "qdq", calibration)
+    quantize(paths["pre"], paths["int8"], "qop", calibration, input_size(kind))
+    quantize(paths["pre"], paths["int8-qdq"], "qdq", calibration, input_size(kind))
     return paths
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="export a checkpoint to fp32 ONNX and the two int8 variants")
-    ap.add_argument("kind", choices=["classifier", "segmenter"])
+    ap.add_argument("kind", choices=["classifier", "segmenter", "lungs"])
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--out-dir", type=Path, required=True)
     ap.add_argument("--calibration", type=int, default=64, help="number of real radiographs to calibrate on")

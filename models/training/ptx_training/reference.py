@@ -7,8 +7,9 @@ named by relative path and sha256, never copied), it records:
   * a summary of the preprocessed tensor (PIL bilinear resize to 256x256 of the 8-bit grey
     image): sha256 of the resized 8-bit pixels, their mean, and some sampled pixels;
   * onnxruntime's outputs for every shipped int8 file: the classifier's probability; the
-    segmenter's mask as its sum, its maximum, the count of pixels >= 0.5 and a 16x16 grid
-    of block means.
+    segmenter's and the lung-field model's masks as their sum, maximum, count of pixels
+    >= 0.5 and a 16x16 grid of block means. The lung-field model reads the same image
+    resized to its own 128 px (`input_for`).
 """
 
 import argparse
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import data, phantom
+from . import LUNG_SIZE, data, phantom
 from .evaluate import predict_onnx
 
 REAL_INPUTS = [
@@ -28,6 +29,7 @@ REAL_INPUTS = [
     "dicom/ID_0a920cc01.dcm",
     "real-dev/images/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.png",
 ]
+FILES = [f"{stem}.{v}.onnx" for stem in ("lungs", "classifier", "classifier-densenet121", "segmenter") for v in ("int8", "int8-qdq")]
 PHANTOMS = {"phantom-clear.png": dict(seed=1, pneumothorax=False), "phantom-ptx.png": dict(seed=2, pneumothorax=True)}
 
 
@@ -50,7 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="write reference vectors for the shipped int8 models")
     ap.add_argument("--models-dir", type=Path, required=True, help="folder holding the shipped .onnx files")
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--files", nargs="+", default=["classifier.int8.onnx", "classifier.int8-qdq.onnx", "segmenter.int8.onnx", "segmenter.int8-qdq.onnx"])
+    ap.add_argument("--files", nargs="+", default=FILES)
     args = ap.parse_args()
     out_dir = args.out.parent
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -64,13 +66,11 @@ def main() -> None:
 
     records = []
     for origin, path, label in inputs:
-        if path.suffix == ".dcm":
-            resized = dicom_resized(path)
-        else:
-            resized = data.load_grey(path)
+        grey = grey_image(path)
+        resized = data.resize_grey(grey)
         rec = {"input": label, "origin": origin, "input_sha256": file_sha256(path), "preprocessed": summarize_input(resized), "outputs": {}}
         for f in args.files:
-            out = predict_onnx(args.models_dir / f, resized[None])[0]
+            out = predict_onnx(args.models_dir / f, model_input(f, grey)[None])[0]
             rec["outputs"][f] = {"probability": float(out)} if out.ndim == 0 else summarize_mask(out)
         records.append(rec)
         print(label, {k: v.get("probability", v.get("count_ge_0_5")) for k, v in rec["outputs"].items()})
@@ -84,7 +84,25 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
+def grey_image(path: Path) -> Image.Image:
+    """The input as 8-bit grey, before any resize (DICOM through `dicom_grey`)."""
+    if path.suffix == ".dcm":
+        return dicom_grey(path)
+    with Image.open(path) as im:
+        return im.convert("L")
+
+
+def model_input(file: str, grey: Image.Image) -> np.ndarray:
+    """The original grey image resized as the model in `file` reads it (ptxd resizes the
+    original for each model: 128 px for the lung fields, 256 px for the others)."""
+    return data.resize_grey(grey, LUNG_SIZE if file.startswith("lungs") else data.INPUT_SIZE)
+
+
 def dicom_resized(path: Path) -> np.ndarray:
+    return data.resize_grey(dicom_grey(path))
+
+
+def dicom_grey(path: Path) -> Image.Image:
     """The DICOM reference path: pixel data as 8-bit grey (these files are 8-bit MONOCHROME2
     JPEG baseline, so no windowing applies), then the same resize as every other input."""
     import pydicom
@@ -95,7 +113,7 @@ def dicom_resized(path: Path) -> np.ndarray:
         arr = arr.max() - arr
     lo, hi = arr.min(), arr.max()
     grey = np.round((arr - lo) / max(hi - lo, 1) * 255).astype(np.uint8) if ds.BitsStored > 8 else arr.astype(np.uint8)
-    return data.resize_grey(Image.fromarray(grey))
+    return Image.fromarray(grey)
 
 
 if __name__ == "__main__":

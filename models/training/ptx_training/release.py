@@ -1,12 +1,19 @@
-"""From two checkpoints to what ships in models/: int8 files, manifest, metrics, reference vectors.
+"""From checkpoints to what ships in models/: int8 files, manifests, metrics, reference vectors.
 
-    python -m ptx_training.release --classifier work/classifier.pt --segmenter work/segmenter.pt
+    python -m ptx_training.release --classifier ../work/cls-lite0.pt --densenet ../work/cls-densenet121.pt \\
+        --segmenter ../work/seg.pt --lungs ../work/lungs.pt [--ptxd ../../target/release/ptxd]
 
-Steps: export + quantize both models (export.py); run every variant through onnxruntime on
-the synthetic val/test splits and real-dev; choose operating thresholds on val only; compare
-int8 with its fp32 twin (max abs output difference, metric drop); time each file in
-onnxruntime and, when a built `ptxd` binary is given, in tract; copy the int8 files into
-models/; write models/metrics.json, models/manifest.toml and models/reference/vectors.json.
+Every decision is made on the real validation split (`real.real_split("val")`), with the
+int8 QOperator files that ptxd runs by default, through onnxruntime:
+  - the classifier's operating threshold (sensitivity >= 0.90 on real val) and the lower edge
+    of its indeterminate band (sensitivity >= 0.97);
+  - the segmenter's pixel threshold and minimum area (mean Dice on real val's masked
+    positives, masks clipped to the lung fields as ptxd does);
+  - the not-a-chest-radiograph limits (`gate`: every real radiograph passes, with a margin).
+Metrics come with 95% bootstrap intervals, pooled and within NIH. Synthetic metrics are
+reported as what they are: a measure of the synthesiser. real-dev stays a separate check.
+Writes models/{manifest.toml, densenet121.toml, metrics.json, README.md's metrics section,
+reference/vectors.json} and copies the int8 files into models/.
 """
 
 import argparse
@@ -22,12 +29,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import INPUT_SIZE, MEAN, STD, cost, data, evaluate, export
+from . import INPUT_SIZE, LUNG_SIZE, MEAN, STD, data, evaluate, export, gate, real
 
 MODELS = Path(__file__).resolve().parents[2]
 VARIANTS = ("fp32", "int8", "int8-qdq")
-CLS_SENSITIVITY = 0.90  # operating point: sensitivity on synthetic val
-CLS_INDETERMINATE_SENSITIVITY = 0.97  # lower edge of the "indeterminate" band
+CLS_SENSITIVITY = 0.90
+CLS_INDETERMINATE_SENSITIVITY = 0.97
+SEG_PIXELS = (0.3, 0.4, 0.5, 0.6, 0.7)
+SEG_AREAS = (0, 25, 50, 100, 200)
 
 
 def sha256(path: Path) -> str:
@@ -35,8 +44,7 @@ def sha256(path: Path) -> str:
 
 
 def ort_latency(path: Path, x: np.ndarray, runs: int = 10) -> float:
-    """Median of `runs` onnxruntime runs (1 thread) after a warm-up run, on its default (fast)
-    int8 kernels: this is the peer runtime's speed, not a reference output."""
+    """Median of `runs` onnxruntime runs (1 thread, default kernels) after a warm-up."""
     sess = evaluate.ort_session(path, threads=1, exact=False)
     sess.run(None, {"image": x})
     times = []
@@ -47,288 +55,160 @@ def ort_latency(path: Path, x: np.ndarray, runs: int = 10) -> float:
     return float(np.median(times))
 
 
-def tract_check(ptxd: Path, path: Path, inputs: list[np.ndarray], runs: int = 10) -> dict:
-    """Time a file in tract through `ptxd bench` (median of `runs` on the first input, 1 thread)
-    and compare tract's outputs with onnxruntime's on every input."""
-    sess = evaluate.ort_session(path, threads=1)
-    median, worst = None, 0.0
+def tract_time(ptxd: Path, path: Path, x: np.ndarray, runs: int = 5) -> float | None:
+    """Median tract time of one file through `ptxd bench` (1 thread), or None."""
     with tempfile.TemporaryDirectory() as tmp:
-        inp, out = Path(tmp) / "in.f32", Path(tmp) / "out.f32"
-        for k, x in enumerate(inputs):
-            inp.write_bytes(x.astype("<f4").tobytes())
-            cmd = [str(ptxd), "--threads", "1", "bench", "--json", "--runs", str(runs if k == 0 else 1), "--input", str(inp), "--output", str(out), str(path)]
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            if res.returncode != 0:
-                print(f"tract could not run {path.name}: {res.stderr.strip()}", file=sys.stderr)
-                return {"tract_s": None, "max_abs_diff_tract_vs_onnxruntime": None}
-            if k == 0:
-                median = json.loads(res.stdout.strip().splitlines()[-1])["median_s"]
-            y = np.fromfile(out, "<f4")
-            worst = max(worst, float(np.abs(y - sess.run(None, {"image": x})[0].reshape(-1)).max()))
-    return {"tract_s": median, "max_abs_diff_tract_vs_onnxruntime": worst}
+        inp = Path(tmp) / "in.f32"
+        inp.write_bytes(x.astype("<f4").tobytes())
+        cmd = [str(ptxd), "--threads", "1", "bench", "--json", "--runs", str(runs), "--input", str(inp), str(path)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            print(f"tract could not run {path.name}: {res.stderr.strip()}", file=sys.stderr)
+            return None
+        return json.loads(res.stdout.strip().splitlines()[-1])["median_s"]
 
 
-def history_chain(path: Path) -> list:
-    """Training history of a checkpoint and of every checkpoint it was fine-tuned from (--init)."""
-    ck = torch.load(path, weights_only=True)
-    init = ck["args"].get("init")
-    prior = history_chain(Path(init)) if init not in (None, "None") and Path(init).exists() else []
-    return prior + [dict(h, checkpoint=path.name) for h in ck["history"]]
+def lung_fields(lung_onnx: Path, images_256: np.ndarray) -> np.ndarray:
+    """Grown lung fields (bool, 256 grid) as ptxd computes them: the 128 px model on the
+    image resized from its source, thresholded, grown by MARGIN_CELLS, upsampled."""
+    from PIL import Image
+    from scipy import ndimage
+
+    sess = evaluate.ort_session(lung_onnx, 2)
+    out = []
+    for img in images_256:
+        small = data.resize_grey(Image.fromarray(img), LUNG_SIZE)
+        p = gate.lung_probs(sess, small[None])[0] >= gate.PIXEL
+        grown = ndimage.binary_dilation(p, np.ones((2 * gate.MARGIN_CELLS + 1,) * 2, bool))
+        out.append(np.kron(grown, np.ones((INPUT_SIZE // LUNG_SIZE,) * 2, bool)))
+    return np.stack(out)
 
 
-def classifier_report(preds: dict, splits: dict) -> dict:
-    """Thresholds (on val) and metrics from `preds[variant][split]`, the classifier's probabilities."""
-    rep = {"variants": preds}
-    val_ref = rep["variants"]["int8"]["val"]
-    labels = {name: s["labels"] for name, s in splits.items()}
-    thr = evaluate.threshold_for_sensitivity(labels["val"], val_ref, CLS_SENSITIVITY)
-    low = evaluate.threshold_for_sensitivity(labels["val"], val_ref, CLS_INDETERMINATE_SENSITIVITY)
-    rep["thresholds"] = {"probability": thr, "indeterminate_low": min(low, thr)}
-    metrics = {}
-    for v in VARIANTS:
-        metrics[v] = {}
-        for name in ("test", "real_dev"):
-            p = rep["variants"][v][name]
-            sens, spec = evaluate.sens_spec(labels[name], p, thr)
-            metrics[v][name] = {"auc": evaluate.roc_auc(labels[name], p), "sensitivity": sens, "specificity": spec,
-                                "n": int(len(p)), "positives": int(labels[name].sum())}
-        metrics[v]["max_abs_diff_vs_fp32"] = float(max(np.abs(rep["variants"][v][n] - rep["variants"]["fp32"][n]).max() for n in splits))
-    rep["metrics"] = metrics
-    rep["real_dev_scores"] = {n: float(p) for n, p in zip(splits["real_dev"]["names"], rep["variants"]["int8"]["real_dev"])}
-    del rep["variants"]  # the raw scores stay out of metrics.json
-    return rep
+def classifier_section(scores: dict, rval: dict, dev: dict, synth: dict) -> dict:
+    """Thresholds on real val and the metrics at them; scores[split] are probabilities."""
+    thr = evaluate.threshold_for_sensitivity(rval["labels"], scores["val"], CLS_SENSITIVITY)
+    low = min(evaluate.threshold_for_sensitivity(rval["labels"], scores["val"], CLS_INDETERMINATE_SENSITIVITY), thr)
+    val = real.classifier_report(rval["labels"], scores["val"], rval["source"], thr, scores["siim_domain"])
+    val_low = real.classifier_report(rval["labels"], scores["val"], rval["source"], low, scores["siim_domain"])
+    dsens, dspec = evaluate.sens_spec(dev["labels"], scores["dev"], thr)
+    flagged_dev = [bool(s >= low) for s, y in zip(scores["dev"], dev["labels"]) if y]
+    return {
+        "thresholds": {"probability": round(float(thr), 4), "indeterminate_low": round(float(low), 4)},
+        "real_val": val,
+        "real_val_at_indeterminate_low": {k: val_low[k] for k in ("threshold", "sensitivity", "specificity", "sensitivity_nih", "specificity_nih", "siim_domain_flag_rate")},
+        "real_dev": {"n": len(dev["labels"]), "positives": int(dev["labels"].sum()), "auc": round(evaluate.roc_auc(dev["labels"], scores["dev"]), 4),
+                     "sensitivity": round(dsens, 4), "specificity": round(dspec, 4), "positives_flagged_positive_or_indeterminate": flagged_dev,
+                     "scores": {n: round(float(s), 4) for n, s in zip(dev["names"], scores["dev"])}},
+        "synthetic_test": {"auc": round(evaluate.roc_auc(synth["labels"], scores["synthetic"]), 4), "n": len(synth["labels"]),
+                           "note": "synthetic lesions on real radiographs: a measure of the synthesiser, not of real skill"},
+    }
 
 
-def segmenter_report(paths: dict, splits: dict, cls_scores: dict, cls_threshold: float) -> dict:
-    probs = {v: {name: evaluate.predict_onnx(paths[v], s["images"]) for name, s in splits.items()} for v in VARIANTS}
-    # Thresholds chosen on val (all images, segmenter alone) by SIIM's mean Dice.
+def segmenter_section(probs: dict, fields: dict, rval: dict, dev: dict, cls_thr: float, cls_scores: np.ndarray) -> dict:
+    """Pixel threshold and minimum area on real val's masked positives (lung-clipped)."""
+    pos = rval["has_mask"] & rval["labels"]
+    clipped = probs["val"] * fields["val"]
     best = None
-    for pt in (0.3, 0.4, 0.5, 0.6, 0.7):
-        for area in (0, 10, 25, 50, 100):
-            s = evaluate.segmentation_metrics(probs["int8"]["val"], splits["val"], pt, area)["siim_dice_all"]
-            if best is None or s > best[0]:
-                best = (s, pt, area)
+    for pt in SEG_PIXELS:
+        for area in SEG_AREAS:
+            d = np.mean([evaluate.dice_iou(evaluate.clean_mask(p, pt, area), m)[0] for p, m in zip(clipped[pos], rval["masks"][pos])])
+            if best is None or d > best[0]:
+                best = (d, pt, area)
     _, pt, area = best
-    metrics = {}
-    for v in VARIANTS:
-        metrics[v] = {}
-        for name in ("test", "real_dev"):
-            m = evaluate.segmentation_metrics(probs[v][name], splits[name], pt, area)
-            # The pipeline: the segmenter's mask counts only where the classifier alerted.
-            gated = np.where((cls_scores[name] >= cls_threshold)[:, None, None], probs[v][name], 0.0)
-            m["pipeline_siim_dice_all"] = evaluate.segmentation_metrics(gated, splits[name], pt, area)["siim_dice_all"]
-            metrics[v][name] = m | {"n": int(len(probs[v][name])), "positives": int(splits[name]["labels"].sum())}
-        metrics[v]["max_abs_diff_vs_fp32"] = float(max(np.abs(probs[v][n] - probs["fp32"][n]).max() for n in splits))
-    return {"thresholds": {"pixel": pt, "min_area_pixels": area}, "metrics": metrics}
+    val = real.segmenter_report(clipped[pos], rval["masks"][pos], pt, area)
+    # outside the lungs: what share of the raw mask ptxd drops
+    raw = np.stack([evaluate.clean_mask(p, pt, area) for p in probs["val"][pos]])
+    outside = float((raw & ~fields["val"][pos]).sum() / max(raw.sum(), 1))
+    # the segmenter as a classifier: largest lung-clipped mask component area (SIIM winners'
+    # "mask present" rule) and the maximum probability
+    area_score = np.array([evaluate.clean_mask(p, pt, 0).sum() for p in clipped]) / clipped[0].size
+    max_score = clipped.reshape(len(clipped), -1).max(1)
+    seg_cls = {name: real.classifier_report(rval["labels"], s, rval["source"], evaluate.threshold_for_sensitivity(rval["labels"], s, CLS_SENSITIVITY))
+               for name, s in (("mask_area", area_score), ("max_probability", max_score))}
+    # the pipeline's SIIM score on all real val images: empty prediction where the classifier is below threshold
+    gated = np.where((cls_scores >= cls_thr)[:, None, None], clipped, 0.0)
+    siim = [evaluate.dice_iou(evaluate.clean_mask(p, pt, area), m)[0] for p, m, y, hm in zip(gated, rval["masks"], rval["labels"], rval["has_mask"]) if hm or not y]
+    dpos = dev["labels"]
+    ddice = [evaluate.dice_iou(evaluate.clean_mask(p * f, pt, area), m)[0] for p, f, m in zip(probs["dev"][dpos], fields["dev"][dpos], dev["masks"][dpos])]
+    return {
+        "thresholds": {"pixel": pt, "min_area_pixels": area},
+        "real_val_masked_positives": val,
+        "share_of_raw_mask_outside_lungs": round(outside, 4),
+        "as_classifier": seg_cls,
+        "pipeline_siim_score_real_val": {"value": round(float(np.mean(siim)), 4), "n": len(siim),
+                                         "note": "mean Dice over real val images with a known mask (SIIM positives and all negatives; NIH positives have no mask)"},
+        "real_dev_dice_positives": [round(float(d), 4) for d in ddice],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--classifier", type=Path)
-    ap.add_argument("--segmenter", type=Path)
+    ap.add_argument("--classifier", type=Path, required=True, help="the default classifier checkpoint (train_real)")
+    ap.add_argument("--densenet", type=Path, required=True, help="the DenseNet121 classifier checkpoint, shipped as a variant")
+    ap.add_argument("--segmenter", type=Path, required=True)
+    ap.add_argument("--lungs", type=Path, required=True)
     ap.add_argument("--work", type=Path, default=MODELS / "work")
     ap.add_argument("--ptxd", type=Path, help="a built ptxd binary, to time the files in tract")
-    ap.add_argument("--notes", type=Path, help="json with training notes (label-noise experiment etc.) to record")
-    ap.add_argument("--manifest-only", action="store_true",
-                    help="rewrite manifest.toml and the card's metrics from the existing metrics.json (no export)")
     args = ap.parse_args()
-    if not args.manifest_only and not (args.classifier and args.segmenter):
-        ap.error("--classifier and --segmenter checkpoints are needed (or --manifest-only)")
-    if args.manifest_only:
-        metrics = json.loads((MODELS / "metrics.json").read_text())
-        write_manifest(metrics, args)
-        write_card_metrics(metrics)
-        return
 
-    splits = {"val": evaluate.synthetic_split("val"), "test": evaluate.synthetic_split("test"), "real_dev": evaluate.real_dev()}
-    paths = {k: export.export_all(k, getattr(args, k), args.work) for k in ("classifier", "segmenter")}
-    cls_preds = {v: {n: evaluate.predict_onnx(paths["classifier"][v], s["images"]) for n, s in splits.items()} for v in VARIANTS}
-    cls = classifier_report(cls_preds, splits)
-    seg = segmenter_report(paths["segmenter"], splits, cls_preds["int8"], cls["thresholds"]["probability"])
+    kinds = {"classifier": args.classifier, "densenet121": args.densenet, "segmenter": args.segmenter, "lungs": args.lungs}
+    paths = {}
+    for name, ck in kinds.items():
+        kind = "classifier" if name == "densenet121" else name
+        out = args.work / name
+        paths[name] = export.export_all(kind, ck, out)
+    # the files ptxd runs by default decide everything
+    rval, dev = real.real_split("val"), evaluate.real_dev()
+    _, cxr = data.radiographs()
+    cxr_idx, cxr_split = real.siim_domain()
+    siim_val = cxr[np.random.default_rng(5).choice(cxr_idx[cxr_split == "val"], size=200, replace=False)]
+    synth = evaluate.synthetic_split("test")
+    sets = {"val": rval["images"], "dev": dev["images"], "siim_domain": siim_val, "synthetic": synth["images"]}
 
-    # Real radiographs (val split, unmodified) as the timing and comparison inputs.
-    probe = [data.normalize(img)[None] for img in splits["val"]["images"][1:7:2]]
+    gate_report_path = args.work / "gate.json"
+    subprocess.run([sys.executable, "-m", "ptx_training.gate", "--lungs", str(paths["lungs"]["int8"]), "--out", str(gate_report_path)], check=True)
+    gate_report = json.loads(gate_report_path.read_text())
+    fields = {"val": lung_fields(paths["lungs"]["int8"], rval["images"]), "dev": lung_fields(paths["lungs"]["int8"], dev["images"])}
+
+    classifiers = {}
+    for name in ("classifier", "densenet121"):
+        scores = {k: evaluate.predict_onnx(paths[name]["int8"], v) for k, v in sets.items()}
+        classifiers[name] = classifier_section(scores, rval, dev, synth)
+        classifiers[name]["training"] = torch.load(kinds[name], weights_only=False)["history"]
+        classifiers[name]["_val_scores"] = scores["val"]
+        fp32 = evaluate.predict_onnx(paths[name]["fp32"], rval["images"])
+        classifiers[name]["quantization"] = {"max_abs_diff_int8_vs_fp32_real_val": round(float(np.abs(fp32 - scores["val"]).max()), 4),
+                                             "fp32_auc_pooled_real_val": round(evaluate.roc_auc(rval["labels"], fp32), 4)}
+    cls = classifiers["classifier"]
+    seg_probs = {"val": evaluate.predict_onnx(paths["segmenter"]["int8"], rval["images"]), "dev": evaluate.predict_onnx(paths["segmenter"]["int8"], dev["images"])}
+    seg = segmenter_section(seg_probs, fields, rval, dev, cls["thresholds"]["probability"], cls.pop("_val_scores"))
+    classifiers["densenet121"].pop("_val_scores")
+    seg["training"] = torch.load(args.segmenter, weights_only=False)["history"]
+    lungs_ck = torch.load(args.lungs, weights_only=False)
+    lungs = {"thresholds": gate_report["thresholds"], "gate": gate_report, "training": lungs_ck["history"],
+             "val_dice": lungs_ck["history"][-1]["val_dice"], "val_names": lungs_ck["val_names"]}
+
     latency = {}
-    for kind in ("classifier", "segmenter"):
-        latency[kind] = {}
+    for name, p in paths.items():
+        size = LUNG_SIZE if name == "lungs" else INPUT_SIZE
+        x = data.normalize(rval["images"][0] if size == INPUT_SIZE else data.resize_grey(__import__("PIL").Image.fromarray(rval["images"][0]), size))[None]
+        latency[name] = {}
         for v in VARIANTS:
-            p = paths[kind][v]
-            latency[kind][v] = {"onnxruntime_s": ort_latency(p, probe[0]), "size_mb": round(p.stat().st_size / 1e6, 2)}
-            latency[kind][v] |= tract_check(args.ptxd, p, probe) if args.ptxd else {"tract_s": None, "max_abs_diff_tract_vs_onnxruntime": None}
-    for kind in ("classifier", "segmenter"):
+            latency[name][v] = {"onnxruntime_s": round(ort_latency(p[v], x), 4), "size_mb": round(p[v].stat().st_size / 1e6, 2),
+                                "tract_s": tract_time(args.ptxd, p[v], x) if args.ptxd else None}
+    files = {"classifier": "classifier", "densenet121": "classifier-densenet121", "segmenter": "segmenter", "lungs": "lungs"}
+    for name, stem in files.items():
         for v in ("int8", "int8-qdq"):
-            shutil.copy(paths[kind][v], MODELS / f"{kind}.{v}.onnx")
-
-    history = {k: history_chain(getattr(args, k)) for k in ("classifier", "segmenter")}
-    notes = json.loads(args.notes.read_text()) if args.notes else {}
-    design_cost = cost.measure_all()
-    metrics = {"released": time.strftime("%Y%m%d"), "classifier": cls, "segmenter": seg, "latency": latency, "design_cost": design_cost, "training_history": history, "notes": notes,
-               "data": {"val": len(splits["val"]["names"]), "test": len(splits["test"]["names"]), "real_dev": len(splits["real_dev"]["names"])}}
+            shutil.copy(paths[name][v], MODELS / f"{stem}.{v}.onnx")
+    metrics = {"released": time.strftime("%Y%m%d"), "protocol": real.__doc__.strip(), "classifier": cls, "densenet121": classifiers["densenet121"],
+               "segmenter": seg, "lungs": lungs, "latency": latency}
     (MODELS / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    write_manifest(metrics, args)
-    write_card_metrics(metrics)
-    print(json.dumps({k: metrics[k] for k in ("classifier", "segmenter", "latency")}, indent=1))
+    from . import card
 
-
-def write_card_metrics(m: dict) -> None:
-    """Replace the generated metrics section of models/README.md (between its markers)."""
-    card = MODELS / "README.md"
-    begin, end = "<!-- metrics:begin (generated by ptx_training.release) -->", "<!-- metrics:end -->"
-    cls, seg, lat = m["classifier"], m["segmenter"], m["latency"]
-    d = m["data"]
-    lines = [begin, "", f"Classifier at its operating threshold {cls['thresholds']['probability']:.3f} "
-             f"(indeterminate band from {cls['thresholds']['indeterminate_low']:.3f}):", "",
-             "| file | data | n (pos) | ROC AUC | sensitivity | specificity |", "|---|---|---|---|---|---|"]
-    for v in VARIANTS:
-        for name, label in (("test", f"synthetic test ({d['test']} radiographs, half with a synthetic lesion)"), ("real_dev", "real-dev (10 real, labelled)")):
-            r = cls["metrics"][v][name]
-            lines.append(f"| {v} | {label} | {r['n']} ({r['positives']}) | {fmt(r['auc'])} | {fmt(r['sensitivity'])} | {fmt(r['specificity'])} |")
-    lines += ["", f"Segmenter at pixel threshold {seg['thresholds']['pixel']} and minimum area {seg['thresholds']['min_area_pixels']} px (256 grid):", "",
-              "| file | data | Dice (positives) | IoU (positives) | SIIM score, segmenter alone | SIIM score, gated by the classifier |", "|---|---|---|---|---|---|"]
-    for v in VARIANTS:
-        for name, label in (("test", "synthetic test"), ("real_dev", "real-dev (3 positives)")):
-            r = seg["metrics"][v][name]
-            lines.append(f"| {v} | {label} | {fmt(r['dice_pos'])} | {fmt(r['iou_pos'])} | {fmt(r['siim_dice_all'])} | {fmt(r['pipeline_siim_dice_all'])} |")
-    lines += ["", "int8 against its fp32 twin, largest difference of any single output value (a probability, or one mask pixel) "
-              "over val, test and real-dev; the metric drops in the tables above are what it costs: "
-              f"classifier {fmt(cls['metrics']['int8']['max_abs_diff_vs_fp32'])} (QDQ {fmt(cls['metrics']['int8-qdq']['max_abs_diff_vs_fp32'])}), "
-              f"segmenter {fmt(seg['metrics']['int8']['max_abs_diff_vs_fp32'])} (QDQ {fmt(seg['metrics']['int8-qdq']['max_abs_diff_vs_fp32'])}).", "",
-              "Latency on the development machine (x86-64 AMD EPYC, 2 cores, no other work running; 1 thread; median of 10 runs on a real radiograph). The last column is the largest difference of any single output value over 3 real radiographs (for the segmenter, single pixels near the quantization steps):", "",
-              "| model | file | MB | onnxruntime s | tract s | tract / onnxruntime | max abs diff, tract vs onnxruntime |", "|---|---|---|---|---|---|---|"]
-    for kind in ("classifier", "segmenter"):
-        for v in VARIANTS:
-            r = lat[kind][v]
-            ratio = f"{r['tract_s'] / r['onnxruntime_s']:.1f}x" if r["tract_s"] else "not measured"
-            diff = r["max_abs_diff_tract_vs_onnxruntime"]
-            lines.append(f"| {kind} | {v} | {r['size_mb']} | {r['onnxruntime_s']:.3f} | {fmt(r['tract_s']) if r['tract_s'] else '-'} | {ratio} | {fmt(diff) if diff is not None else '-'} |")
-    dc = m["design_cost"]
-    lines += ["", "Design cost at 256 px (FLOP = 2 x multiply-adds; torch fp32, 1 thread, median of 5): "
-              + "; ".join(f"{k} {v['gflop']} GFLOP, {v['params_m']} M parameters, {v['torch_fp32_s_median']} s" for k, v in dc.items()) + "."]
-    notes = m.get("notes") or {}
-    if notes:
-        lines += ["", "Training notes recorded with this release:", ""] + [f"- {k}: {v}" for k, v in notes.items()]
-    lines += ["", end]
-    text = card.read_text()
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + "\n".join(lines) + text[text.index(end) + len(end):]
-    else:
-        text += "\n" + "\n".join(lines) + "\n"
-    card.write_text(text)
-
-
-def fmt(x) -> str:
-    return "nan" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.4f}"
-
-
-def write_manifest(m: dict, args) -> None:
-    """models/manifest.toml, generated: every number in it comes from metrics.json."""
-    cls, seg, lat = m["classifier"], m["segmenter"], m["latency"]
-
-    def variants(kind: str, tolerance: dict) -> str:
-        out = []
-        for v, fmt_name, note in (
-            ("int8", "ONNX opset 17, int8 QOperator: Conv as QLinearConv (u8 activations, s8 weights, per-tensor), other ops f32",
-             "real integer convolution kernels in tract (NEON on aarch64); the default"),
-            ("int8-qdq", "ONNX opset 17, int8 QDQ around Conv (u8 activations, s8 weights, per-tensor)",
-             "tract computes it in f32 between quantize/dequantize pairs: same int8 numerics, no integer speed-up"),
-        ):
-            f = MODELS / f"{kind}.{v}.onnx"
-            out.append(f'[{kind}.variants.{v}]\nfile = "{f.name}"\nsha256 = "{sha256(f)}"\nformat = "{fmt_name}"\nnote = "{note}"\ntolerance = {tolerance[v]}\n')
-        out.insert(0, "# tolerance: the largest difference allowed between tract's and onnxruntime's outputs on this file\n"
-                      "# (classifier: probability; segmenter: 16x16 block means of the mask), about twice the worst\n"
-                      "# measured on JPEG inputs, whose decoders differ by a grey level here and there; the tests\n"
-                      "# hold lossless PNG inputs to a fifth of it.\n")
-        return "\n".join(out)
-
-    def metric_lines(d: dict) -> str:
-        return "\n".join(f"{k} = {fmt(v) if isinstance(v, float) else v}" for k, v in d.items() if not isinstance(v, dict))
-
-    pre = f'''resize = "pil-bilinear"
-width = {INPUT_SIZE}
-height = {INPUT_SIZE}
-scale = 255.0
-mean = {MEAN}
-std = {STD}
-channels = 3
-description = "decode to 8-bit grey (MONOCHROME1 inverted, VOI window applied); resize the whole image to {INPUT_SIZE}x{INPUT_SIZE} with Pillow's BILINEAR (antialiased triangle filter, aspect ratio not kept: training images are square); x/255; (x - {MEAN}) / {STD}; the grey plane repeated into 3 channels, NCHW"'''
-    def io_sections(kind: str, output: str, shape: list, meaning: str) -> str:
-        return (f'[{kind}.input]\nname = "image"\nshape = [1, 3, {INPUT_SIZE}, {INPUT_SIZE}]\nlayout = "NCHW"\n\n'
-                f'[{kind}.output]\nname = "{output}"\nshape = {shape}\nmeaning = "{meaning}"\n\n[{kind}.preprocess]\n{pre}\n')
-
-    released = m["released"]
-    train_data = ("3,205 unlabelled real radiographs (SIIM-ACR stage-2 test images, NIH ChestX-ray14, 512 px JPEG) split 80/10/10 by id hash; "
-                  "positives synthesised with 2,365 real SIIM stage-1 pneumothorax mask shapes split the same way; real-dev (10 real labelled images) for evaluation only")
-    text = f'''# Generated by models/training (python -m ptx_training.release); do not edit by hand.
-# Every number comes from models/metrics.json, measured by that same run.
-schema = 1
-
-[classifier]
-version = "ptx-cls-densenet121-int8-{released}"
-architecture = "DenseNet121 (torchvision, random init), 1 logit + sigmoid"
-# Default: the QOperator file, whose QLinearConv runs tract's integer kernels (NEON on
-# aarch64, the boards ptxd is for). On the x86 development machine it is slower than the fp32
-# twin (see metrics.json latency); it has not yet been timed on a board: board profiles may
-# choose int8-qdq where that measures faster. Both are int8 files with the same numerics.
-default_variant = "int8"
-
-{variants("classifier", {"int8": 0.03, "int8-qdq": 0.03})}
-{io_sections("classifier", "probability", [1, 1], "probability that the radiograph shows a pneumothorax (0..1)")}
-[classifier.thresholds]
-# Chosen on the synthetic val split only: `probability` is the highest threshold reaching
-# sensitivity {CLS_SENSITIVITY} there (a missed alert is the failure users fear most);
-# scores in [indeterminate_low, probability) are reported as "indeterminate: have it read",
-# indeterminate_low being the threshold reaching sensitivity {CLS_INDETERMINATE_SENSITIVITY}.
-probability = {cls["thresholds"]["probability"]:.4f}
-indeterminate_low = {cls["thresholds"]["indeterminate_low"]:.4f}
-
-[classifier.metrics.synthetic_test]
-{metric_lines(cls["metrics"]["int8"]["test"])}
-
-[classifier.metrics.real_dev]
-# 10 real labelled radiographs (3 positive): far too few for any confidence.
-{metric_lines(cls["metrics"]["int8"]["real_dev"])}
-
-[classifier.metrics.quantization]
-# largest difference of any single output over val, test and real-dev; the metric drop is what it costs
-max_abs_diff_int8_vs_fp32 = {fmt(cls["metrics"]["int8"]["max_abs_diff_vs_fp32"])}
-fp32_synthetic_test_auc = {fmt(cls["metrics"]["fp32"]["test"]["auc"])}
-int8_qdq_synthetic_test_auc = {fmt(cls["metrics"]["int8-qdq"]["test"]["auc"])}
-
-[classifier.training]
-command = "cd models/training && make classifier"
-data = "{train_data}"
-
-[segmenter]
-version = "ptx-seg-unetpp-effnetlite0-int8-{released}"
-architecture = "UNet++ (nested dense skips, decoder 16/24/32/48/64) on EfficientNet-Lite0 (no SE, ReLU6), random init, 1-channel sigmoid"
-# Default as for the classifier; on x86 the QDQ file is the faster of the two in tract.
-default_variant = "int8"
-
-{variants("segmenter", {"int8": 0.05, "int8-qdq": 0.05})}
-{io_sections("segmenter", "mask", [1, 1, INPUT_SIZE, INPUT_SIZE], f"per-pixel probability of pneumothorax on the {INPUT_SIZE}x{INPUT_SIZE} grid (resize back to the input image)")}
-[segmenter.thresholds]
-# Chosen on the synthetic val split by SIIM-ACR's mean Dice over all images (a grid of
-# pixel thresholds x minimum component areas): components smaller than min_area_pixels (on
-# the {INPUT_SIZE} grid) are dropped as noise.
-pixel = {seg["thresholds"]["pixel"]}
-min_area_pixels = {seg["thresholds"]["min_area_pixels"]}
-
-[segmenter.metrics.synthetic_test]
-{metric_lines(seg["metrics"]["int8"]["test"])}
-
-[segmenter.metrics.real_dev]
-{metric_lines(seg["metrics"]["int8"]["real_dev"])}
-
-[segmenter.metrics.quantization]
-# worst single mask pixel (one near the threshold flipping) over val, test and real-dev; compare the Dice drop
-max_abs_diff_int8_vs_fp32 = {fmt(seg["metrics"]["int8"]["max_abs_diff_vs_fp32"])}
-fp32_synthetic_test_dice_pos = {fmt(seg["metrics"]["fp32"]["test"]["dice_pos"])}
-
-[segmenter.training]
-command = "cd models/training && make segmenter"
-data = "{train_data}"
-'''
-    (MODELS / "manifest.toml").write_text(text)
+    card.write_manifests(metrics)
+    card.write_card_metrics(metrics)
+    subprocess.run([sys.executable, "-m", "ptx_training.reference", "--models-dir", str(MODELS), "--out", str(MODELS / "reference" / "vectors.json")], check=True)
+    print(json.dumps({k: metrics[k]["thresholds"] for k in ("classifier", "densenet121", "segmenter", "lungs")}, indent=1))
 
 
 if __name__ == "__main__":

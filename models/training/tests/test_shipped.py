@@ -12,14 +12,18 @@ from ptx_training import data, phantom, reference
 from ptx_training.evaluate import predict_onnx
 
 MODELS = Path(__file__).resolve().parents[2]
-MANIFEST = tomllib.loads((MODELS / "manifest.toml").read_text())
+MANIFESTS = {name: tomllib.loads((MODELS / name).read_text()) for name in ("manifest.toml", "densenet121.toml")}
 VECTORS = json.loads((MODELS / "reference" / "vectors.json").read_text())
 
 
 def shipped():
-    for role in ("classifier", "segmenter"):
-        for name, v in MANIFEST[role]["variants"].items():
-            yield role, name, v
+    seen = set()
+    for manifest in MANIFESTS.values():
+        for role in ("lungs", "classifier", "segmenter"):
+            for name, v in manifest[role]["variants"].items():
+                if v["file"] not in seen:
+                    seen.add(v["file"])
+                    yield role, name, v
 
 
 @pytest.mark.parametrize("role,name,variant", list(shipped()))
@@ -58,13 +62,20 @@ def resolve(label: str) -> Path:
 def test_reference_vectors_reproduce(rec):
     path = resolve(rec["input"])
     assert reference.file_sha256(path) == rec["input_sha256"], f"{path} is not the file the vectors were made from"
-    resized = reference.dicom_resized(path) if path.suffix == ".dcm" else data.load_grey(path)
-    assert reference.summarize_input(resized) == rec["preprocessed"]
+    grey = reference.grey_image(path)
+    assert reference.summarize_input(data.resize_grey(grey)) == rec["preprocessed"]
     for f, expected in rec["outputs"].items():
-        out = predict_onnx(MODELS / f, resized[None])[0]
+        out = predict_onnx(MODELS / f, reference.model_input(f, grey)[None])[0]
         if "probability" in expected:
             assert abs(float(out) - expected["probability"]) < 1e-4, f
         else:
             got = reference.summarize_mask(out)
             assert got["count_ge_0_5"] == pytest.approx(expected["count_ge_0_5"], abs=5), f
             assert np.abs(np.array(got["grid16"]) - np.array(expected["grid16"])).max() < 1e-3, f
+
+
+def test_manifests_share_lungs_and_segmenter():
+    """densenet121.toml swaps the classifier only."""
+    a, b = MANIFESTS["manifest.toml"], MANIFESTS["densenet121.toml"]
+    assert a["lungs"] == b["lungs"] and a["segmenter"] == b["segmenter"]
+    assert a["classifier"]["variants"]["int8"]["file"] != b["classifier"]["variants"]["int8"]["file"]

@@ -1,0 +1,273 @@
+"""Writes what `release` measured into models/: manifest.toml (the default pipeline),
+densenet121.toml (the design's DenseNet121 classifier with the same lung-field model and
+segmenter) and the generated metrics section of models/README.md.
+
+    python -m ptx_training.card      # rewrite both from models/metrics.json, no export
+
+Every number comes from metrics.json; nothing here is typed by hand.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+from . import INPUT_SIZE, LUNG_SIZE, MEAN, STD
+
+MODELS = Path(__file__).resolve().parents[2]
+FORMATS = {
+    "int8": ("ONNX opset 17, int8 QOperator: Conv as QLinearConv (u8 activations, s8 weights, per-tensor), other ops f32",
+             "real integer convolution kernels in tract (NEON on aarch64); the default"),
+    "int8-qdq": ("ONNX opset 17, int8 QDQ around Conv (u8 activations, s8 weights, per-tensor)",
+                 "tract computes it in f32 between quantize/dequantize pairs: same int8 numerics, no integer speed-up"),
+}
+TOLERANCE = {"lungs": 0.05, "classifier": 0.03, "segmenter": 0.05}
+TRAIN_CMD = {"classifier": "make classifier", "densenet121": "make densenet121", "segmenter": "make segmenter", "lungs": "make lungs"}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ci(d: dict) -> str:
+    return f"{d['value']:.3f} [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]"
+
+
+def toml_ci(d: dict) -> str:
+    return f"{{ value = {d['value']:.4f}, ci95 = [{d['ci95'][0]:.4f}, {d['ci95'][1]:.4f}] }}"
+
+
+def variants(role: str, stem: str, models_dir: str = "") -> str:
+    out = []
+    for v, (fmt, note) in FORMATS.items():
+        f = MODELS / f"{stem}.{v}.onnx"
+        out.append(f'[{role}.variants.{v}]\nfile = "{models_dir}{f.name}"\nsha256 = "{sha256(f)}"\nformat = "{fmt}"\nnote = "{note}"\ntolerance = {TOLERANCE[role]}\n')
+    return "\n".join(out)
+
+
+def io(role: str, size: int, output: str, shape: list, meaning: str) -> str:
+    return f'''[{role}.input]
+name = "image"
+shape = [1, 3, {size}, {size}]
+layout = "NCHW"
+
+[{role}.output]
+name = "{output}"
+shape = {shape}
+meaning = "{meaning}"
+
+[{role}.preprocess]
+resize = "pil-bilinear"
+width = {size}
+height = {size}
+scale = 255.0
+mean = {MEAN}
+std = {STD}
+channels = 3
+description = "decode to 8-bit grey (MONOCHROME1 inverted, VOI window applied); resize the whole image to {size}x{size} with Pillow's BILINEAR (antialiased triangle filter, aspect ratio not kept); x/255; (x - {MEAN}) / {STD}; the grey plane repeated into 3 channels, NCHW"
+'''
+
+
+def lungs_section(m: dict) -> str:
+    lg = m["lungs"]
+    t = lg["thresholds"]
+    g = lg["gate"]
+    real_n = sum(r["n"] for r in g["real"].values())
+    real_refused = sum(r["refused"] for r in g["real"].values())
+    caught = sum(c["caught"] for c in g["non_chest"].values())
+    n_non = sum(c["n"] for c in g["non_chest"].values())
+    return f'''[lungs]
+version = "ptx-lungs-unetpp-effnetlite0-int8-{m["released"]}"
+architecture = "UNet++ (decoder 8/16/24/32/48) on EfficientNet-Lite0 (ImageNet-initialised), 128 px, 1-channel sigmoid"
+default_variant = "int8"
+
+{variants("lungs", "lungs")}
+{io("lungs", LUNG_SIZE, "lungs", [1, 1, LUNG_SIZE, LUNG_SIZE], f"per-cell probability of lung field on the {LUNG_SIZE}x{LUNG_SIZE} grid")}
+[lungs.thresholds]
+# pixel: a cell is lung at or above it. The not-a-chest-radiograph limits (python -m
+# ptx_training.gate) sit at {g["margin"]} of the most extreme value over every real radiograph
+# in ../shared/data ({real_n} images; refused with these limits: {real_refused}); they caught
+# {caught} of {n_non} images that are not chest radiographs. margin_cells: findings may reach
+# this far beyond the lung field (pneumothorax lies at the periphery, where lung masks are tight).
+pixel = {t["pixel"]}
+min_fraction = {t["min_fraction"]}
+max_fraction = {t["max_fraction"]}
+min_side_share = {t["min_side_share"]}
+min_contrast = {t["min_contrast"]}
+margin_cells = {t["margin_cells"]}
+
+[lungs.metrics]
+val_dice = {lg["val_dice"]:.4f}
+val_images = {len(lg["val_names"])}
+real_radiographs_refused = {real_refused}
+real_radiographs_checked = {real_n}
+non_chest_caught = {caught}
+non_chest_checked = {n_non}
+
+[lungs.training]
+command = "cd models/training && {TRAIN_CMD["lungs"]}"
+data = "lungs/: 76 real radiographs with lung-field masks (Montgomery County, Shenzhen); about 80% train, 20% val by name hash"
+'''
+
+
+def classifier_section(m: dict, name: str, stem: str, version: str, architecture: str) -> str:
+    c = m[name]
+    v = c["real_val"]
+    low = c["real_val_at_indeterminate_low"]
+    return f'''[classifier]
+version = "{version}-{m["released"]}"
+architecture = "{architecture}"
+default_variant = "int8"
+
+{variants("classifier", stem)}
+{io("classifier", INPUT_SIZE, "probability", [1, 1], "probability that the radiograph shows a pneumothorax (0..1)")}
+[classifier.thresholds]
+# Chosen on the real validation split ({v["n"]} real radiographs, {v["positives"]} with pneumothorax;
+# patient-level, see models/README.md): `probability` is the highest threshold with sensitivity
+# >= 0.90 there (sensitivity {ci(v["sensitivity"])}, specificity {ci(v["specificity"])}).
+# [indeterminate_low, probability) is "indeterminate: have it read": indeterminate_low is the
+# threshold with sensitivity >= 0.97 on real val (sensitivity {ci(low["sensitivity"])},
+# specificity {ci(low["specificity"])}): the band holds the positives that the operating point
+# misses, at the cost of the specificity difference.
+probability = {c["thresholds"]["probability"]}
+indeterminate_low = {c["thresholds"]["indeterminate_low"]}
+
+[classifier.metrics.real_val]
+# 95% bootstrap intervals. auc_nih: within NIH images only (the source shortcut cannot explain
+# it); auc_siim_vs_siim_domain: SIIM positives against unlabelled SIIM-processed images, about
+# one in five of which is itself positive (a pessimistic stand-in).
+n = {v["n"]}
+positives = {v["positives"]}
+auc_pooled = {toml_ci(v["auc_pooled"])}
+auc_nih = {toml_ci(v["auc_nih"])}
+auc_siim_vs_siim_domain = {toml_ci(v["auc_siim_vs_siim_domain"])}
+sensitivity = {toml_ci(v["sensitivity"])}
+specificity = {toml_ci(v["specificity"])}
+
+[classifier.metrics.real_dev]
+# 10 real labelled radiographs (3 positive), never used for any choice
+auc = {c["real_dev"]["auc"]}
+sensitivity = {c["real_dev"]["sensitivity"]}
+specificity = {c["real_dev"]["specificity"]}
+
+[classifier.metrics.synthetic_test]
+# synthetic lesions drawn into real radiographs: a measure of the synthesiser, not of real skill
+auc = {c["synthetic_test"]["auc"]}
+
+[classifier.training]
+command = "cd models/training && {TRAIN_CMD[name]}"
+data = "real-labelled/ train folds (patient-level; 60% of 627 real radiographs), SIIM-processed presumed negatives from cxr-512/, synthetic lesions on both sources' clear images"
+'''
+
+
+def segmenter_section(m: dict) -> str:
+    s = m["segmenter"]
+    v = s["real_val_masked_positives"]
+    return f'''[segmenter]
+version = "ptx-seg-unetpp-effnetlite0-int8-{m["released"]}"
+architecture = "UNet++ (nested dense skips, decoder 16/24/32/48/64) on EfficientNet-Lite0 (ImageNet-initialised, no SE, ReLU6), 1-channel sigmoid"
+default_variant = "int8"
+
+{variants("segmenter", "segmenter")}
+{io("segmenter", INPUT_SIZE, "mask", [1, 1, INPUT_SIZE, INPUT_SIZE], f"per-pixel probability of pneumothorax on the {INPUT_SIZE}x{INPUT_SIZE} grid (resize back to the input image)")}
+[segmenter.thresholds]
+# Chosen on the real val split's masked positives ({v["n"]} SIIM radiographs) by mean Dice,
+# masks clipped to the lung fields as ptxd does: Dice {ci(v["dice"])}.
+pixel = {s["thresholds"]["pixel"]}
+min_area_pixels = {s["thresholds"]["min_area_pixels"]}
+
+[segmenter.metrics.real_val]
+n = {v["n"]}
+dice = {toml_ci(v["dice"])}
+iou = {toml_ci(v["iou"])}
+
+[segmenter.training]
+command = "cd models/training && {TRAIN_CMD["segmenter"]}"
+data = "real-labelled/ train folds' SIIM radiologist masks (repeated), synthetic lesions on cxr-512/ radiographs, clear real images; 128 px crops at full 256 px scale"
+'''
+
+
+HEADER = """# Generated by models/training (python -m ptx_training.release / .card); do not edit by hand.
+# Every number comes from models/metrics.json, measured by that same run on real images.
+schema = 2
+"""
+
+
+def write_manifests(m: dict) -> None:
+    lite0 = classifier_section(m, "classifier", "classifier", "ptx-cls-effnetlite0-int8",
+                               "EfficientNet-Lite0 (ImageNet-initialised, no SE, ReLU6), 1280-wide head, average pool, 1 logit + sigmoid")
+    dn = classifier_section(m, "densenet121", "classifier-densenet121", "ptx-cls-densenet121-int8",
+                            "DenseNet121 (torchvision, random init), 1 logit + sigmoid")
+    (MODELS / "manifest.toml").write_text(HEADER + "\n" + lungs_section(m) + "\n" + lite0 + "\n" + segmenter_section(m))
+    (MODELS / "densenet121.toml").write_text(
+        HEADER.replace("schema = 2", "# The design's DenseNet121 classifier in place of the default one; the lung-field model and\n"
+                                     "# the segmenter are the default pipeline's. Use it with `ptxd --manifest models/densenet121.toml`.\nschema = 2")
+        + "\n" + lungs_section(m) + "\n" + dn + "\n" + segmenter_section(m))
+
+
+def write_card_metrics(m: dict) -> None:
+    """Replace the generated metrics section of models/README.md (between its markers)."""
+    card = MODELS / "README.md"
+    begin, end = "<!-- metrics:begin (generated by ptx_training.card) -->", "<!-- metrics:end -->"
+    lines = [begin, "", "### Classifiers on the real validation split", "",
+             "95% bootstrap intervals. Operating threshold: sensitivity >= 0.90 on real val; the band below it down to the "
+             "sensitivity-0.97 threshold is \"indeterminate\".", "",
+             "| classifier | n (pos) | AUC pooled | AUC within NIH (n, pos) | AUC SIIM vs SIIM-domain | threshold | sensitivity | specificity | synthetic test AUC |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, label in (("classifier", "EfficientNet-Lite0, ImageNet init (default)"), ("densenet121", "DenseNet121, random init (variant)")):
+        v = m[name]["real_val"]
+        lines.append(f"| {label} | {v['n']} ({v['positives']}) | {ci(v['auc_pooled'])} | {ci(v['auc_nih'])} ({v['nih_n']}, {v['nih_positives']}) | "
+                     f"{ci(v['auc_siim_vs_siim_domain'])} | {v['threshold']:.3f} | {ci(v['sensitivity'])} | {ci(v['specificity'])} | {m[name]['synthetic_test']['auc']:.3f} |")
+    for name, rep in m["segmenter"]["as_classifier"].items():
+        lines.append(f"| segmenter as classifier ({name.replace('_', ' ')}) | {rep['n']} ({rep['positives']}) | {ci(rep['auc_pooled'])} | {ci(rep['auc_nih'])} | - | "
+                     f"{rep['threshold']:.4f} | {ci(rep['sensitivity'])} | {ci(rep['specificity'])} | - |")
+    c = m["classifier"]
+    low = c["real_val_at_indeterminate_low"]
+    lines += ["", f"Default classifier at the indeterminate band's lower edge {low['threshold']:.3f}: sensitivity {ci(low['sensitivity'])}, "
+              f"specificity {ci(low['specificity'])}; within NIH sensitivity {ci(c['real_val']['sensitivity_nih'])} and specificity "
+              f"{ci(c['real_val']['specificity_nih'])} at the operating point. SIIM-processed unlabelled images flagged at the operating point: "
+              f"{c['real_val']['siim_domain_flag_rate']:.2f} (about 0.2 of them are expected to be real positives).", ""]
+    d = c["real_dev"]
+    lines += [f"real-dev (10 real images, 3 positive; a separate check, never used for a choice): AUC {d['auc']:.3f}, sensitivity "
+              f"{d['sensitivity']:.2f}, specificity {d['specificity']:.2f}; every positive flagged positive or indeterminate: "
+              f"{all(d['positives_flagged_positive_or_indeterminate'])}.", ""]
+    s = m["segmenter"]
+    v = s["real_val_masked_positives"]
+    lines += ["### Segmenter", "",
+              f"On the real val split's {v['n']} masked positives (SIIM radiologist masks), pixel threshold {s['thresholds']['pixel']}, "
+              f"minimum area {s['thresholds']['min_area_pixels']} px on the 256 grid, masks clipped to the lung fields: "
+              f"Dice {ci(v['dice'])}, IoU {ci(v['iou'])}. Share of the raw mask that fell outside the lung fields (dropped): "
+              f"{s['share_of_raw_mask_outside_lungs']:.3f}. Pipeline SIIM score on real val: {s['pipeline_siim_score_real_val']['value']:.3f} "
+              f"({s['pipeline_siim_score_real_val']['n']} images). real-dev positives' Dice: {s['real_dev_dice_positives']}.", ""]
+    lg = m["lungs"]
+    g = lg["gate"]
+    lines += ["### Lung fields and the not-a-chest-radiograph gate", "",
+              f"Lung-field Dice on {len(lg['val_names'])} held-out lungs/ images: {lg['val_dice']:.3f}.", "",
+              "| real radiographs | n | refused |", "|---|---|---|"]
+    lines += [f"| {k} | {r['n']} | {r['refused']} |" for k, r in g["real"].items()]
+    lines += ["", "| not a chest radiograph | n | refused (caught) | passed |", "|---|---|---|---|"]
+    lines += [f"| {k} | {c2['n']} | {c2['caught']} | {', '.join(c2['missed']) or '-'} |" for k, c2 in g["non_chest"].items()]
+    lines += ["", f"Inverted radiographs (a MONOCHROME1 file shown the wrong way round): {g['inverted']['refused']} of {g['inverted']['n']} refused.", ""]
+    lines += ["### Latency", "", "x86-64 development machine (AMD EPYC, 2 cores, AVX2, no AVX-512), 1 thread, median of repeated runs on a real radiograph. "
+              "tract through `ptxd bench`; onnxruntime with its default kernels (the peer runtime).", "",
+              "| model | file | MB | onnxruntime s | tract s | tract / onnxruntime |", "|---|---|---|---|---|---|"]
+    for name, per in m["latency"].items():
+        for v2, r in per.items():
+            t = r["tract_s"]
+            lines.append(f"| {name} | {v2} | {r['size_mb']} | {r['onnxruntime_s']:.3f} | {f'{t:.3f}' if t else '-'} | {f'{t / r['onnxruntime_s']:.1f}x' if t else '-'} |")
+    lines += ["", end]
+    text = card.read_text()
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + "\n".join(lines) + text[text.index(end) + len(end):]
+    else:
+        text += "\n" + "\n".join(lines) + "\n"
+    card.write_text(text)
+
+
+def main() -> None:
+    m = json.loads((MODELS / "metrics.json").read_text())
+    write_manifests(m)
+    write_card_metrics(m)
+
+
+if __name__ == "__main__":
+    main()

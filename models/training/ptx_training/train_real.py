@@ -1,0 +1,251 @@
+"""Training that sees real radiographs every epoch, judged on the real validation split.
+
+    python -m ptx_training.train_real classifier --arch lite0 --out ../work/cls-lite0.pt
+    python -m ptx_training.train_real segmenter --out ../work/seg.pt
+    python -m ptx_training.train_real lungs --out ../work/lungs.pt
+
+Classifier epochs mix: every real training radiograph (positives repeated), SIIM-processed
+presumed negatives from cxr-512/ (so that "looks like SIIM" stops predicting "positive"), and
+synthetic positives drawn into both sources' clear images (so that each source has positives
+and negatives). Augmentation (contrast, gamma, blur, noise, geometry) is the same for all, to
+blur the processing differences between sources. The epoch kept is the one with the best
+mean of the NIH-only AUC and the SIIM-vs-SIIM-domain AUC on real val: numbers that the
+source shortcut cannot explain.
+
+The segmenter sees 128 px crops at the full 256 px scale: the real masked training positives
+(repeated), synthetic positives, and clear images. Its encoder starts from ImageNet.
+
+The lung-field model is trained on lungs/ (Montgomery, Shenzhen): 60 images train, 16 val.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch.nn import functional as F
+
+from . import LUNG_SIZE, data, evaluate, nets, real, synth
+from .train import augment, crop, dice_loss
+
+
+
+def source_blind(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Augmentation on top of `train.augment` that hides processing differences between the
+    image sources: random blur or sharpening, noise, and histogram stretch."""
+    f = img.astype(np.float32)
+    r = rng.random()
+    if r < 0.3:
+        f = ndimage.gaussian_filter(f, rng.uniform(0.3, 1.2))
+    elif r < 0.5:
+        blur = ndimage.gaussian_filter(f, 1.0)
+        f = f + rng.uniform(0.3, 1.0) * (f - blur)
+    if rng.random() < 0.3:
+        f = f + rng.normal(0, rng.uniform(1, 5), f.shape)
+    if rng.random() < 0.3:
+        lo, hi = np.percentile(f, [rng.uniform(0, 3), rng.uniform(97, 100)])
+        f = (f - lo) / max(hi - lo, 1) * 255
+    return np.clip(np.round(f), 0, 255).astype(np.uint8)
+
+
+class Items(torch.utils.data.Dataset):
+    """A list of (image, mask, target, synthesise?) built per epoch."""
+
+    def __init__(self, items, shapes, seed, epoch, crop_size=None, lesion_centred=0.8):
+        self.items, self.shapes, self.seed, self.epoch = items, shapes, seed, epoch
+        self.crop_size, self.lesion_centred = crop_size, lesion_centred
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        img, mask, target, make = self.items[i]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        if make:
+            img, mask = synth.synthesize(img, self.shapes, rng)
+        img, mask = augment(img, mask, rng)
+        img = source_blind(img, rng)
+        if self.crop_size:
+            img, mask = crop(img, mask, self.crop_size, rng, self.lesion_centred)
+        return (torch.from_numpy(data.normalize(img)), torch.tensor([target], dtype=torch.float32),
+                torch.from_numpy(mask[None].astype(np.float32)))
+
+
+def epoch_items(kind, rtrain, cxr_images, cxr_train, rng, args):
+    items = []
+    for img, m, y in zip(rtrain["images"], rtrain["masks"], rtrain["labels"]):
+        if kind == "segmenter" and y and not m.any():
+            continue  # NIH positives have no mask: nothing to teach the segmenter
+        reps = args.pos_repeat if y else 1
+        items += [(img, m, float(y), False)] * reps
+    empty = np.zeros(cxr_images.shape[1:], bool)
+    negs = rng.choice(cxr_train, size=args.siim_negatives, replace=False)
+    items += [(cxr_images[i], empty, 0.0, False) for i in negs]
+    rest = np.setdiff1d(cxr_train, negs)
+    synth_base = list(rng.choice(rest, size=args.synthetic // 2, replace=False))
+    nih_clear = np.flatnonzero(~rtrain["labels"])
+    items += [(cxr_images[i], empty, 1.0, True) for i in synth_base]
+    items += [(rtrain["images"][i], empty, 1.0, True) for i in rng.choice(nih_clear, size=args.synthetic - len(synth_base), replace=False)]
+    return items
+
+
+def validate_classifier(score_fn, rval, siim_val_images, threshold=0.5):
+    scores = score_fn(rval["images"])
+    siim_scores = score_fn(siim_val_images)
+    rep = real.classifier_report(rval["labels"], scores, rval["source"], threshold, siim_scores)
+    return rep, scores, siim_scores
+
+
+def selection_score(rep):
+    """Mean of the two AUCs that the source shortcut cannot explain."""
+    return 0.5 * (rep["auc_nih"]["value"] + rep["auc_siim_vs_siim_domain"]["value"])
+
+
+def build(kind, arch):
+    if kind == "classifier":
+        return nets.Lite0Classifier() if arch == "lite0" else nets.classifier()
+    if kind == "segmenter":
+        net = nets.UNetPlusPlus()
+        nets.imagenet_lite0(net.encoder)
+        return net
+    return nets.lung_net(pretrained=True)
+
+
+def freeze_early(model, kind, arch):
+    """Freeze the stem and the first two stages of an ImageNet encoder: their edge and texture
+    filters transfer as they are, and their backward pass at full resolution is the costliest."""
+    if arch != "lite0" and kind == "classifier":
+        return
+    enc = model.encoder
+    for mod in [enc.stem, enc.stages[0], enc.stages[1]]:
+        for p in mod.parameters():
+            p.requires_grad_(False)
+
+
+def set_frozen_bn_eval(model):
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d) and not any(p.requires_grad for p in mod.parameters()):
+            mod.eval()
+
+
+def train_lungs(args):
+    root = data.data_dir() / "lungs"
+    names = sorted(p.name for p in (root / "images").glob("*.jpg"))
+    imgs = np.stack([data.load_grey(root / "images" / n, LUNG_SIZE) for n in names])
+    masks = []
+    for n in names:
+        from PIL import Image
+        with Image.open(root / "masks" / n.replace(".jpg", ".png")) as im:
+            masks.append(np.asarray(im.convert("L").resize((LUNG_SIZE, LUNG_SIZE), Image.BILINEAR)) >= 128)
+    masks = np.stack(masks)
+    val = np.array([data.split_of(n) != "train" for n in names])  # about 20% by name hash
+    model = build("lungs", None)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    steps = args.epochs * int(np.ceil((~val).sum() * args.repeat / args.batch))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
+    history = []
+    tr = np.flatnonzero(~val)
+    for epoch in range(args.epochs):
+        items = [(imgs[i], masks[i], 1.0, False) for i in tr] * args.repeat
+        ds = Items(items, None, args.seed, epoch)
+        loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True, generator=torch.Generator().manual_seed(epoch))
+        model.train()
+        t0, losses = time.time(), []
+        for x, _, m in loader:
+            out = model(x)
+            loss = F.binary_cross_entropy_with_logits(out, m) + dice_loss(out, m)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        prob = evaluate.predict_torch("segmenter", model, imgs[val])
+        dices = [evaluate.dice_iou(p >= 0.5, t)[0] for p, t in zip(prob, masks[val])]
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_dice": float(np.mean(dices)), "seconds": time.time() - t0})
+        print(json.dumps(history[-1]), flush=True)
+    torch.save({"state": model.state_dict(), "kind": "lungs", "history": history, "val_names": [n for n, v in zip(names, val) if v], "args": vars(args) | {"out": str(args.out)}}, args.out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="train on real labelled radiographs, choose on real val")
+    ap.add_argument("kind", choices=["classifier", "segmenter", "lungs"])
+    ap.add_argument("--arch", choices=["lite0", "densenet121"], default="lite0")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--pos-repeat", type=int, default=3, help="times each real positive appears per epoch")
+    ap.add_argument("--siim-negatives", type=int, default=200, help="cxr-512 presumed negatives per epoch")
+    ap.add_argument("--synthetic", type=int, default=120, help="synthetic positives per epoch")
+    ap.add_argument("--repeat", type=int, default=6, help="lungs: copies of each training image per epoch")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.kind == "lungs":
+        return train_lungs(args)
+
+    seg = args.kind == "segmenter"
+    rtrain, rval = real.real_split("train"), real.real_split("val")
+    _, cxr_images = data.radiographs()
+    cxr_idx, cxr_split = real.siim_domain()
+    cxr_train, cxr_val = cxr_idx[cxr_split == "train"], cxr_idx[cxr_split == "val"]
+    siim_val_images = cxr_images[np.random.default_rng(5).choice(cxr_val, size=200, replace=False)]
+    shape_ids, shapes = data.mask_shapes()
+    train_shapes = shapes[[i for i, s in enumerate(shape_ids) if data.split_of(s) == "train"]]
+
+    model = build(args.kind, args.arch)
+    freeze_early(model, args.kind, args.arch)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    rng = np.random.default_rng(args.seed)
+    per_epoch = len(epoch_items(args.kind, rtrain, cxr_images, cxr_train, np.random.default_rng(0), args))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * (per_epoch // args.batch), pct_start=0.15)
+    history, best = [], -1.0
+    for epoch in range(args.epochs):
+        items = epoch_items(args.kind, rtrain, cxr_images, cxr_train, rng, args)
+        ds = Items(items, train_shapes, args.seed, epoch, crop_size=128 if seg else None)
+        loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True, drop_last=True,
+                                             generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
+        model.train()
+        set_frozen_bn_eval(model)
+        t0, losses = time.time(), []
+        for step, (x, y, m) in enumerate(loader):
+            out = model(x)
+            loss = (F.binary_cross_entropy_with_logits(out, m) + dice_loss(out, m)) if seg else F.binary_cross_entropy_with_logits(out, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if step % 10 == 0:
+                print(f"epoch {epoch} step {step}/{len(loader)} loss {np.mean(losses[-10:]):.4f} {time.time() - t0:.0f}s", flush=True)
+        rec = {"epoch": epoch, "loss": float(np.mean(losses)), "train_seconds": time.time() - t0, "items": len(items)}
+        if seg:
+            pos = rval["has_mask"] & rval["labels"]
+            prob = evaluate.predict_torch("segmenter", model, rval["images"][pos])
+            rec["val"] = real.segmenter_report(prob, rval["masks"][pos], 0.5, 0)
+            score = rec["val"]["dice"]["value"]
+        else:
+            rec["val"], _, _ = validate_classifier(lambda im: evaluate.predict_torch("classifier", model, im), rval, siim_val_images)
+            score = selection_score(rec["val"])
+        rec["selection_score"] = score
+        history.append(rec)
+        print(json.dumps(rec), flush=True)
+        if score > best:
+            best = score
+            torch.save({"state": model.state_dict(), "kind": args.kind, "arch": args.arch, "epoch": epoch, "history": history,
+                        "args": vars(args) | {"out": str(args.out)}}, args.out)
+    ck = torch.load(args.out, weights_only=False)
+    ck["history"] = history
+    torch.save(ck, args.out)
+    print(f"kept epoch {ck['epoch']} (selection score {best:.4f})")
+
+
+if __name__ == "__main__":
+    main()
