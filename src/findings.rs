@@ -357,9 +357,7 @@ mod tests {
         };
         let lungs = LungField::new(&lung, 8, 8, &[0; 64], &t);
         let mut grid = vec![0.0f32; 64];
-        for x in 0..8 {
-            grid[x] = 0.9; // row 0: above the lungs (the neck)
-        }
+        grid[..8].fill(0.9); // row 0: above the lungs (the neck)
         for y in 3..6 {
             grid[y * 8 + 5] = 0.9; // column 5: just right of the lung midline
         }

@@ -92,9 +92,12 @@ enum Command {
         /// One JSON object per line instead of text.
         #[arg(long)]
         json: bool,
-        /// Run on this input instead of zeros: raw little-endian f32, 1x3x256x256.
+        /// Run on this input instead of zeros: raw little-endian f32, 1x3xSIZExSIZE.
         #[arg(long)]
         input: Option<PathBuf>,
+        /// The files' input side in pixels (256; the lung-field model reads 128).
+        #[arg(long, default_value_t = 256)]
+        size: usize,
         /// Write the first output of the last run here (raw little-endian f32).
         #[arg(long)]
         output: Option<PathBuf>,
@@ -163,9 +166,10 @@ fn main() -> ExitCode {
             runs,
             json,
             input,
+            size,
             output,
             files,
-        } => bench(&files, runs, json, input.as_deref(), output.as_deref()),
+        } => bench(&files, runs, json, input.as_deref(), size, output.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -345,16 +349,17 @@ fn bench(
     runs: usize,
     json: bool,
     input: Option<&Path>,
+    size: usize,
     output: Option<&Path>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use tract_onnx::prelude::{tvec, IntoTValue, Tensor};
-    const SHAPE: [usize; 4] = [1, 3, 256, 256];
+    let shape = [1, 3, size, size];
     let data: Vec<f32> = match input {
         Some(path) => {
             let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            if bytes.len() != SHAPE.iter().product::<usize>() * 4 {
+            if bytes.len() != shape.iter().product::<usize>() * 4 {
                 return Err(format!(
-                    "{}: {} bytes, expected a raw f32 1x3x256x256 tensor",
+                    "{}: {} bytes, expected a raw f32 1x3x{size}x{size} tensor (--size)",
                     path.display(),
                     bytes.len()
                 )
@@ -365,13 +370,13 @@ fn bench(
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect()
         }
-        None => vec![0.0; SHAPE.iter().product()],
+        None => vec![0.0; shape.iter().product()],
     };
     for file in files {
         let started = Instant::now();
-        let plan = infer::load_plan(file, &SHAPE)?;
+        let plan = infer::load_plan(file, &shape)?;
         let load_s = started.elapsed().as_secs_f64();
-        let tensor = Tensor::from_shape(&SHAPE, &data)?;
+        let tensor = Tensor::from_shape(&shape, &data)?;
         let mut last = plan.run(tvec!(tensor.clone().into_tvalue()))?;
         let mut times = Vec::with_capacity(runs.max(1));
         for _ in 0..runs.max(1) {

@@ -10,8 +10,8 @@ use ptxd::journal::Record;
 
 pub fn models() -> ModelVersions {
     ModelVersions {
-        classifier: "ptx-cls-densenet121-int8-20261126 int8".into(),
-        segmenter: "ptx-seg-unetpp-effnetlite0-int8-20261126 int8".into(),
+        classifier: "ptx-cls-segscore-unetpp-effnetlite0-int8-20261128 int8".into(),
+        segmenter: "ptx-seg-unetpp-effnetlite0-int8-20261128 int8".into(),
         lungs: "ptx-lungs-unetpp-effnetlite0-int8-20261128 int8".into(),
     }
 }

@@ -21,7 +21,7 @@ FORMATS = {
                  "tract computes it in f32 between quantize/dequantize pairs: same int8 numerics, no integer speed-up"),
 }
 TOLERANCE = {"lungs": 0.05, "classifier": 0.03, "segmenter": 0.05}
-TRAIN_CMD = {"classifier": "make classifier", "densenet121": "make densenet121", "segmenter": "make segmenter", "lungs": "make lungs"}
+TRAIN_CMD = {"classifier": "make segmenter", "lite0": "make lite0", "densenet121": "make densenet121", "segmenter": "make segmenter", "lungs": "make lungs"}
 
 
 def sha256(path: Path) -> str:
@@ -155,7 +155,7 @@ auc = {c["synthetic_test"]["auc"]}
 
 [classifier.training]
 command = "cd models/training && {TRAIN_CMD[name]}"
-data = "real-labelled/ train folds (patient-level; 60% of 627 real radiographs), SIIM-processed presumed negatives from cxr-512/, synthetic lesions on both sources' clear images"
+data = "{'the segmenter, trained as below' if name == 'classifier' else "real-labelled/ train folds (patient-level; 60% of 627 real radiographs), SIIM-processed presumed negatives from cxr-512/, synthetic lesions on both sources' clear images"}"
 '''
 
 
@@ -193,11 +193,11 @@ schema = 2
 
 
 def write_manifests(m: dict) -> None:
-    lite0 = classifier_section(m, "classifier", "classifier", "ptx-cls-effnetlite0-int8",
-                               "EfficientNet-Lite0 (ImageNet-initialised, no SE, ReLU6), 1280-wide head, average pool, 1 logit + sigmoid")
+    default = classifier_section(m, "classifier", "classifier", "ptx-cls-segscore-unetpp-effnetlite0-int8",
+                                 "the segmenter's network (UNet++ on ImageNet EfficientNet-Lite0) scoring the image: the largest 8x8-block mean of its mask probabilities (0..1, not a calibrated probability)")
     dn = classifier_section(m, "densenet121", "classifier-densenet121", "ptx-cls-densenet121-int8",
                             "DenseNet121 (torchvision, random init), 1 logit + sigmoid")
-    (MODELS / "manifest.toml").write_text(HEADER + "\n" + lungs_section(m) + "\n" + lite0 + "\n" + segmenter_section(m))
+    (MODELS / "manifest.toml").write_text(HEADER + "\n" + lungs_section(m) + "\n" + default + "\n" + segmenter_section(m))
     (MODELS / "densenet121.toml").write_text(
         HEADER.replace("schema = 2", "# The design's DenseNet121 classifier in place of the default one; the lung-field model and\n"
                                      "# the segmenter are the default pipeline's. Use it with `ptxd --manifest models/densenet121.toml`.\nschema = 2")
@@ -213,12 +213,13 @@ def write_card_metrics(m: dict) -> None:
              "sensitivity-0.97 threshold is \"indeterminate\".", "",
              "| classifier | n (pos) | AUC pooled | AUC within NIH (n, pos) | AUC SIIM vs SIIM-domain | threshold | sensitivity | specificity | synthetic test AUC |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for name, label in (("classifier", "EfficientNet-Lite0, ImageNet init (default)"), ("densenet121", "DenseNet121, random init (variant)")):
+    for name, label in (("classifier", "segmenter's score (default)"), ("lite0", "EfficientNet-Lite0 classifier, ImageNet init (measured, not shipped)"),
+                        ("densenet121", "DenseNet121 classifier, random init (variant)")):
         v = m[name]["real_val"]
         lines.append(f"| {label} | {v['n']} ({v['positives']}) | {ci(v['auc_pooled'])} | {ci(v['auc_nih'])} ({v['nih_n']}, {v['nih_positives']}) | "
                      f"{ci(v['auc_siim_vs_siim_domain'])} | {v['threshold']:.3f} | {ci(v['sensitivity'])} | {ci(v['specificity'])} | {m[name]['synthetic_test']['auc']:.3f} |")
     for name, rep in m["segmenter"]["as_classifier"].items():
-        lines.append(f"| segmenter as classifier ({name.replace('_', ' ')}) | {rep['n']} ({rep['positives']}) | {ci(rep['auc_pooled'])} | {ci(rep['auc_nih'])} | - | "
+        lines.append(f"| segmenter, lung-clipped {name.replace('_', ' ')} (not shipped) | {rep['n']} ({rep['positives']}) | {ci(rep['auc_pooled'])} | {ci(rep['auc_nih'])} | - | "
                      f"{rep['threshold']:.4f} | {ci(rep['sensitivity'])} | {ci(rep['specificity'])} | - |")
     c = m["classifier"]
     low = c["real_val_at_indeterminate_low"]
@@ -253,7 +254,9 @@ def write_card_metrics(m: dict) -> None:
     for name, per in m["latency"].items():
         for v2, r in per.items():
             t = r["tract_s"]
-            lines.append(f"| {name} | {v2} | {r['size_mb']} | {r['onnxruntime_s']:.3f} | {f'{t:.3f}' if t else '-'} | {f'{t / r['onnxruntime_s']:.1f}x' if t else '-'} |")
+            tract = f"{t:.3f}" if t else "-"
+            ratio = f"{t / r['onnxruntime_s']:.1f}x" if t else "-"
+            lines.append(f"| {name} | {v2} | {r['size_mb']} | {r['onnxruntime_s']:.3f} | {tract} | {ratio} |")
     lines += ["", end]
     text = card.read_text()
     if begin in text and end in text:

@@ -135,14 +135,6 @@ def predict_onnx(path: Path, images: np.ndarray, threads: int = 2) -> np.ndarray
     return out[:, 0]  # classifier: (N,) probabilities; segmenter: (N, H, W) probabilities
 
 
-def score(kind: str, model, split: dict) -> dict:
-    """Quick metrics for training-time validation (torch model)."""
-    out = predict_torch(kind, model, split["images"])
-    if kind == "classifier":
-        return {"auc": roc_auc(split["labels"], out)}
-    return segmentation_metrics(out, split, 0.5, 0)
-
-
 def segmentation_metrics(prob: np.ndarray, split: dict, pixel_threshold: float, min_area: int) -> dict:
     """Mean Dice and IoU on the positives, and SIIM-ACR's mean Dice over all images."""
     dices, ious, all_dice = [], [], []

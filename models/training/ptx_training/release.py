@@ -1,7 +1,13 @@
 """From checkpoints to what ships in models/: int8 files, manifests, metrics, reference vectors.
 
-    python -m ptx_training.release --classifier ../work/cls-lite0.pt --densenet ../work/cls-densenet121.pt \\
-        --segmenter ../work/seg.pt --lungs ../work/lungs.pt [--ptxd ../../target/release/ptxd]
+    python -m ptx_training.release --segmenter ../work/seg.pt --lite0 ../work/cls-lite0.pt \\
+        --densenet ../work/cls-densenet121.pt --lungs ../work/lungs.pt [--ptxd ../../target/release/ptxd]
+
+Three classifiers are measured side by side on real val: the segmenter's own score
+(nets.SegmenterScore, as the SIIM-ACR winners scored images), an ImageNet-initialised
+EfficientNet-Lite0 classifier, and the design's DenseNet121. The default classifier is the
+segmenter's score (the best there, see models/README.md); DenseNet121 ships as a variant
+pipeline (densenet121.toml); the Lite0 classifier is measured, not shipped.
 
 Every decision is made on the real validation split (`real.real_split("val")`), with the
 int8 QOperator files that ptxd runs by default, through onnxruntime:
@@ -55,12 +61,12 @@ def ort_latency(path: Path, x: np.ndarray, runs: int = 10) -> float:
     return float(np.median(times))
 
 
-def tract_time(ptxd: Path, path: Path, x: np.ndarray, runs: int = 5) -> float | None:
+def tract_time(ptxd: Path, path: Path, x: np.ndarray, runs: int = 3) -> float | None:
     """Median tract time of one file through `ptxd bench` (1 thread), or None."""
     with tempfile.TemporaryDirectory() as tmp:
         inp = Path(tmp) / "in.f32"
         inp.write_bytes(x.astype("<f4").tobytes())
-        cmd = [str(ptxd), "--threads", "1", "bench", "--json", "--runs", str(runs), "--input", str(inp), str(path)]
+        cmd = [str(ptxd), "--threads", "1", "bench", "--json", "--runs", str(runs), "--size", str(x.shape[-1]), "--input", str(inp), str(path)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             print(f"tract could not run {path.name}: {res.stderr.strip()}", file=sys.stderr)
@@ -143,18 +149,18 @@ def segmenter_section(probs: dict, fields: dict, rval: dict, dev: dict, cls_thr:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--classifier", type=Path, required=True, help="the default classifier checkpoint (train_real)")
+    ap.add_argument("--segmenter", type=Path, required=True, help="the segmenter checkpoint; its score is the default classifier")
+    ap.add_argument("--lite0", type=Path, required=True, help="the EfficientNet-Lite0 classifier checkpoint, measured only")
     ap.add_argument("--densenet", type=Path, required=True, help="the DenseNet121 classifier checkpoint, shipped as a variant")
-    ap.add_argument("--segmenter", type=Path, required=True)
     ap.add_argument("--lungs", type=Path, required=True)
     ap.add_argument("--work", type=Path, default=MODELS / "work")
     ap.add_argument("--ptxd", type=Path, help="a built ptxd binary, to time the files in tract")
     args = ap.parse_args()
 
-    kinds = {"classifier": args.classifier, "densenet121": args.densenet, "segmenter": args.segmenter, "lungs": args.lungs}
+    kinds = {"classifier": args.segmenter, "lite0": args.lite0, "densenet121": args.densenet, "segmenter": args.segmenter, "lungs": args.lungs}
     paths = {}
     for name, ck in kinds.items():
-        kind = "classifier" if name == "densenet121" else name
+        kind = "classifier" if name in ("densenet121", "lite0") else name
         out = args.work / name
         paths[name] = export.export_all(kind, ck, out)
     # the files ptxd runs by default decide everything
@@ -171,10 +177,10 @@ def main() -> None:
     fields = {"val": lung_fields(paths["lungs"]["int8"], rval["images"]), "dev": lung_fields(paths["lungs"]["int8"], dev["images"])}
 
     classifiers = {}
-    for name in ("classifier", "densenet121"):
+    for name in ("classifier", "lite0", "densenet121"):
         scores = {k: evaluate.predict_onnx(paths[name]["int8"], v) for k, v in sets.items()}
         classifiers[name] = classifier_section(scores, rval, dev, synth)
-        classifiers[name]["training"] = torch.load(kinds[name], weights_only=False)["history"]
+        classifiers[name]["training"] = torch.load(kinds[name], weights_only=False)["history"] if name != "classifier" else "the segmenter's (below)"
         classifiers[name]["_val_scores"] = scores["val"]
         fp32 = evaluate.predict_onnx(paths[name]["fp32"], rval["images"])
         classifiers[name]["quantization"] = {"max_abs_diff_int8_vs_fp32_real_val": round(float(np.abs(fp32 - scores["val"]).max()), 4),
@@ -183,6 +189,7 @@ def main() -> None:
     seg_probs = {"val": evaluate.predict_onnx(paths["segmenter"]["int8"], rval["images"]), "dev": evaluate.predict_onnx(paths["segmenter"]["int8"], dev["images"])}
     seg = segmenter_section(seg_probs, fields, rval, dev, cls["thresholds"]["probability"], cls.pop("_val_scores"))
     classifiers["densenet121"].pop("_val_scores")
+    classifiers["lite0"].pop("_val_scores")
     seg["training"] = torch.load(args.segmenter, weights_only=False)["history"]
     lungs_ck = torch.load(args.lungs, weights_only=False)
     lungs = {"thresholds": gate_report["thresholds"], "gate": gate_report, "training": lungs_ck["history"],
@@ -197,10 +204,10 @@ def main() -> None:
             latency[name][v] = {"onnxruntime_s": round(ort_latency(p[v], x), 4), "size_mb": round(p[v].stat().st_size / 1e6, 2),
                                 "tract_s": tract_time(args.ptxd, p[v], x) if args.ptxd else None}
     files = {"classifier": "classifier", "densenet121": "classifier-densenet121", "segmenter": "segmenter", "lungs": "lungs"}
-    for name, stem in files.items():
+    for name, stem in files.items():  # lite0: measured, not shipped
         for v in ("int8", "int8-qdq"):
             shutil.copy(paths[name][v], MODELS / f"{stem}.{v}.onnx")
-    metrics = {"released": time.strftime("%Y%m%d"), "protocol": real.__doc__.strip(), "classifier": cls, "densenet121": classifiers["densenet121"],
+    metrics = {"released": time.strftime("%Y%m%d"), "protocol": real.__doc__.strip(), "classifier": cls, "lite0": classifiers["lite0"], "densenet121": classifiers["densenet121"],
                "segmenter": seg, "lungs": lungs, "latency": latency}
     (MODELS / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     from . import card

@@ -1,17 +1,25 @@
-"""Train one model on synthetic positives (and, where given, real labelled data).
+"""Training that sees real radiographs every epoch, judged on the real validation split.
 
-    python -m ptx_training.train classifier --out work/classifier.pt
-    python -m ptx_training.train segmenter  --out work/segmenter.pt
+    python -m ptx_training.train classifier --arch lite0 --out ../work/cls-lite0.pt
+    python -m ptx_training.train segmenter --out ../work/seg.pt
+    python -m ptx_training.train lungs --out ../work/lungs.pt
 
-The classifier sees whole radiographs (low resolution first, then the full 256 px); the
-segmenter sees 128 px crops at full 256 px scale, mostly centred on the lesion, which keeps
-its scale equal to inference's at a quarter of the cost. Loss: BCE for the classifier,
-BCE + Dice for the segmenter. Checkpoints hold the weights and the history.
+Classifier epochs mix: every real training radiograph (positives repeated), SIIM-processed
+presumed negatives from cxr-512/ (so that "looks like SIIM" stops predicting "positive"), and
+synthetic positives drawn into both sources' clear images (so that each source has positives
+and negatives). Augmentation (contrast, gamma, blur, noise, geometry) is the same for all, to
+blur the processing differences between sources. The epoch kept is the one with the best
+mean of the NIH-only AUC and the SIIM-vs-SIIM-domain AUC on real val: numbers that the
+source shortcut cannot explain.
+
+The segmenter sees 128 px crops at the full 256 px scale: the real masked training positives
+(repeated), synthetic positives, and clear images. Its encoder starts from ImageNet.
+
+The lung-field model is trained on lungs/ (Montgomery, Shenzhen): 60 images train, 16 val.
 """
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -20,7 +28,8 @@ import torch
 from scipy import ndimage
 from torch.nn import functional as F
 
-from . import data, evaluate, nets, synth
+from . import LUNG_SIZE, data, evaluate, nets, real, synth
+
 
 
 def augment(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -45,33 +54,6 @@ def augment(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tupl
     return np.round(f * 255).astype(np.uint8), np.ascontiguousarray(m)
 
 
-class Synthetic(torch.utils.data.Dataset):
-    """Each item: a radiograph, made positive with probability `pos_frac` by the synthesiser.
-
-    A fresh lesion is drawn every epoch (the rng is seeded by seed, epoch and index).
-    """
-
-    def __init__(self, images, shapes, pos_frac, seed, crop=None, lesion_centred=0.7, neg_ok=None, masks=None):
-        self.images, self.shapes, self.pos_frac, self.seed = images, shapes, pos_frac, seed
-        self.masks = masks  # real labelled data: fixed masks, never synthesised
-        self.neg_ok = np.ones(len(images), bool) if neg_ok is None else neg_ok
-        self.crop, self.lesion_centred, self.epoch = crop, lesion_centred, 0
-
-    def __len__(self):
-        return len(self.images)
-
-    def __getitem__(self, i):
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        img = self.images[i]
-        mask = np.zeros(img.shape, bool) if self.masks is None else self.masks[i]
-        if self.masks is None and (rng.random() < self.pos_frac or not self.neg_ok[i]):
-            img, mask = synth.synthesize(img, self.shapes, rng)
-        img, mask = augment(img, mask, rng)
-        if self.crop:
-            img, mask = crop(img, mask, self.crop, rng, self.lesion_centred)
-        return torch.from_numpy(data.normalize(img)), torch.tensor([float(mask.any())]), torch.from_numpy(mask[None].astype(np.float32))
-
-
 def crop(img, mask, size, rng, lesion_centred):
     h, w = img.shape
     if mask.any() and rng.random() < lesion_centred:
@@ -91,92 +73,218 @@ def dice_loss(logits, target, eps=1.0):
     return (1 - (2 * inter + eps) / (p.sum((1, 2, 3)) + target.sum((1, 2, 3)) + eps)).mean()
 
 
+def source_blind(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Augmentation on top of `train.augment` that hides processing differences between the
+    image sources: random blur or sharpening, noise, and histogram stretch."""
+    f = img.astype(np.float32)
+    r = rng.random()
+    if r < 0.3:
+        f = ndimage.gaussian_filter(f, rng.uniform(0.3, 1.2))
+    elif r < 0.5:
+        blur = ndimage.gaussian_filter(f, 1.0)
+        f = f + rng.uniform(0.3, 1.0) * (f - blur)
+    if rng.random() < 0.3:
+        f = f + rng.normal(0, rng.uniform(1, 5), f.shape)
+    if rng.random() < 0.3:
+        lo, hi = np.percentile(f, [rng.uniform(0, 3), rng.uniform(97, 100)])
+        f = (f - lo) / max(hi - lo, 1) * 255
+    return np.clip(np.round(f), 0, 255).astype(np.uint8)
+
+
+class Items(torch.utils.data.Dataset):
+    """A list of (image, mask, target, synthesise?) built per epoch."""
+
+    def __init__(self, items, shapes, seed, epoch, crop_size=None, lesion_centred=0.8):
+        self.items, self.shapes, self.seed, self.epoch = items, shapes, seed, epoch
+        self.crop_size, self.lesion_centred = crop_size, lesion_centred
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        img, mask, target, make = self.items[i]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        if make:
+            img, mask = synth.synthesize(img, self.shapes, rng)
+        img, mask = augment(img, mask, rng)
+        img = source_blind(img, rng)
+        if self.crop_size:
+            img, mask = crop(img, mask, self.crop_size, rng, self.lesion_centred)
+        return (torch.from_numpy(data.normalize(img)), torch.tensor([target], dtype=torch.float32),
+                torch.from_numpy(mask[None].astype(np.float32)))
+
+
+def epoch_items(kind, rtrain, cxr_images, cxr_train, rng, args):
+    items = []
+    for img, m, y in zip(rtrain["images"], rtrain["masks"], rtrain["labels"]):
+        if kind == "segmenter" and y and not m.any():
+            continue  # NIH positives have no mask: nothing to teach the segmenter
+        reps = args.pos_repeat if y else 1
+        items += [(img, m, float(y), False)] * reps
+    empty = np.zeros(cxr_images.shape[1:], bool)
+    negs = rng.choice(cxr_train, size=args.siim_negatives, replace=False)
+    items += [(cxr_images[i], empty, 0.0, False) for i in negs]
+    rest = np.setdiff1d(cxr_train, negs)
+    synth_base = list(rng.choice(rest, size=args.synthetic // 2, replace=False))
+    nih_clear = np.flatnonzero(~rtrain["labels"])
+    items += [(cxr_images[i], empty, 1.0, True) for i in synth_base]
+    items += [(rtrain["images"][i], empty, 1.0, True) for i in rng.choice(nih_clear, size=args.synthetic - len(synth_base), replace=False)]
+    return items
+
+
+def validate_classifier(score_fn, rval, siim_val_images, threshold=0.5):
+    scores = score_fn(rval["images"])
+    siim_scores = score_fn(siim_val_images)
+    rep = real.classifier_report(rval["labels"], scores, rval["source"], threshold, siim_scores)
+    return rep, scores, siim_scores
+
+
+def selection_score(rep):
+    """Mean of the two AUCs that the source shortcut cannot explain."""
+    return 0.5 * (rep["auc_nih"]["value"] + rep["auc_siim_vs_siim_domain"]["value"])
+
+
+def build(kind, arch):
+    if kind == "classifier":
+        return nets.Lite0Classifier() if arch == "lite0" else nets.classifier()
+    if kind == "segmenter":
+        net = nets.UNetPlusPlus()
+        nets.imagenet_lite0(net.encoder)
+        return net
+    return nets.lung_net(pretrained=True)
+
+
+def freeze_early(model, kind, arch):
+    """Freeze the stem and the first two stages of an ImageNet encoder: their edge and texture
+    filters transfer as they are, and their backward pass at full resolution is the costliest."""
+    if arch != "lite0" and kind == "classifier":
+        return
+    enc = model.encoder
+    for mod in [enc.stem, enc.stages[0], enc.stages[1]]:
+        for p in mod.parameters():
+            p.requires_grad_(False)
+
+
+def set_frozen_bn_eval(model):
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d) and not any(p.requires_grad for p in mod.parameters()):
+            mod.eval()
+
+
+def train_lungs(args):
+    root = data.data_dir() / "lungs"
+    names = sorted(p.name for p in (root / "images").glob("*.jpg"))
+    imgs = np.stack([data.load_grey(root / "images" / n, LUNG_SIZE) for n in names])
+    masks = []
+    for n in names:
+        from PIL import Image
+        with Image.open(root / "masks" / n.replace(".jpg", ".png")) as im:
+            masks.append(np.asarray(im.convert("L").resize((LUNG_SIZE, LUNG_SIZE), Image.BILINEAR)) >= 128)
+    masks = np.stack(masks)
+    val = np.array([data.split_of(n) != "train" for n in names])  # about 20% by name hash
+    model = build("lungs", None)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    steps = args.epochs * int(np.ceil((~val).sum() * args.repeat / args.batch))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
+    history = []
+    tr = np.flatnonzero(~val)
+    for epoch in range(args.epochs):
+        items = [(imgs[i], masks[i], 1.0, False) for i in tr] * args.repeat
+        ds = Items(items, None, args.seed, epoch)
+        loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True, generator=torch.Generator().manual_seed(epoch))
+        model.train()
+        t0, losses = time.time(), []
+        for x, _, m in loader:
+            out = model(x)
+            loss = F.binary_cross_entropy_with_logits(out, m) + dice_loss(out, m)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        prob = evaluate.predict_torch("segmenter", model, imgs[val])
+        dices = [evaluate.dice_iou(p >= 0.5, t)[0] for p, t in zip(prob, masks[val])]
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_dice": float(np.mean(dices)), "seconds": time.time() - t0})
+        print(json.dumps(history[-1]), flush=True)
+    torch.save({"state": model.state_dict(), "kind": "lungs", "history": history, "val_names": [n for n, v in zip(names, val) if v], "args": vars(args) | {"out": str(args.out)}}, args.out)
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description="train the classifier or the segmenter")
-    ap.add_argument("kind", choices=["classifier", "segmenter"])
+    ap = argparse.ArgumentParser(description="train on real labelled radiographs, choose on real val")
+    ap.add_argument("kind", choices=["classifier", "segmenter", "lungs"])
+    ap.add_argument("--arch", choices=["lite0", "densenet121"], default="lite0")
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--init", type=Path, help="start from this checkpoint (fine-tuning)")
-    ap.add_argument("--epochs-low", type=int, default=5, help="classifier: epochs of the cheap first phase")
-    ap.add_argument("--low-res", type=int, default=128, help="classifier: size of the first phase's input")
-    ap.add_argument("--low-crop", action="store_true",
-                    help="classifier: first phase on --low-res crops at full scale (lesion-centred) instead of downscaled images")
-    ap.add_argument("--epochs", type=int, default=1, help="classifier: epochs at 256; segmenter: epochs")
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--pos-frac", type=float, default=0.5)
-    ap.add_argument("--real", type=Path, action="append", default=[],
-                    help="a labelled set in the SIIM PNG layout (images/*.png + masks/*.png) to train on as well; repeatable")
-    ap.add_argument("--drop-negatives", type=Path, help="json list of radiograph names not to use as negatives")
+    ap.add_argument("--pos-repeat", type=int, default=3, help="times each real positive appears per epoch")
+    ap.add_argument("--siim-negatives", type=int, default=200, help="cxr-512 presumed negatives per epoch")
+    ap.add_argument("--synthetic", type=int, default=120, help="synthetic positives per epoch")
+    ap.add_argument("--repeat", type=int, default=6, help="lungs: copies of each training image per epoch")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--limit", type=int, default=0, help="use only this many training images (smoke tests)")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-
-    names, images = data.radiographs()
-    shape_ids, shapes = data.mask_shapes()
-    train_idx = [i for i, n in enumerate(names) if data.split_of(n) == "train"]
-    train_shapes = shapes[[i for i, s in enumerate(shape_ids) if data.split_of(s) == "train"]]
-    if args.limit:
-        train_idx = train_idx[: args.limit]
-    drop = set(json.loads(args.drop_negatives.read_text())) if args.drop_negatives else set()
-    # Images suspected to hold a real (unlabelled) pneumothorax are still good bases for
-    # synthetic positives, but must not be taught as negatives.
-    neg_ok = np.array([names[i] not in drop for i in train_idx])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.kind == "lungs":
+        return train_lungs(args)
 
     seg = args.kind == "segmenter"
-    ds = Synthetic(images[train_idx], train_shapes, 0.8 if seg else args.pos_frac, args.seed, crop=128 if seg else None, neg_ok=neg_ok)
-    train_set = ds
-    if args.real:
-        real = [data.siim_layout(folder) for folder in args.real]
-        real_ds = Synthetic(np.concatenate([r[1] for r in real]), train_shapes, 0.0, args.seed, crop=ds.crop,
-                            masks=np.concatenate([r[2] for r in real]))
-        train_set = torch.utils.data.ConcatDataset([ds, real_ds])
-        print(f"training on {len(ds)} synthetic-or-clear and {len(real_ds)} real labelled radiographs")
-    model = nets.build(args.kind)
-    if args.init:
-        model.load_state_dict(torch.load(args.init, weights_only=True)["state"])
-    phases = [(args.epochs, None)] if seg else [(args.epochs_low, args.low_res), (args.epochs, None)]
-    total_steps = sum(n for n, _ in phases) * math.ceil(len(train_set) / args.batch)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(total_steps, 1), pct_start=0.1 if not args.init else 0.01)
-    val = evaluate.synthetic_split("val", limit=64 if args.limit else 0)
-    history, epoch = [], 0
-    for n_epochs, res in phases:
-        if not seg and args.low_crop:
-            # Crops keep thin lesions visible; global pooling lets the same net read whole images later.
-            for d in getattr(train_set, "datasets", [train_set]):
-                d.crop, d.lesion_centred = (res, 0.9) if res else (None, 0.7)
-            res = None
-        for _ in range(n_epochs):
-            for d in getattr(train_set, "datasets", [train_set]):
-                d.epoch = epoch
-            gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)
-            loader = torch.utils.data.DataLoader(train_set, batch_size=args.batch, shuffle=True, generator=gen, num_workers=0, drop_last=True)
-            model.train()
-            t0, losses = time.time(), []
-            for step, (x, y, m) in enumerate(loader):
-                if res:
-                    x = F.interpolate(x, size=(res, res), mode="bilinear", antialias=True, align_corners=False)
-                out = model(x)
-                if seg:
-                    loss = F.binary_cross_entropy_with_logits(out, m) + dice_loss(out, m)
-                else:
-                    loss = F.binary_cross_entropy_with_logits(out, y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                losses.append(loss.item())
-                if step % 20 == 0:
-                    print(f"epoch {epoch} {f'crop {ds.crop}' if ds.crop else f'res {res or 256}'} step {step}/{len(loader)} loss {np.mean(losses[-20:]):.4f} {time.time() - t0:.0f}s", flush=True)
-            metrics = evaluate.score(args.kind, model, val)
-            history.append({"epoch": epoch, "res": res or 256, "crop": ds.crop, "loss": float(np.mean(losses)), "val": metrics, "seconds": time.time() - t0})
-            print(json.dumps(history[-1]), flush=True)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"state": model.state_dict(), "kind": args.kind, "history": history, "args": vars(args) | {"out": str(args.out), "init": str(args.init), "drop_negatives": str(args.drop_negatives)}}, args.out)
-            epoch += 1
+    rtrain, rval = real.real_split("train"), real.real_split("val")
+    _, cxr_images = data.radiographs()
+    cxr_idx, cxr_split = real.siim_domain()
+    cxr_train, cxr_val = cxr_idx[cxr_split == "train"], cxr_idx[cxr_split == "val"]
+    siim_val_images = cxr_images[np.random.default_rng(5).choice(cxr_val, size=200, replace=False)]
+    shape_ids, shapes = data.mask_shapes()
+    train_shapes = shapes[[i for i, s in enumerate(shape_ids) if data.split_of(s) == "train"]]
+
+    model = build(args.kind, args.arch)
+    freeze_early(model, args.kind, args.arch)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
+    rng = np.random.default_rng(args.seed)
+    per_epoch = len(epoch_items(args.kind, rtrain, cxr_images, cxr_train, np.random.default_rng(0), args))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * (per_epoch // args.batch), pct_start=0.15)
+    history, best = [], -1.0
+    for epoch in range(args.epochs):
+        items = epoch_items(args.kind, rtrain, cxr_images, cxr_train, rng, args)
+        ds = Items(items, train_shapes, args.seed, epoch, crop_size=128 if seg else None)
+        loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True, drop_last=True,
+                                             generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
+        model.train()
+        set_frozen_bn_eval(model)
+        t0, losses = time.time(), []
+        for step, (x, y, m) in enumerate(loader):
+            out = model(x)
+            loss = (F.binary_cross_entropy_with_logits(out, m) + dice_loss(out, m)) if seg else F.binary_cross_entropy_with_logits(out, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if step % 10 == 0:
+                print(f"epoch {epoch} step {step}/{len(loader)} loss {np.mean(losses[-10:]):.4f} {time.time() - t0:.0f}s", flush=True)
+        rec = {"epoch": epoch, "loss": float(np.mean(losses)), "train_seconds": time.time() - t0, "items": len(items)}
+        if seg:
+            pos = rval["has_mask"] & rval["labels"]
+            prob = evaluate.predict_torch("segmenter", model, rval["images"][pos])
+            rec["val"] = real.segmenter_report(prob, rval["masks"][pos], 0.5, 0)
+            score = rec["val"]["dice"]["value"]
+        else:
+            rec["val"], _, _ = validate_classifier(lambda im: evaluate.predict_torch("classifier", model, im), rval, siim_val_images)
+            score = selection_score(rec["val"])
+        rec["selection_score"] = score
+        history.append(rec)
+        print(json.dumps(rec), flush=True)
+        if score > best:
+            best = score
+            torch.save({"state": model.state_dict(), "kind": args.kind, "arch": args.arch, "epoch": epoch, "history": history,
+                        "args": vars(args) | {"out": str(args.out)}}, args.out)
+    ck = torch.load(args.out, weights_only=False)
+    ck["history"] = history
+    torch.save(ck, args.out)
+    print(f"kept epoch {ck['epoch']} (selection score {best:.4f})")
 
 
 if __name__ == "__main__":
