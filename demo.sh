@@ -26,8 +26,8 @@ cat <<MSG
 
 Overlays (the result screen, 1280x720): $out/overlays/
 Masks (positives only, input size):      $out/masks/
-Note: the classifier also flags the "clear" phantoms. They are far from any radiograph it
-was trained on; the segmenter still finds the drawn lesion only where there is one. ptxd is
-a triage aid, not a diagnosis.
+Note: the phantoms are drawings, not radiographs. They pass the lung-field check (two lung
+fields), and the verdicts on them mean nothing clinically. ptxd is a triage aid, not a
+diagnosis; models/README.md gives what the models measured on real radiographs.
 MSG
 exit "$status"

@@ -10,9 +10,12 @@ root=${DESTDIR:-}
 
 install -D -m 0755 "$bin" "$root/usr/bin/ptxd"
 install -d -m 0755 "$root/usr/share/ptxd/models"
-install -m 0644 "$here"/models/manifest.toml "$root/usr/share/ptxd/models/"
-for f in $(sed -n 's/^file *= *"\(.*\)"/\1/p' "$here/models/manifest.toml"); do
-    install -D -m 0644 "$here/models/$f" "$root/usr/share/ptxd/models/$f"
+# the default pipeline and the design's DenseNet121 variant (--manifest .../densenet121.toml)
+for manifest in manifest.toml densenet121.toml; do
+    install -m 0644 "$here/models/$manifest" "$root/usr/share/ptxd/models/"
+    for f in $(sed -n 's/^file *= *"\(.*\)"/\1/p' "$here/models/$manifest"); do
+        install -D -m 0644 "$here/models/$f" "$root/usr/share/ptxd/models/$f"
+    done
 done
 install -d -m 0755 "$root/usr/share/ptxd/board"
 install -m 0644 "$here"/board/*.toml "$root/usr/share/ptxd/board/"

@@ -42,7 +42,16 @@ fn install_puts_binary_models_unit_rules_and_config_in_place() {
         .unwrap();
     let text = String::from_utf8_lossy(&doctor.stdout);
     assert!(doctor.status.success(), "{text}");
-    assert_eq!(text.matches("sha256 ok").count(), 2, "{text}");
+    assert_eq!(text.matches("sha256 ok").count(), 3, "{text}");
+    // the design's DenseNet121 pipeline came along too
+    let variant = dest.path().join("usr/share/ptxd/models/densenet121.toml");
+    let doctor = Command::new(dest.path().join("usr/bin/ptxd"))
+        .args(["doctor", "--quick", "--manifest", variant.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains("ptx-cls-densenet121"), "{text}");
+    assert_eq!(text.matches("sha256 ok").count(), 3, "{text}");
     // the unit runs what was installed, with the installed config
     let unit = std::fs::read_to_string(dest.path().join("lib/systemd/system/ptxd.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/bin/ptxd run --config /etc/ptxd/ptxd.toml"));

@@ -34,7 +34,7 @@ fn models_are_checked_and_every_device_kind_is_listed() {
     ] {
         assert!(out.contains(heading), "{heading} missing:\n{out}");
     }
-    assert_eq!(out.matches("sha256 ok, loaded and ran").count(), 2, "{out}");
+    assert_eq!(out.matches("sha256 ok, loaded and ran").count(), 3, "{out}");
     assert!(out.contains("no problems found"), "{out}");
 }
 
@@ -44,7 +44,7 @@ fn quick_checks_the_model_checksums_without_loading() {
     assert_eq!(code, 0, "{out}");
     assert_eq!(
         out.matches("sha256 ok (--quick: not loaded or run)").count(),
-        2,
+        3,
         "{out}"
     );
     assert!(!out.contains("loaded and ran"), "{out}");

@@ -15,9 +15,9 @@ from . import INPUT_SIZE, LUNG_SIZE, MEAN, STD
 
 MODELS = Path(__file__).resolve().parents[2]
 FORMATS = {
-    "int8": ("ONNX opset 17, int8 QOperator: Conv as QLinearConv (u8 activations, s8 weights, per-tensor), other ops f32",
+    "int8": ("ONNX opset 17, int8 QOperator: Conv as QLinearConv (u8 activations, s8 per-channel weights), depthwise Conv and other ops f32",
              "real integer convolution kernels in tract (NEON on aarch64); the default"),
-    "int8-qdq": ("ONNX opset 17, int8 QDQ around Conv (u8 activations, s8 weights, per-tensor)",
+    "int8-qdq": ("ONNX opset 17, int8 QDQ around every Conv (u8 activations, s8 per-channel weights)",
                  "tract computes it in f32 between quantize/dequantize pairs: same int8 numerics, no integer speed-up"),
 }
 TOLERANCE = {"lungs": 0.05, "classifier": 0.03, "segmenter": 0.05}
