@@ -257,8 +257,8 @@ mod tests {
         }
     }
 
-    /// Lung everywhere on an 8x8 grid (midline at the centre of column 3).
-    fn all_lung() -> LungField {
+    /// Lung fields from an 8x8 grid of probabilities, no margin.
+    fn lungs(probs: &[f32]) -> LungField {
         let t = crate::manifest::LungThresholds {
             pixel: 0.5,
             min_fraction: 0.1,
@@ -267,7 +267,12 @@ mod tests {
             min_contrast: 0.0,
             margin_cells: 0,
         };
-        LungField::new(&[0.9; 64], 8, 8, &[0; 64], &t)
+        LungField::new(probs, 8, 8, &[0; 64], &t)
+    }
+
+    /// Lung everywhere on an 8x8 grid (midline at the centre of column 3).
+    fn all_lung() -> LungField {
+        lungs(&[0.9; 64])
     }
 
     #[test]
@@ -347,15 +352,7 @@ mod tests {
                 lung[y * 8 + x] = 0.9;
             }
         }
-        let t = crate::manifest::LungThresholds {
-            pixel: 0.5,
-            min_fraction: 0.1,
-            max_fraction: 1.0,
-            min_side_share: 0.2,
-            min_contrast: 0.0,
-            margin_cells: 0,
-        };
-        let lungs = LungField::new(&lung, 8, 8, &[0; 64], &t);
+        let lungs = lungs(&lung);
         let mut grid = vec![0.0f32; 64];
         grid[..8].fill(0.9); // row 0: above the lungs (the neck)
         for y in 3..6 {

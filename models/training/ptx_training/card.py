@@ -20,7 +20,12 @@ FORMATS = {
     "int8-qdq": ("ONNX opset 17, int8 QDQ around every Conv (u8 activations, s8 per-channel weights)",
                  "tract computes it in f32 between quantize/dequantize pairs: same int8 numerics, no integer speed-up"),
 }
-TOLERANCE = {"lungs": 0.05, "classifier": 0.03, "segmenter": 0.05}
+# The largest difference allowed between tract's and onnxruntime's outputs on a file
+# (classifier: the score; masks: 16x16 block means), about 1.5x the worst measured on the
+# reference inputs (lossy JPEG/DICOM ones: their decoders differ by a grey level here and
+# there, which the per-channel int8 EfficientNets amplify: 0.057, 0.063 and 0.153 measured);
+# the tests hold lossless PNG inputs to half of it.
+TOLERANCE = {"lungs": 0.2, "classifier": 0.1, "segmenter": 0.1}
 TRAIN_CMD = {"classifier": "make segmenter", "lite0": "make lite0", "densenet121": "make densenet121", "segmenter": "make segmenter", "lungs": "make lungs"}
 
 
@@ -75,6 +80,7 @@ def lungs_section(m: dict) -> str:
     real_refused = sum(r["refused"] for r in g["real"].values())
     caught = sum(c["caught"] for c in g["non_chest"].values())
     n_non = sum(c["n"] for c in g["non_chest"].values())
+    min_frac = min(r["fraction_range"][0] for r in g["real"].values())
     return f'''[lungs]
 version = "ptx-lungs-unetpp-effnetlite0-int8-{m["released"]}"
 architecture = "UNet++ (decoder 8/16/24/32/48) on EfficientNet-Lite0 (ImageNet-initialised), 128 px, 1-channel sigmoid"
@@ -86,8 +92,11 @@ default_variant = "int8"
 # pixel: a cell is lung at or above it. The not-a-chest-radiograph limits (python -m
 # ptx_training.gate) sit at {g["margin"]} of the most extreme value over every real radiograph
 # in ../shared/data ({real_n} images; refused with these limits: {real_refused}); they caught
-# {caught} of {n_non} images that are not chest radiographs. margin_cells: findings may reach
-# this far beyond the lung field (pneumothorax lies at the periphery, where lung masks are tight).
+# {caught} of {n_non} images that are not chest radiographs. The smallest lung share the model
+# found on a real radiograph is {min_frac} (over- or under-exposed, whited-out films), so the
+# lung limits cannot catch much without refusing real films; the contrast limit does the work.
+# margin_cells: findings may reach this far beyond the lung field (pneumothorax lies at the
+# periphery, where lung masks are tight).
 pixel = {t["pixel"]}
 min_fraction = {t["min_fraction"]}
 max_fraction = {t["max_fraction"]}
