@@ -44,7 +44,11 @@ INPUTS = [
 # tract's int8 kernels agree across architectures (PNG: 1e-7 measured). JPEG DICOMs do not
 # decode identically: jpeg-decoder uses SSSE3 on x86 and scalar code on aarch64 (0.04 apart
 # on ID_2ccfe5000.dcm), hence the wider band there.
-TOLERANCE = {".png": 0.001, ".dcm": 0.05}
+# aarch64 against x86 on the same file: the PNG gives both the same pixels, and the int8
+# kernels (NEON against x86) still round differently: 0.0045 measured on the per-channel
+# models; the JPEG DICOM also decodes a grey level apart here and there (SSSE3 against scalar
+# IDCT), which these models amplify: the manifest's classifier tolerance covers it.
+TOLERANCE = {".png": 0.02, ".dcm": 0.1}
 SLATE = (40, 60, 90)  # the idle screen's banner
 BANNER = {
     "positive": (220, 30, 30),
@@ -280,11 +284,25 @@ def test_ptxd_in_an_arm64_guest_captures_analyzes_shows_and_reports(guest, reque
         line.say("STATUS")
         wait("status with nothing unacknowledged", lambda: any(f["type"] == "status" and f["unacked"] == 0 for f in line.frames))
 
-        # the alert: the LED line went high for the positive, and low once the host ACKed it
-        gpio = [l for l in guest.log().splitlines() if l.startswith("guest gpio:")]
-        led_on = [l for l in gpio if re.search(r"ptxd-led\s*\)\s*out hi", l)]
-        assert led_on, "\n".join(gpio) or "no alert lines in the console"
-        assert re.search(r"ptxd-led\s*\)\s*out lo", gpio[-1]), gpio[-1]
+        # the alert: the LED line went high for the positives, and low once the host ACKed the
+        # last one (the held-back result is a positive: its ACK came last). The guest prints
+        # the lines every few seconds: wait for a print that shows the alert off.
+        def gpio():
+            return [l for l in guest.log().splitlines() if l.startswith("guest gpio:")]
+
+        led_on = [l for l in gpio() if re.search(r"ptxd-led\s*\)\s*out hi", l)]
+        assert led_on, "\n".join(gpio()) or "no alert lines in the console"
+        # (printed on change only: off, and no change for 3 s, longer than a pulse period)
+        deadline = time.monotonic() + 30
+        last, since = None, time.monotonic()
+        while True:
+            lines = gpio()
+            if len(lines) != last:
+                last, since = len(lines), time.monotonic()
+            if re.search(r"ptxd-led\s*\)\s*out lo", lines[-1]) and time.monotonic() - since > 3:
+                break
+            assert time.monotonic() < deadline, f"the alert did not stop after the ACK: {lines[-1]}"
+            time.sleep(0.25)
         # the ACK button (the virt machine's power-button line, pulsed by system_powerdown)
         # takes the last result off the screen: the idle screen comes back
         assert pixel(guest.screendump("before-ack"), 2, 2) != SLATE, "a result should be on screen"
