@@ -240,24 +240,10 @@ impl Manifest {
 
     /// The parts of a role's entry that do not depend on its kind of output.
     pub fn files(&self, role: Role) -> ModelFiles<'_> {
-        macro_rules! files {
-            ($e:expr) => {
-                ModelFiles {
-                    version: &$e.version,
-                    architecture: &$e.architecture,
-                    default_variant: &$e.default_variant,
-                    variants: &$e.variants,
-                    input: &$e.input,
-                    output: &$e.output,
-                    preprocess: &$e.preprocess,
-                    metrics: &$e.metrics,
-                }
-            };
-        }
         match role {
-            Role::Lungs => files!(self.lungs),
-            Role::Classifier => files!(self.classifier),
-            Role::Segmenter => files!(self.segmenter),
+            Role::Lungs => self.lungs.files(),
+            Role::Classifier => self.classifier.files(),
+            Role::Segmenter => self.segmenter.files(),
         }
     }
 
@@ -281,6 +267,22 @@ impl Manifest {
             });
         }
         Ok(path)
+    }
+}
+
+impl<T> ModelEntry<T> {
+    /// This entry without its thresholds.
+    pub fn files(&self) -> ModelFiles<'_> {
+        ModelFiles {
+            version: &self.version,
+            architecture: &self.architecture,
+            default_variant: &self.default_variant,
+            variants: &self.variants,
+            input: &self.input,
+            output: &self.output,
+            preprocess: &self.preprocess,
+            metrics: &self.metrics,
+        }
     }
 }
 
