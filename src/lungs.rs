@@ -144,9 +144,17 @@ impl LungField {
         gy * self.width + gx
     }
 
-    /// Whether input pixel (x, y) of a `w` x `h` image is inside the (grown) lung field.
+    /// No lung cell at all: the model missed the lungs of a film that still passed the check
+    /// (measured on a few over- or under-exposed real films). Then nothing is clipped and the
+    /// image's halves stand in for the lungs, rather than dropping every finding.
+    pub fn is_empty(&self) -> bool {
+        self.counts.0 + self.counts.1 == 0
+    }
+
+    /// Whether input pixel (x, y) of a `w` x `h` image is inside the (grown) lung field
+    /// (everywhere, when the field is empty).
     pub fn contains(&self, x: usize, y: usize, w: usize, h: usize) -> bool {
-        self.grown[self.cell(x, y, w, h)]
+        self.is_empty() || self.grown[self.cell(x, y, w, h)]
     }
 
     /// Whether a column `x` of a `w`-wide image lies on the image's left of the midline.
@@ -154,8 +162,12 @@ impl LungField {
         x * (self.width as f64) / (w as f64) < f64::from(self.midline)
     }
 
-    /// The lung area on the image's left or right side, in pixels of a `w` x `h` image.
+    /// The lung area on the image's left or right side, in pixels of a `w` x `h` image (half
+    /// the image when the field is empty).
     pub fn side_area(&self, image_left: bool, w: usize, h: usize) -> f64 {
+        if self.is_empty() {
+            return (w * h) as f64 / 2.0;
+        }
         let cells = if image_left { self.counts.0 } else { self.counts.1 };
         cells as f64 * (w * h) as f64 / (self.width * self.height) as f64
     }
@@ -263,6 +275,8 @@ mod tests {
         let none = LungField::new(&[0.1; 256], 16, 16, &varied(), &t);
         let err = none.check(&t).unwrap_err();
         assert!(err.to_string().starts_with("no lung fields found"), "{err}");
+        assert!(none.contains(0, 0, 160, 160), "an empty field clips nothing");
+        assert_eq!(none.side_area(true, 160, 160), 160.0 * 80.0);
         let all = LungField::new(&[0.9; 256], 16, 16, &varied(), &t);
         assert!(matches!(all.check(&t), Err(NotChest::TooMuchLung { .. })));
         let mut one = two_lungs();
