@@ -72,6 +72,18 @@ description = "decode to 8-bit grey (MONOCHROME1 inverted, VOI window applied); 
 '''
 
 
+def head(role: str, version: str, architecture: str, stem: str, size: int, output: str, shape: list, meaning: str) -> str:
+    """A role's identity, files and contract: the part every section shares."""
+    return f'''[{role}]
+version = "{version}"
+architecture = "{architecture}"
+default_variant = "int8"
+
+{variants(role, stem)}
+{io(role, size, output, shape, meaning)}
+'''
+
+
 def lungs_section(m: dict) -> str:
     lg = m["lungs"]
     t = lg["thresholds"]
@@ -81,14 +93,10 @@ def lungs_section(m: dict) -> str:
     caught = sum(c["caught"] for c in g["non_chest"].values())
     n_non = sum(c["n"] for c in g["non_chest"].values())
     min_frac = min(r["fraction_range"][0] for r in g["real"].values())
-    return f'''[lungs]
-version = "ptx-lungs-unetpp-effnetlite0-int8-{m["released"]}"
-architecture = "UNet++ (decoder 8/16/24/32/48) on EfficientNet-Lite0 (ImageNet-initialised), 128 px, 1-channel sigmoid"
-default_variant = "int8"
-
-{variants("lungs", "lungs")}
-{io("lungs", LUNG_SIZE, "lungs", [1, 1, LUNG_SIZE, LUNG_SIZE], f"per-cell probability of lung field on the {LUNG_SIZE}x{LUNG_SIZE} grid")}
-[lungs.thresholds]
+    return head("lungs", f"ptx-lungs-unetpp-effnetlite0-int8-{m['released']}",
+                "UNet++ (decoder 8/16/24/32/48) on EfficientNet-Lite0 (ImageNet-initialised), 128 px, 1-channel sigmoid",
+                "lungs", LUNG_SIZE, "lungs", [1, 1, LUNG_SIZE, LUNG_SIZE],
+                f"per-cell probability of lung field on the {LUNG_SIZE}x{LUNG_SIZE} grid") + f'''[lungs.thresholds]
 # pixel: a cell is lung at or above it. The not-a-chest-radiograph limits (python -m
 # ptx_training.gate) sit at {g["margin"]} of the most extreme value over every real radiograph
 # in ../shared/data ({real_n} images; refused with these limits: {real_refused}); they caught
@@ -122,14 +130,8 @@ def classifier_section(m: dict, name: str, stem: str, version: str, architecture
     c = m[name]
     v = c["real_val"]
     low = c["real_val_at_indeterminate_low"]
-    return f'''[classifier]
-version = "{version}-{m["released"]}"
-architecture = "{architecture}"
-default_variant = "int8"
-
-{variants("classifier", stem)}
-{io("classifier", INPUT_SIZE, "probability", [1, 1], "probability that the radiograph shows a pneumothorax (0..1)")}
-[classifier.thresholds]
+    return head("classifier", f"{version}-{m['released']}", architecture, stem, INPUT_SIZE, "probability", [1, 1],
+                "probability that the radiograph shows a pneumothorax (0..1)") + f'''[classifier.thresholds]
 # Chosen on the real validation split ({v["n"]} real radiographs, {v["positives"]} with pneumothorax;
 # patient-level, see models/README.md): `probability` is the highest threshold with sensitivity
 # >= 0.90 there (sensitivity {ci(v["sensitivity"])}, specificity {ci(v["specificity"])}).
@@ -171,14 +173,10 @@ data = "{'the segmenter, trained as below' if name == 'classifier' else "real-la
 def segmenter_section(m: dict) -> str:
     s = m["segmenter"]
     v = s["real_val_masked_positives"]
-    return f'''[segmenter]
-version = "ptx-seg-unetpp-effnetlite0-int8-{m["released"]}"
-architecture = "UNet++ (nested dense skips, decoder 16/24/32/48/64) on EfficientNet-Lite0 (ImageNet-initialised, no SE, ReLU6), 1-channel sigmoid"
-default_variant = "int8"
-
-{variants("segmenter", "segmenter")}
-{io("segmenter", INPUT_SIZE, "mask", [1, 1, INPUT_SIZE, INPUT_SIZE], f"per-pixel probability of pneumothorax on the {INPUT_SIZE}x{INPUT_SIZE} grid (resize back to the input image)")}
-[segmenter.thresholds]
+    return head("segmenter", f"ptx-seg-unetpp-effnetlite0-int8-{m['released']}",
+                "UNet++ (nested dense skips, decoder 16/24/32/48/64) on EfficientNet-Lite0 (ImageNet-initialised, no SE, ReLU6), 1-channel sigmoid",
+                "segmenter", INPUT_SIZE, "mask", [1, 1, INPUT_SIZE, INPUT_SIZE],
+                f"per-pixel probability of pneumothorax on the {INPUT_SIZE}x{INPUT_SIZE} grid (resize back to the input image)") + f'''[segmenter.thresholds]
 # Chosen on the real val split's masked positives ({v["n"]} SIIM radiographs) by mean Dice,
 # masks clipped to the lung fields as ptxd does: Dice {ci(v["dice"])}.
 pixel = {s["thresholds"]["pixel"]}
