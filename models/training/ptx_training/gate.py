@@ -76,17 +76,11 @@ def real_sets() -> dict[str, np.ndarray]:
 
 
 def dicom_grey(path: Path) -> np.ndarray:
-    """A DICOM file as ptxd decodes it (8-bit MONOCHROME2 here; MONOCHROME1 inverted, deeper
-    data stretched), resized for the lung model."""
-    import pydicom
+    """A DICOM file decoded as the reference vectors decode it (`reference.dicom_grey`),
+    resized for the lung model."""
+    from .reference import dicom_grey as decode
 
-    ds = pydicom.dcmread(path)
-    arr = ds.pixel_array.astype(np.float64)
-    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
-        arr = arr.max() - arr
-    lo, hi = arr.min(), arr.max()
-    grey = np.round((arr - lo) / max(hi - lo, 1) * 255).astype(np.uint8)
-    return resize(Image.fromarray(grey))
+    return resize(decode(path))
 
 
 def colour_bars(w: int = 640, h: int = 480, level: float = 0.75) -> np.ndarray:
