@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from . import INPUT_SIZE, LUNG_SIZE, MEAN, STD, data, evaluate, export, gate, real
 
@@ -77,7 +78,6 @@ def tract_time(ptxd: Path, path: Path, x: np.ndarray, runs: int = 3) -> float | 
 def lung_fields(lung_onnx: Path, images_256: np.ndarray) -> np.ndarray:
     """Grown lung fields (bool, 256 grid) as ptxd computes them: the 128 px model on the
     image resized from its source, thresholded, grown by MARGIN_CELLS, upsampled."""
-    from PIL import Image
     from scipy import ndimage
 
     sess = evaluate.ort_session(lung_onnx, 2)
@@ -198,7 +198,7 @@ def main() -> None:
     latency = {}
     for name, p in paths.items():
         size = LUNG_SIZE if name == "lungs" else INPUT_SIZE
-        x = data.normalize(rval["images"][0] if size == INPUT_SIZE else data.resize_grey(__import__("PIL").Image.fromarray(rval["images"][0]), size))[None]
+        x = data.normalize(data.resize_grey(Image.fromarray(rval["images"][0]), size))[None]
         latency[name] = {}
         for v in VARIANTS:
             latency[name][v] = {"onnxruntime_s": round(ort_latency(p[v], x), 4), "size_mb": round(p[v].stat().st_size / 1e6, 2),
