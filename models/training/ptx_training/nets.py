@@ -119,8 +119,12 @@ def seed_design_segmenter() -> nn.Module:
     return UNetPlusPlus(decoder=(16, 32, 64, 128, 256), encoder=TorchvisionB4(), channels=TorchvisionB4.CHANNELS)
 
 
-def segmenter() -> nn.Module:
-    return UNetPlusPlus()
+def segmenter(pretrained: bool = False) -> nn.Module:
+    """UNet++ on EfficientNet-Lite0; `pretrained`: the encoder starts from ImageNet."""
+    net = UNetPlusPlus()
+    if pretrained:
+        imagenet_lite0(net.encoder)
+    return net
 
 
 class WithSigmoid(nn.Module):
@@ -134,13 +138,15 @@ class WithSigmoid(nn.Module):
         return torch.sigmoid(self.net(x))
 
 
-def build(kind: str, arch: str = "") -> nn.Module:
-    """The network for a checkpoint's kind (and classifier architecture), without weights."""
-    if kind == "classifier" and arch == "lite0":
-        return Lite0Classifier(pretrained=False)
+def build(kind: str, arch: str = "", pretrained: bool = False) -> nn.Module:
+    """The network for a kind (and classifier architecture): with the ImageNet weights where
+    there are any when `pretrained` (training starts there), else empty (a checkpoint's
+    weights are loaded into it). DenseNet121 has no weights to start from here."""
+    if kind == "classifier":
+        return Lite0Classifier(pretrained=pretrained) if arch == "lite0" else classifier()
     if kind == "lungs":
-        return lung_net(pretrained=False)
-    return {"classifier": classifier, "segmenter": segmenter}[kind]()
+        return lung_net(pretrained=pretrained)
+    return segmenter(pretrained=pretrained)
 
 
 def imagenet_lite0(encoder: EfficientNetLite0) -> dict:

@@ -144,16 +144,6 @@ def selection_score(rep):
     return 0.5 * (rep["auc_nih"]["value"] + rep["auc_siim_vs_siim_domain"]["value"])
 
 
-def build(kind, arch):
-    if kind == "classifier":
-        return nets.Lite0Classifier() if arch == "lite0" else nets.classifier()
-    if kind == "segmenter":
-        net = nets.UNetPlusPlus()
-        nets.imagenet_lite0(net.encoder)
-        return net
-    return nets.lung_net(pretrained=True)
-
-
 def freeze_early(model, kind, arch):
     """Freeze the stem and the first two stages of an ImageNet encoder: their edge and texture
     filters transfer as they are, and their backward pass at full resolution is the costliest."""
@@ -182,7 +172,7 @@ def train_lungs(args):
             masks.append(np.asarray(im.convert("L").resize((LUNG_SIZE, LUNG_SIZE), Image.BILINEAR)) >= 128)
     masks = np.stack(masks)
     val = np.array([data.split_of(n) != "train" for n in names])  # about 20% by name hash
-    model = build("lungs", None)
+    model = nets.build("lungs", pretrained=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * int(np.ceil((~val).sum() * args.repeat / args.batch))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
@@ -239,7 +229,7 @@ def main() -> None:
     shape_ids, shapes = data.mask_shapes()
     train_shapes = shapes[[i for i, s in enumerate(shape_ids) if data.split_of(s) == "train"]]
 
-    model = build(args.kind, args.arch)
+    model = nets.build(args.kind, args.arch, pretrained=True)
     freeze_early(model, args.kind, args.arch)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
