@@ -26,8 +26,8 @@ cat <<MSG
 
 Overlays (the result screen, 1280x720): $out/overlays/
 Masks (positives only, input size):      $out/masks/
-Note: the phantoms are drawings, not radiographs. They pass the lung-field check (two lung
-fields), and the verdicts on them mean nothing clinically. ptxd is a triage aid, not a
+Note: the phantoms are drawings, not radiographs. They pass the not-a-chest-radiograph check
+(they look enough like one), and the verdicts on them mean nothing clinically. ptxd is a triage aid, not a
 diagnosis; models/README.md gives what the models measured on real radiographs.
 MSG
 exit "$status"

@@ -126,12 +126,26 @@ impl Analyzer {
     pub fn lung_field(&self, image: &GreyImage) -> Result<LungField, InferError> {
         let pre = &self.lung_pre;
         let resized = resize_pil_bilinear(image, pre.width, pre.height);
-        let probs = self.lungs.run(to_tensor(&resized, pre))?;
+        let outputs = self.lungs.run_all(to_tensor(&resized, pre))?;
         let (w, h) = self.lung_grid;
-        if probs.len() != w * h {
-            return Err(output_error(Role::Lungs, w * h, probs.len()));
-        }
-        Ok(LungField::new(&probs, w, h, &resized.pixels, &self.lung_thresholds))
+        let (probs, chest) = match &outputs[..] {
+            [probs, chest] if probs.len() == w * h && chest.len() == 1 => (probs, chest[0]),
+            [probs, chest] => return Err(output_error(Role::Lungs, w * h + 1, probs.len() + chest.len())),
+            other => {
+                return Err(InferError::Run {
+                    role: Role::Lungs,
+                    reason: format!("gave {} outputs, the manifest says 2 (lungs, chest)", other.len()),
+                })
+            }
+        };
+        Ok(LungField::new(
+            probs,
+            w,
+            h,
+            &resized.pixels,
+            chest,
+            &self.lung_thresholds,
+        ))
     }
 
     /// Analyze an already decoded radiograph (`started`: when its handling began): lung

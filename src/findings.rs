@@ -265,9 +265,10 @@ mod tests {
             max_fraction: 1.0,
             min_side_share: 0.2,
             min_contrast: 0.0,
+            min_chest: 0.0,
             margin_cells: 0,
         };
-        LungField::new(probs, 8, 8, &[0; 64], &t)
+        LungField::new(probs, 8, 8, &[0; 64], 1.0, &t)
     }
 
     /// Lung everywhere on an 8x8 grid (midline at the centre of column 3).

@@ -94,6 +94,11 @@ impl Model {
 
     /// Run on one NCHW input tensor; returns the first output, flattened.
     pub fn run(&self, input: Vec<f32>) -> Result<Vec<f32>, InferError> {
+        Ok(self.run_all(input)?.swap_remove(0))
+    }
+
+    /// Run on one NCHW input tensor; returns every output, each flattened, in the file's order.
+    pub fn run_all(&self, input: Vec<f32>) -> Result<Vec<Vec<f32>>, InferError> {
         let expected: usize = self.input_shape.iter().product();
         if input.len() != expected {
             return Err(InferError::InputSize {
@@ -108,8 +113,16 @@ impl Model {
         };
         let tensor = Tensor::from_shape(&self.input_shape, &input).map_err(run_err)?;
         let outputs = self.plan.run(tvec!(tensor.into_tvalue())).map_err(run_err)?;
-        let view = outputs[0].to_plain_array_view::<f32>().map_err(run_err)?;
-        Ok(view.iter().copied().collect())
+        outputs
+            .iter()
+            .map(|o| {
+                Ok(o.to_plain_array_view::<f32>()
+                    .map_err(run_err)?
+                    .iter()
+                    .copied()
+                    .collect())
+            })
+            .collect()
     }
 
     pub fn role(&self) -> Role {

@@ -32,8 +32,9 @@ pub enum ManifestError {
 }
 
 /// The manifest schema this ptxd reads. Schema 2 added the lung-field model and typed
-/// thresholds for every role.
-pub const SCHEMA: u32 = 2;
+/// thresholds for every role; schema 3 the lung file's second output, the chest-or-not
+/// probability (`[[lungs.extra_outputs]]`, `lungs.thresholds.min_chest`).
+pub const SCHEMA: u32 = 3;
 
 /// A model's job in the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,6 +114,9 @@ pub struct LungThresholds {
     pub min_side_share: f32,
     /// Standard deviation of the resized grey levels below which a frame is blank.
     pub min_contrast: f32,
+    /// The lung file's chest-or-not probability below which an image does not look like a
+    /// frontal chest radiograph (a photo, a drawing, a test pattern, a CT slice).
+    pub min_chest: f32,
     /// Findings may reach this many grid cells beyond the lung field.
     pub margin_cells: usize,
 }
@@ -128,6 +132,9 @@ pub struct ModelEntry<T> {
     pub variants: BTreeMap<String, Variant>,
     pub input: Input,
     pub output: Output,
+    /// Further outputs, in the file's order (the lung file's chest-or-not probability).
+    #[serde(default)]
+    pub extra_outputs: Vec<Output>,
     pub preprocess: Preprocess,
     pub thresholds: T,
     /// Measured metrics and the data they were measured on, kept for display and audit.
@@ -229,11 +236,18 @@ impl Manifest {
             ("min_fraction", l.min_fraction),
             ("max_fraction", l.max_fraction),
             ("min_side_share", l.min_side_share),
+            ("min_chest", l.min_chest),
         ] {
             unit(Role::Lungs, name, v)?;
         }
         if l.min_fraction >= l.max_fraction {
             return Err("[lungs.thresholds] min_fraction must be below max_fraction".into());
+        }
+        match &self.lungs.extra_outputs[..] {
+            [chest] if chest.name == "chest" && chest.shape == [1, 1] => {}
+            _ => {
+                return Err("[lungs] needs one extra output, \"chest\" of shape [1, 1] (the chest-or-not probability); install the models/ folder that came with this ptxd".into())
+            }
         }
         Ok(())
     }

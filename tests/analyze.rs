@@ -334,11 +334,14 @@ fn tampered_model_stops_before_any_file() {
     assert!(out.stdout.is_empty(), "nothing analyzed with a bad model");
 }
 
-/// What a capture device can send instead of a chest radiograph, made here: a blank frame
-/// (mid-grey) and a dark frame with a little sensor noise (a digitizer with nothing on it).
-/// The lung-field check refuses what is flatter than any real radiograph in the shared data;
-/// models/README.md measures what else it catches and what it lets through.
-fn non_chest_images(dir: &Path) -> Vec<PathBuf> {
+/// What a capture device can send instead of a chest radiograph, made here, with the reason
+/// each must be refused for: a blank frame (mid-grey) and a dark frame with a little sensor
+/// noise (a digitizer with nothing on it) are flatter than any real radiograph; vivid's 75%
+/// colour bars (in colour, as a V4L2 device with no digitizer behind it sends them), a
+/// checkerboard and a grey ramp have contrast but do not look like a chest film to the lung
+/// file's chest-or-not output. models/README.md measures what else it catches and what it
+/// lets through.
+fn non_chest_images(dir: &Path) -> Vec<(PathBuf, &'static str)> {
     let (w, h) = (640u32, 480u32);
     let blank = image::GrayImage::from_pixel(w, h, image::Luma([128]));
     let mut state = 12345u32;
@@ -346,28 +349,56 @@ fn non_chest_images(dir: &Path) -> Vec<PathBuf> {
         state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
         image::Luma([12 + (state >> 30) as u8])
     });
-    let files = vec![dir.join("blank.png"), dir.join("dark.png")];
-    blank.save(&files[0]).unwrap();
-    dark.save(&files[1]).unwrap();
+    let bars = [
+        [1, 1, 1],
+        [1, 1, 0],
+        [0, 1, 1],
+        [0, 1, 0],
+        [1, 0, 1],
+        [1, 0, 0],
+        [0, 0, 1],
+        [0, 0, 0],
+    ];
+    let colour_bars = image::RgbImage::from_fn(w, h, |x, _| {
+        image::Rgb(bars[(x * 8 / w) as usize].map(|on: u8| on * 191))
+    });
+    let checkers = image::GrayImage::from_fn(w, h, |x, y| {
+        image::Luma([if (x / 40 + y / 40) % 2 == 0 { 20 } else { 235 }])
+    });
+    let ramp = image::GrayImage::from_fn(w, h, |x, _| image::Luma([(x * 255 / (w - 1)) as u8]));
+    let unlike = "does not look like a frontal chest radiograph";
+    let files = vec![
+        (dir.join("blank.png"), "blank"),
+        (dir.join("dark.png"), "blank"),
+        (dir.join("colour-bars.png"), unlike),
+        (dir.join("checkers.png"), unlike),
+        (dir.join("ramp.png"), unlike),
+    ];
+    blank.save(&files[0].0).unwrap();
+    dark.save(&files[1].0).unwrap();
+    colour_bars.save(&files[2].0).unwrap();
+    checkers.save(&files[3].0).unwrap();
+    ramp.save(&files[4].0).unwrap();
     files
 }
 
 #[test]
 fn images_that_are_not_chest_radiographs_are_refused_without_an_alarm() {
     let dir = tempfile::tempdir().unwrap();
-    let files = non_chest_images(dir.path());
+    let cases = non_chest_images(dir.path());
+    let files: Vec<PathBuf> = cases.iter().map(|(f, _)| f.clone()).collect();
     let masks = dir.path().join("masks");
     let (code, lines, stderr) = ptxd(&["analyze", "--json", "--mask-dir", masks.to_str().unwrap()], &files);
     assert_eq!(code, 0, "a refusal is a result, not a failure: {stderr}");
     assert_eq!(lines.len(), files.len());
-    for (line, file) in lines.iter().zip(&files) {
+    for (line, (file, reason)) in lines.iter().zip(&cases) {
         assert_eq!(line["verdict"], "not_chest_radiograph", "{}: {line}", file.display());
         assert_eq!(line["pneumothorax"], false, "no alarm: {line}");
         assert!(line["probability"].is_null(), "the classifier did not read it: {line}");
         assert!(line["error"].is_null());
         assert!(line["findings"].as_array().unwrap().is_empty());
         let why = line["not_chest"].as_str().unwrap();
-        assert!(why.contains("blank"), "{line}");
+        assert!(why.contains(reason), "{}: {line}", file.display());
     }
     assert!(
         !masks.exists() || std::fs::read_dir(&masks).unwrap().next().is_none(),

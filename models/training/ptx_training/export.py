@@ -22,7 +22,7 @@ import torch
 from . import INPUT_SIZE, LUNG_SIZE, data, nets
 
 INPUT_NAME = "image"
-OUTPUT_NAME = {"classifier": "probability", "segmenter": "mask", "lungs": "lungs"}
+OUTPUT_NAMES = {"classifier": ["probability"], "segmenter": ["mask"], "lungs": ["lungs", "chest"]}
 
 
 def input_size(kind: str) -> int:
@@ -30,19 +30,25 @@ def input_size(kind: str) -> int:
     return LUNG_SIZE if kind == "lungs" else INPUT_SIZE
 
 
-def export_fp32(kind: str, checkpoint: Path, out: Path) -> None:
-    """A classifier from a segmenter checkpoint is the segmenter's score (nets.SegmenterScore)."""
+def export_fp32(kind: str, checkpoint: Path, out: Path, chest: Path | None = None) -> None:
+    """A classifier from a segmenter checkpoint is the segmenter's score (nets.SegmenterScore);
+    the lung-field net carries the chest-or-not head (`chest`, from ptx_training.chest) as a
+    second output (nets.LungsAndChest)."""
     ck = torch.load(checkpoint, weights_only=False)
     model = nets.build(ck.get("kind", kind), ck.get("arch", ""))
     model.load_state_dict(ck["state"])
     if kind == "classifier" and ck.get("kind") == "segmenter":
         wrapped = nets.SegmenterScore(model).eval()
+    elif kind == "lungs":
+        if chest is None:
+            raise ValueError("the lung-field file needs its chest-or-not head: pass the file ptx_training.chest wrote")
+        wrapped = nets.LungsAndChest(model, torch.load(chest, weights_only=False)).eval()
     else:
         wrapped = nets.WithSigmoid(model).eval()
     size = input_size(kind)
     dummy = torch.zeros(1, 3, size, size)
     torch.onnx.export(
-        wrapped, dummy, str(out), opset_version=17, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME[kind]],
+        wrapped, dummy, str(out), opset_version=17, input_names=[INPUT_NAME], output_names=OUTPUT_NAMES[kind],
         do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL, dynamo=False,
     )
 
@@ -87,12 +93,12 @@ def quantize(pre: Path, out: Path, fmt: str, calibration: int, size: int = INPUT
     )
 
 
-def export_all(kind: str, checkpoint: Path, out_dir: Path, calibration: int = 64) -> dict[str, Path]:
+def export_all(kind: str, checkpoint: Path, out_dir: Path, calibration: int = 64, chest: Path | None = None) -> dict[str, Path]:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {v: out_dir / f"{kind}.{v}.onnx" for v in ("fp32", "pre", "int8", "int8-qdq")}
-    export_fp32(kind, checkpoint, paths["fp32"])
+    export_fp32(kind, checkpoint, paths["fp32"], chest)
     quant_pre_process(str(paths["fp32"]), str(paths["pre"]), skip_symbolic_shape=True)
     quantize(paths["pre"], paths["int8"], "qop", calibration, input_size(kind))
     quantize(paths["pre"], paths["int8-qdq"], "qdq", calibration, input_size(kind))
@@ -105,8 +111,9 @@ def main() -> None:
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("--out-dir", type=Path, required=True)
     ap.add_argument("--calibration", type=int, default=64, help="number of real radiographs to calibrate on")
+    ap.add_argument("--chest", type=Path, help="lungs: the chest-or-not head (ptx_training.chest)")
     args = ap.parse_args()
-    for variant, path in export_all(args.kind, args.checkpoint, args.out_dir, args.calibration).items():
+    for variant, path in export_all(args.kind, args.checkpoint, args.out_dir, args.calibration, args.chest).items():
         print(f"{variant:9s} {path} {path.stat().st_size / 1e6:.1f} MB")
 
 

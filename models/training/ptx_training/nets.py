@@ -86,7 +86,10 @@ class UNetPlusPlus(nn.Module):
         self.head = nn.Sequential(conv_bn(decoder[0], decoder[0]), nn.Conv2d(decoder[0], 1, 1))
 
     def forward(self, x):
-        feats = self.encoder(x)
+        return self.decode(self.encoder(x))
+
+    def decode(self, feats: list) -> torch.Tensor:
+        """The nested decoder on the encoder's five feature maps (LungsAndChest reuses them)."""
         grid = {(i, 0): f for i, f in enumerate(feats)}
         for j in range(1, self.depth):
             for i in range(self.depth - j):
@@ -200,6 +203,30 @@ def lung_net(pretrained: bool = True) -> nn.Module:
     if pretrained:
         imagenet_lite0(net.encoder)
     return net
+
+
+def pooled_features(feats: list) -> torch.Tensor:
+    """Each encoder stage's channels averaged over the image, side by side (16+24+40+112+320 =
+    512 numbers): what the chest-or-not head reads."""
+    return torch.cat([f.mean((2, 3)) for f in feats], 1)
+
+
+class LungsAndChest(nn.Module):
+    """The shipped lung-field model: the lung net's probabilities, and from the same encoder
+    pass a "looks like a frontal chest radiograph" probability, a logistic head on
+    `pooled_features` (fitted in ptx_training.chest). Outputs (lungs 1x1xHxW, chest 1x1)."""
+
+    def __init__(self, net: UNetPlusPlus, head: dict):
+        super().__init__()
+        self.net = net
+        for name in ("mean", "std", "weight"):
+            self.register_buffer(name, torch.as_tensor(head[name], dtype=torch.float32))
+        self.register_buffer("bias", torch.as_tensor(float(head["bias"]), dtype=torch.float32))
+
+    def forward(self, x):
+        feats = self.net.encoder(x)
+        z = (pooled_features(feats) - self.mean) / self.std
+        return torch.sigmoid(self.net.decode(feats)), torch.sigmoid(z @ self.weight[:, None] + self.bias)
 
 
 class SegmenterScore(nn.Module):

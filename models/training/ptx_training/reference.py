@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from . import LUNG_SIZE, data, phantom
-from .evaluate import predict_onnx
+from .evaluate import ort_session, predict_onnx
 
 REAL_INPUTS = [
     "cxr-512/ID_0011fe81e.jpg",
@@ -72,6 +72,8 @@ def main() -> None:
         for f in args.files:
             out = predict_onnx(args.models_dir / f, model_input(f, grey)[None])[0]
             rec["outputs"][f] = {"probability": float(out)} if out.ndim == 0 else summarize_mask(out)
+            if f.startswith("lungs"):  # the second output: the chest-or-not probability
+                rec["outputs"][f]["chest"] = chest_score(args.models_dir / f, model_input(f, grey))
         records.append(rec)
         print(label, {k: v.get("probability", v.get("count_ge_0_5")) for k, v in rec["outputs"].items()})
     doc = {
@@ -82,6 +84,11 @@ def main() -> None:
     }
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {args.out}")
+
+
+def chest_score(path: Path, resized: np.ndarray) -> float:
+    sess = ort_session(path, 2)
+    return float(sess.run(["chest"], {sess.get_inputs()[0].name: data.normalize(resized)[None]})[0].reshape(-1)[0])
 
 
 def grey_image(path: Path) -> Image.Image:

@@ -1,7 +1,7 @@
 """From checkpoints to what ships in models/: int8 files, manifests, metrics, reference vectors.
 
     python -m ptx_training.release --segmenter ../work/seg.pt --lite0 ../work/cls-lite0.pt \\
-        --densenet ../work/cls-densenet121.pt --lungs ../work/lungs.pt [--ptxd ../../target/release/ptxd]
+        --densenet ../work/cls-densenet121.pt --lungs ../work/lungs.pt --chest ../work/chest.pt [--ptxd ../../target/release/ptxd]
 
 Three classifiers are measured side by side on real val: the segmenter's own score
 (nets.SegmenterScore, as the SIIM-ACR winners scored images), an ImageNet-initialised
@@ -84,7 +84,7 @@ def lung_fields(lung_onnx: Path, images_256: np.ndarray) -> np.ndarray:
     out = []
     for img in images_256:
         small = data.resize_grey(Image.fromarray(img), LUNG_SIZE)
-        p = gate.lung_probs(sess, small[None])[0] >= gate.PIXEL
+        p = gate.lung_probs(sess, small[None])[0][0] >= gate.PIXEL
         grown = ndimage.binary_dilation(p, np.ones((2 * gate.MARGIN_CELLS + 1,) * 2, bool))
         out.append(np.kron(grown, np.ones((INPUT_SIZE // LUNG_SIZE,) * 2, bool)))
     return np.stack(out)
@@ -153,6 +153,7 @@ def main() -> None:
     ap.add_argument("--lite0", type=Path, required=True, help="the EfficientNet-Lite0 classifier checkpoint, measured only")
     ap.add_argument("--densenet", type=Path, required=True, help="the DenseNet121 classifier checkpoint, shipped as a variant")
     ap.add_argument("--lungs", type=Path, required=True)
+    ap.add_argument("--chest", type=Path, required=True, help="the chest-or-not head for the lung-field file (ptx_training.chest)")
     ap.add_argument("--work", type=Path, default=MODELS / "work")
     ap.add_argument("--ptxd", type=Path, help="a built ptxd binary, to time the files in tract")
     args = ap.parse_args()
@@ -162,7 +163,7 @@ def main() -> None:
     for name, ck in kinds.items():
         kind = "classifier" if name in ("densenet121", "lite0") else name
         out = args.work / name
-        paths[name] = export.export_all(kind, ck, out)
+        paths[name] = export.export_all(kind, ck, out, chest=args.chest if name == "lungs" else None)
     # the files ptxd runs by default decide everything
     rval, dev = real.real_split("val"), evaluate.real_dev()
     _, cxr = data.radiographs()
@@ -193,7 +194,8 @@ def main() -> None:
     seg["training"] = torch.load(args.segmenter, weights_only=False)["history"]
     lungs_ck = torch.load(args.lungs, weights_only=False)
     lungs = {"thresholds": gate_report["thresholds"], "gate": gate_report, "training": lungs_ck["history"],
-             "val_dice": lungs_ck["history"][-1]["val_dice"], "val_names": lungs_ck["val_names"]}
+             "val_dice": lungs_ck["history"][-1]["val_dice"], "val_names": lungs_ck["val_names"],
+             "chest_head": {k: v for k, v in torch.load(args.chest, weights_only=False).items() if k not in ("mean", "std", "weight")}}
 
     latency = {}
     for name, p in paths.items():

@@ -76,6 +76,9 @@ def test_reference_vectors_reproduce(rec):
             got = reference.summarize_mask(out)
             assert got["count_ge_0_5"] == pytest.approx(expected["count_ge_0_5"], abs=5), f
             assert np.abs(np.array(got["grid16"]) - np.array(expected["grid16"])).max() < 1e-3, f
+        if "chest" in expected:
+            assert abs(reference.chest_score(MODELS / f, reference.model_input(f, grey)) - expected["chest"]) < 1e-4, f
+    assert all("chest" in out for f, out in rec["outputs"].items() if f.startswith("lungs")), "the lung files' chest output"
 
 
 def test_manifests_share_lungs_and_segmenter():
