@@ -26,8 +26,9 @@ cat <<MSG
 
 Overlays (the result screen, 1280x720): $out/overlays/
 Masks (positives only, input size):      $out/masks/
-Note: the phantoms are drawings, not radiographs. They pass the not-a-chest-radiograph check
-(they look enough like one), and the verdicts on them mean nothing clinically. ptxd is a triage aid, not a
+Note: the phantoms are drawings, not radiographs, and ptxd refuses them as such (NOT A CHEST
+RADIOGRAPH, violet screens, no alarm). Verdicts on real radiographs (labels in labels.csv):
+  ./target/debug/ptxd analyze --overlay-dir $out/real ../shared/data/real-dev/images/*.png ptxd is a triage aid, not a
 diagnosis; models/README.md gives what the models measured on real radiographs.
 MSG
 exit "$status"

@@ -296,10 +296,7 @@ fn analyze_real_and_derived_inputs_and_report_bad_ones() {
 
 #[test]
 fn all_good_exits_zero_and_text_mode_prints_one_line_each() {
-    let files = [
-        root().join("models/reference/phantom-ptx.png"),
-        root().join("models/reference/phantom-clear.png"),
-    ];
+    let files = [data(REAL_PNG), root().join("models/reference/phantom-clear.png")];
     let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
         .current_dir(root())
         .arg("analyze")
@@ -311,9 +308,11 @@ fn all_good_exits_zero_and_text_mode_prints_one_line_each() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(
-        lines[0].contains("phantom-ptx.png: ") && lines[0].contains("(p="),
+        lines[0].contains(".png: PNEUMOTHORAX SUSPECTED") && lines[0].contains("(p="),
         "{text}"
     );
+    // the project's phantom is a drawing: refused, not read (models/README.md)
+    assert!(lines[1].contains("phantom-clear.png: NOT A CHEST RADIOGRAPH"), "{text}");
 }
 
 #[test]

@@ -341,7 +341,7 @@ fn results_reach_the_host_and_unacknowledged_ones_survive_a_restart() {
     assert_eq!(seen[0]["device"], "rig");
     assert_eq!(seen[0]["last_seq"], 0);
 
-    std::fs::write(rig.path("incoming/first.png"), phantom("phantom-ptx.png")).unwrap();
+    std::fs::write(rig.path("incoming/first.png"), real_png()).unwrap();
     read_until(&mut host, &mut seen, |s| results(s, 1) >= 1);
     let first = seen.iter().find(|f| f["type"] == "result").unwrap().clone();
     assert_eq!(first["source"], "watch:first.png");
@@ -427,7 +427,7 @@ fn the_screen_shows_idle_then_each_result_and_without_gpio_the_alert_is_off() {
     let mut child = rig.start();
     wait_for_banner(&rig, SLATE, "idle screen", &mut child);
 
-    std::fs::write(rig.path("incoming/ptx.png"), phantom("phantom-ptx.png")).unwrap();
+    std::fs::write(rig.path("incoming/ptx.png"), real_png()).unwrap();
     rig.wait_for_records(1, &mut child);
     wait_for_banner(&rig, RED, "positive result", &mut child);
     // the radiograph is on screen under the banner: grey levels, not a black screen
@@ -496,7 +496,7 @@ fn a_lost_capture_device_is_reported_and_trigger_is_answered_while_files_are_ser
     assert!(answer["detail"].as_str().unwrap().contains("not streaming"), "{answer}");
 
     // files are still served, shown and reported
-    std::fs::write(rig.path("incoming/ptx.png"), phantom("phantom-ptx.png")).unwrap();
+    std::fs::write(rig.path("incoming/ptx.png"), real_png()).unwrap();
     read_until(&mut host, &mut seen, |s| results(s, 1) >= 1);
     wait_for_banner(&rig, RED, "positive result", &mut child);
     let log = terminate(child);

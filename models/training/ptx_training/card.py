@@ -28,7 +28,8 @@ FORMATS = {
 TOLERANCE = {"lungs": 0.2, "classifier": 0.1, "segmenter": 0.1}
 # The chest-or-not head learned from cxr-512/; the DICOM files are 24 of the same radiographs.
 SEEN_BY_CHEST_HEAD = ("cxr-512", "dicom")
-TRAIN_CMD = {"classifier": "make segmenter", "lite0": "make lite0", "densenet121": "make densenet121", "segmenter": "make segmenter", "lungs": "make lungs"}
+TRAIN_CMD = {"classifier": "make segmenter segmenter-score", "lite0": "make lite0", "densenet121": "make densenet121",
+             "segmenter": "make segmenter segmenter-score", "lungs": "make lungs"}
 
 
 def sha256(path: Path) -> str:
@@ -208,7 +209,7 @@ iou = {toml_ci(v["iou"])}
 
 [segmenter.training]
 command = "cd models/training && {TRAIN_CMD["segmenter"]}"
-data = "real-labelled/ train folds' SIIM radiologist masks (repeated), synthetic lesions on cxr-512/ radiographs, clear real images; 128 px crops at full 256 px scale"
+data = "real-labelled/ train folds' SIIM radiologist masks (repeated), synthetic lesions on cxr-512/ radiographs, clear real images; 128 px crops at full 256 px scale; then fine-tuned on whole images with an image-level loss on its score (NIH positives by label), the top-scoring 10% of cxr-512/ presumed negatives dropped as likely positives"
 '''
 
 

@@ -14,7 +14,8 @@ from (ptx_training.chest), so its false-refusal rate on the other sources is a h
 Non-chest images are made here or come with packages (none is committed): blank and noise
 frames, the V4L2 test patterns that vivid draws, scikit-image's sample photographs (which
 include a Shepp-Logan CT phantom) and the 20 LFW faces the head did not learn from, pydicom's
-CT and MR test slices, and the project's own chest phantoms (drawings, not radiographs). Inverted radiographs are reported apart: they are chest radiographs shown
+CT and MR test slices, and the project's own chest phantoms (drawings, not radiographs; the
+chest-or-not head was shown other seeds of them, so their refusal is by construction). Inverted radiographs are reported apart: they are chest radiographs shown
 wrongly (a MONOCHROME1 file read as MONOCHROME2).
 """
 

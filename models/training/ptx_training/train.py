@@ -67,10 +67,35 @@ def crop(img, mask, size, rng, lesion_centred):
     return img[y0 : y0 + size, x0 : x0 + size], mask[y0 : y0 + size, x0 : x0 + size]
 
 
-def dice_loss(logits, target, eps=1.0):
+def dice_loss(logits, target, eps=1.0, reduce=True):
     p = torch.sigmoid(logits)
     inter = (p * target).sum((1, 2, 3))
-    return (1 - (2 * inter + eps) / (p.sum((1, 2, 3)) + target.sum((1, 2, 3)) + eps)).mean()
+    per = 1 - (2 * inter + eps) / (p.sum((1, 2, 3)) + target.sum((1, 2, 3)) + eps)
+    return per.mean() if reduce else per
+
+
+def segmenter_loss(logits, masks, targets, known, image_weight):
+    """BCE + Dice on the images whose mask is known (real masks, synthetic lesions, clear
+    images), and, with `image_weight`, BCE of the image's score (nets.SegmenterScore: the
+    largest 8x8-block mean) against its label on every image. The image term is what lets the
+    NIH positives, which have a label and no mask, teach the segmenter anything."""
+    per = F.binary_cross_entropy_with_logits(logits, masks, reduction="none").mean((1, 2, 3)) + dice_loss(logits, masks, reduce=False)
+    loss = (per * known).sum() / known.sum().clamp(min=1)
+    if image_weight:
+        block = nets.SegmenterScore.BLOCK
+        score = F.adaptive_max_pool2d(F.avg_pool2d(torch.sigmoid(logits), block), 1).flatten()
+        loss = loss + image_weight * F.binary_cross_entropy(score.clamp(1e-6, 1 - 1e-6), targets.flatten())
+    return loss
+
+
+def segmenter_scores(model, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    """The default classifier's score (nets.SegmenterScore) of a segmenter in training; its
+    block keeps the same share of the image at another input size."""
+    scorer = nets.SegmenterScore(model).eval()
+    scorer.BLOCK = nets.SegmenterScore.BLOCK * images.shape[-1] // 256
+    with torch.no_grad():
+        return np.concatenate([scorer(torch.from_numpy(data.normalize(images[s:s + batch]))).numpy()[:, 0]
+                               for s in range(0, len(images), batch)])
 
 
 def source_blind(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -92,7 +117,7 @@ def source_blind(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 class Items(torch.utils.data.Dataset):
-    """A list of (image, mask, target, synthesise?) built per epoch."""
+    """A list of (image, mask, target, synthesise?, mask known?) built per epoch."""
 
     def __init__(self, items, shapes, seed, epoch, crop_size=None, lesion_centred=0.8):
         self.items, self.shapes, self.seed, self.epoch = items, shapes, seed, epoch
@@ -102,7 +127,7 @@ class Items(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i):
-        img, mask, target, make = self.items[i]
+        img, mask, target, make, known = self.items[i]
         rng = np.random.default_rng([self.seed, self.epoch, i])
         if make:
             img, mask = synth.synthesize(img, self.shapes, rng)
@@ -111,24 +136,25 @@ class Items(torch.utils.data.Dataset):
         if self.crop_size:
             img, mask = crop(img, mask, self.crop_size, rng, self.lesion_centred)
         return (torch.from_numpy(data.normalize(img)), torch.tensor([target], dtype=torch.float32),
-                torch.from_numpy(mask[None].astype(np.float32)))
+                torch.from_numpy(mask[None].astype(np.float32)), torch.tensor(float(known)))
 
 
 def epoch_items(kind, rtrain, cxr_images, cxr_train, rng, args):
     items = []
     for img, m, y in zip(rtrain["images"], rtrain["masks"], rtrain["labels"]):
-        if kind == "segmenter" and y and not m.any():
-            continue  # NIH positives have no mask: nothing to teach the segmenter
+        known = not (y and not m.any())  # NIH positives have a label and no mask
+        if kind == "segmenter" and not known and not args.image_loss:
+            continue  # without the image-level term they have nothing to teach the segmenter
         reps = args.pos_repeat if y else 1
-        items += [(img, m, float(y), False)] * reps
+        items += [(img, m, float(y), False, known)] * reps
     empty = np.zeros(cxr_images.shape[1:], bool)
     negs = rng.choice(cxr_train, size=args.siim_negatives, replace=False)
-    items += [(cxr_images[i], empty, 0.0, False) for i in negs]
+    items += [(cxr_images[i], empty, 0.0, False, True) for i in negs]
     rest = np.setdiff1d(cxr_train, negs)
     synth_base = list(rng.choice(rest, size=args.synthetic // 2, replace=False))
     nih_clear = np.flatnonzero(~rtrain["labels"])
-    items += [(cxr_images[i], empty, 1.0, True) for i in synth_base]
-    items += [(rtrain["images"][i], empty, 1.0, True) for i in rng.choice(nih_clear, size=args.synthetic - len(synth_base), replace=False)]
+    items += [(cxr_images[i], empty, 1.0, True, True) for i in synth_base]
+    items += [(rtrain["images"][i], empty, 1.0, True, True) for i in rng.choice(nih_clear, size=args.synthetic - len(synth_base), replace=False)]
     return items
 
 
@@ -213,6 +239,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=6, help="lungs: copies of each training image per epoch")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", type=Path, help="start from this checkpoint's weights instead of ImageNet")
+    ap.add_argument("--size", type=int, default=256, help="segmenter: input size (the shipped files read 256)")
+    ap.add_argument("--crop", type=int, default=128, help="segmenter: training crop size on the --size grid (--size: whole images)")
+    ap.add_argument("--image-loss", type=float, default=0.0, help="segmenter: weight of the image-level BCE on its score (0: off)")
+    ap.add_argument("--clean-negatives", type=float, help="drop this share of the cxr-512 presumed negatives, those that score "
+                    "highest under --init (pseudo-labels: about one in five of them is positive)")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -221,15 +253,23 @@ def main() -> None:
         return train_lungs(args)
 
     seg = args.kind == "segmenter"
-    rtrain, rval = real.real_split("train"), real.real_split("val")
-    _, cxr_images = data.radiographs()
-    cxr_idx, cxr_split = real.siim_domain()
+    rtrain, rval = real.real_split("train", args.size), real.real_split("val", args.size)
+    _, cxr_images = data.radiographs(args.size)
+    cxr_idx, cxr_split = real.siim_domain(args.size)
     cxr_train, cxr_val = cxr_idx[cxr_split == "train"], cxr_idx[cxr_split == "val"]
     siim_val_images = cxr_images[np.random.default_rng(5).choice(cxr_val, size=200, replace=False)]
-    shape_ids, shapes = data.mask_shapes()
+    shape_ids, shapes = data.mask_shapes(args.size)
     train_shapes = shapes[[i for i, s in enumerate(shape_ids) if data.split_of(s) == "train"]]
 
-    model = nets.build(args.kind, args.arch, pretrained=True)
+    model = nets.build(args.kind, args.arch, pretrained=args.init is None)
+    if args.init:
+        model.load_state_dict(torch.load(args.init, weights_only=False)["state"])
+    if args.clean_negatives is not None:
+        scores = segmenter_scores(model, cxr_images[cxr_train])
+        cut = float(np.quantile(scores, 1 - args.clean_negatives))
+        print(f"pseudo-labels: {int((scores >= cut).sum())} of {len(cxr_train)} presumed negatives score >= {cut:.4f} "
+              "and are dropped as likely positives", flush=True)
+        cxr_train = cxr_train[scores < cut]
     freeze_early(model, args.kind, args.arch)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
@@ -239,15 +279,15 @@ def main() -> None:
     history, best = [], -1.0
     for epoch in range(args.epochs):
         items = epoch_items(args.kind, rtrain, cxr_images, cxr_train, rng, args)
-        ds = Items(items, train_shapes, args.seed, epoch, crop_size=128 if seg else None)
+        ds = Items(items, train_shapes, args.seed, epoch, crop_size=args.crop if seg and args.crop < args.size else None)
         loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True, drop_last=True,
                                              generator=torch.Generator().manual_seed(args.seed * 1000 + epoch))
         model.train()
         set_frozen_bn_eval(model)
         t0, losses = time.time(), []
-        for step, (x, y, m) in enumerate(loader):
+        for step, (x, y, m, known) in enumerate(loader):
             out = model(x)
-            loss = (F.binary_cross_entropy_with_logits(out, m) + dice_loss(out, m)) if seg else F.binary_cross_entropy_with_logits(out, y)
+            loss = segmenter_loss(out, m, y, known, args.image_loss) if seg else F.binary_cross_entropy_with_logits(out, y)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -261,6 +301,11 @@ def main() -> None:
             prob = evaluate.predict_torch("segmenter", model, rval["images"][pos])
             rec["val"] = real.segmenter_report(prob, rval["masks"][pos], 0.5, 0)
             score = rec["val"]["dice"]["value"]
+            if args.size != 256:  # an experiment: its score measured too, never shipped as it is
+                rec["val_score"], _, _ = validate_classifier(lambda im: segmenter_scores(model, im), rval, siim_val_images)
+            if args.image_loss:  # trained for its score too: chosen as the classifiers are, Dice >= 0.40 kept
+                rec["val_score"], _, _ = validate_classifier(lambda im: segmenter_scores(model, im), rval, siim_val_images)
+                score = selection_score(rec["val_score"]) if score >= 0.40 else score - 1
         else:
             rec["val"], _, _ = validate_classifier(lambda im: evaluate.predict_torch("classifier", model, im), rval, siim_val_images)
             score = selection_score(rec["val"])
