@@ -94,7 +94,10 @@ impl Model {
 
     /// Run on one NCHW input tensor; returns the first output, flattened.
     pub fn run(&self, input: Vec<f32>) -> Result<Vec<f32>, InferError> {
-        Ok(self.run_all(input)?.swap_remove(0))
+        self.run_all(input)?.into_iter().next().ok_or_else(|| InferError::Run {
+            role: self.role,
+            reason: "gave no output".into(),
+        })
     }
 
     /// Run on one NCHW input tensor; returns every output, each flattened, in the file's order.
