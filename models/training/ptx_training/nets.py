@@ -237,10 +237,15 @@ class SegmenterScore(nn.Module):
 
     BLOCK = 8
 
-    def __init__(self, segmenter: nn.Module):
+    def __init__(self, segmenter: nn.Module, block: int = BLOCK):
         super().__init__()
         self.segmenter = segmenter
+        self.block = block
 
     def forward(self, x):
-        p = torch.sigmoid(self.segmenter(x))
-        return F.adaptive_max_pool2d(F.avg_pool2d(p, self.BLOCK), 1).flatten(1)
+        return block_score(torch.sigmoid(self.segmenter(x)), self.block)
+
+
+def block_score(probs: torch.Tensor, block: int = SegmenterScore.BLOCK) -> torch.Tensor:
+    """The largest mean of `probs` (N x 1 x H x W) over block x block tiles: N x 1."""
+    return F.adaptive_max_pool2d(F.avg_pool2d(probs, block), 1).flatten(1)

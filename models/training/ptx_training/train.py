@@ -82,8 +82,7 @@ def segmenter_loss(logits, masks, targets, known, image_weight):
     per = F.binary_cross_entropy_with_logits(logits, masks, reduction="none").mean((1, 2, 3)) + dice_loss(logits, masks, reduce=False)
     loss = (per * known).sum() / known.sum().clamp(min=1)
     if image_weight:
-        block = nets.SegmenterScore.BLOCK
-        score = F.adaptive_max_pool2d(F.avg_pool2d(torch.sigmoid(logits), block), 1).flatten()
+        score = nets.block_score(torch.sigmoid(logits)).flatten()
         loss = loss + image_weight * F.binary_cross_entropy(score.clamp(1e-6, 1 - 1e-6), targets.flatten())
     return loss
 
@@ -91,8 +90,7 @@ def segmenter_loss(logits, masks, targets, known, image_weight):
 def segmenter_scores(model, images: np.ndarray, batch: int = 16) -> np.ndarray:
     """The default classifier's score (nets.SegmenterScore) of a segmenter in training; its
     block keeps the same share of the image at another input size."""
-    scorer = nets.SegmenterScore(model).eval()
-    scorer.BLOCK = nets.SegmenterScore.BLOCK * images.shape[-1] // 256
+    scorer = nets.SegmenterScore(model, nets.SegmenterScore.BLOCK * images.shape[-1] // 256).eval()
     with torch.no_grad():
         return np.concatenate([scorer(torch.from_numpy(data.normalize(images[s:s + batch]))).numpy()[:, 0]
                                for s in range(0, len(images), batch)])
@@ -301,10 +299,11 @@ def main() -> None:
             prob = evaluate.predict_torch("segmenter", model, rval["images"][pos])
             rec["val"] = real.segmenter_report(prob, rval["masks"][pos], 0.5, 0)
             score = rec["val"]["dice"]["value"]
-            if args.size != 256:  # an experiment: its score measured too, never shipped as it is
+            # its score too: trained for it (chosen as the classifiers are, Dice >= 0.40 kept),
+            # or at another size (an experiment, never shipped as it is)
+            if args.image_loss or args.size != 256:
                 rec["val_score"], _, _ = validate_classifier(lambda im: segmenter_scores(model, im), rval, siim_val_images)
-            if args.image_loss:  # trained for its score too: chosen as the classifiers are, Dice >= 0.40 kept
-                rec["val_score"], _, _ = validate_classifier(lambda im: segmenter_scores(model, im), rval, siim_val_images)
+            if args.image_loss:
                 score = selection_score(rec["val_score"]) if score >= 0.40 else score - 1
         else:
             rec["val"], _, _ = validate_classifier(lambda im: evaluate.predict_torch("classifier", model, im), rval, siim_val_images)
