@@ -28,7 +28,8 @@ Overlays (the result screen, 1280x720): $out/overlays/
 Masks (positives only, input size):      $out/masks/
 Note: the phantoms are drawings, not radiographs, and ptxd refuses them as such (NOT A CHEST
 RADIOGRAPH, violet screens, no alarm). Verdicts on real radiographs (labels in labels.csv):
-  ./target/debug/ptxd analyze --overlay-dir $out/real ../shared/data/real-dev/images/*.png ptxd is a triage aid, not a
-diagnosis; models/README.md gives what the models measured on real radiographs.
+  ./target/debug/ptxd analyze --overlay-dir $out/real ../shared/data/real-dev/images/*.png
+ptxd is a triage aid, not a diagnosis; models/README.md gives what the models measured on
+real radiographs.
 MSG
 exit "$status"

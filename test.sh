@@ -1,47 +1,91 @@
 #!/usr/bin/env bash
-# The project's test command (README): installs what the tests need, then runs them all:
-# Python, then Rust on x86, then the aarch64 build, its tests under qemu-user, and the QEMU
-# device test (an arm64 guest booting ptxd).
-#   ./test.sh            everything
-# Set PTXD_NO_INSTALL=1 to skip the install steps on a machine that already has them.
+# The project's test command (README):
+#   ./test.sh          everything, what CI runs: Python, then Rust on x86, then the aarch64
+#                      build, its tests under qemu-user, and the QEMU device test (an arm64
+#                      guest booting ptxd)
+#   ./test.sh quick    the Python tests and the x86 fmt, clippy and tests only (about 16
+#                      minutes on 2 cores from a clean target/, most of it the first build)
+# It first makes the Python venv (.venv-ci/, always) and installs the Debian/Ubuntu packages
+# it needs with apt. Root is needed for that install only: as another user it prints the
+# apt command to run and stops, unless everything is there already. PTXD_NO_INSTALL=1 skips
+# the apt step (the venv is still made).
 set -euo pipefail
 cd "$(dirname "$0")"
+mode="${1:-all}"
+case "$mode" in
+    all | quick) ;;
+    *)
+        echo "usage: ./test.sh [quick]" >&2
+        exit 2
+        ;;
+esac
 
-if [[ -z "${PTXD_NO_INSTALL:-}" ]]; then
-    # Python side: the synthesiser's tests and the checks of the shipped model files
-    # (onnxruntime reproduces the reference vectors). No torch: training never runs here.
-    models/training/setup-venv.sh >/dev/null
-    # Debian packages:
-    # - libclang for v4l's bindgen (build time); systemd-analyze to score the unit (tests/deploy.rs);
-    # - the aarch64 cross build (gcc, libc), qemu-user for its tests, qemu-system and cpio for
-    #   the QEMU device test, whose guest kernel and busybox are arm64 packages (tests/qemu).
-    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
-        dpkg --add-architecture arm64
-        updated=
+# Python side: the synthesiser's tests and the checks of the shipped model files
+# (onnxruntime reproduces the reference vectors). No torch: training never runs here.
+PY=${PTXD_PYTHON:-$(models/training/setup-venv.sh)}
+
+# Debian/Ubuntu packages:
+# - libclang for v4l's bindgen (build time); systemd-analyze to score the unit (tests/deploy.rs);
+# - for the full run, the aarch64 cross build (gcc, libc), qemu-user for its tests,
+#   qemu-system and cpio for the QEMU device test, whose guest kernel and busybox are arm64
+#   packages (tests/qemu).
+install_packages() {
+    local want=(systemd)
+    # Debian 12 names libclang by version; elsewhere (Ubuntu, Debian 13) libclang-dev
+    # pulls the distribution's own
+    if apt-cache show libclang1-14 >/dev/null 2>&1; then
+        want+=(libclang1-14 libclang-common-14-dev)
+    else
+        want+=(libclang-dev)
     fi
-    need=()
-    for pkg in libclang1-14 libclang-common-14-dev systemd gcc-aarch64-linux-gnu \
-        libc6-dev-arm64-cross qemu-user-static qemu-system-arm cpio; do
+    if [[ $mode == all ]]; then
+        want+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static qemu-system-arm cpio)
+    fi
+    local need=()
+    for pkg in "${want[@]}"; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
-    if ((${#need[@]})) || [[ -v updated ]]; then
-        apt-get update -qq
+    local arm64=
+    if [[ $mode == all ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        arm64=yes
     fi
+    if ((${#need[@]} == 0)) && [[ -z $arm64 ]]; then
+        return
+    fi
+    if ((EUID != 0)); then
+        echo "test.sh: missing Debian packages: ${need[*]}${arm64:+ (and the arm64 architecture)}" >&2
+        echo "install them as root, then run ./test.sh again:" >&2
+        [[ -n $arm64 ]] && echo "  sudo dpkg --add-architecture arm64" >&2
+        echo "  sudo apt-get update && sudo apt-get install --no-install-recommends ${need[*]}" >&2
+        exit 1
+    fi
+    [[ -n $arm64 ]] && dpkg --add-architecture arm64
+    apt-get update -qq
     if ((${#need[@]})); then
         apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     fi
+}
+
+if [[ -z "${PTXD_NO_INSTALL:-}" ]]; then
+    install_packages
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
-    rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1
+    if [[ $mode == all ]]; then
+        rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1
+    fi
 fi
-PY=${PTXD_PYTHON:-.venv-ci/bin/python}
 
 echo "== python: models/training"
-(cd models/training && "../../$PY" -m pytest -q tests)
+(cd models/training && "$PY" -m pytest -q tests)
 
 echo "== rust: fmt, clippy, tests"
 cargo fmt --check
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --quiet
+
+if [[ $mode == quick ]]; then
+    echo "== quick: done (the aarch64 build and the QEMU tests run in ./test.sh)"
+    exit 0
+fi
 
 echo "== aarch64: release build, tests under qemu-user, static glibc"
 A64=aarch64-unknown-linux-gnu

@@ -1,12 +1,29 @@
 #!/usr/bin/env bash
-# Install ptxd on a board (run as root on the board, from an unpacked release or a checkout
-# with the binary built):
-#   deploy/install.sh path/to/ptxd [board/rpi4.toml]
+# Install ptxd on a board or any Debian-like box (run as root, from an unpacked release or a
+# checkout with the binary built):
+#   deploy/install.sh path/to/ptxd [folder|devices]
+# The config written to /etc/ptxd/ptxd.toml (only when there is none yet):
+#   folder   a watch folder in, PNG result screens out, no devices (deploy/ptxd.folder.toml);
+#            the default on x86
+#   devices  every key, capture/screen/alert/serial included (deploy/ptxd.example.toml), to
+#            edit for the board; the default on ARM
 # DESTDIR=/some/root installs the files there instead and skips users, groups and systemd.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-bin=${1:?usage: deploy/install.sh path/to/ptxd-binary}
+bin=${1:?usage: deploy/install.sh path/to/ptxd-binary [folder|devices]}
 root=${DESTDIR:-}
+case "$(uname -m)" in
+    aarch64 | arm*) kind=${2:-devices} ;;
+    *) kind=${2:-folder} ;;
+esac
+case "$kind" in
+    folder) config="$here/deploy/ptxd.folder.toml" ;;
+    devices) config="$here/deploy/ptxd.example.toml" ;;
+    *)
+        echo "deploy/install.sh: unknown config kind '$kind': use folder or devices" >&2
+        exit 2
+        ;;
+esac
 
 install -D -m 0755 "$bin" "$root/usr/bin/ptxd"
 install -d -m 0755 "$root/usr/share/ptxd/models"
@@ -22,9 +39,10 @@ install -m 0644 "$here"/board/*.toml "$root/usr/share/ptxd/board/"
 install -D -m 0644 "$here/deploy/ptxd.service" "$root/lib/systemd/system/ptxd.service"
 install -D -m 0644 "$here/deploy/99-ptxd.rules" "$root/etc/udev/rules.d/99-ptxd.rules"
 install -D -m 0644 "$here/README.md" "$root/usr/share/doc/ptxd/README.md"
+install -D -m 0644 "$here/deploy/ptxd.example.toml" "$root/usr/share/doc/ptxd/ptxd.example.toml"
 if [[ ! -e "$root/etc/ptxd/ptxd.toml" ]]; then
-    install -D -m 0640 "$here/deploy/ptxd.example.toml" "$root/etc/ptxd/ptxd.toml"
-    echo "wrote /etc/ptxd/ptxd.toml from the example: edit it for this board"
+    install -D -m 0640 "$config" "$root/etc/ptxd/ptxd.toml"
+    echo "wrote /etc/ptxd/ptxd.toml from $(basename "$config") ($kind): edit it for this machine"
 fi
 
 if [[ -n "$root" ]]; then
@@ -39,6 +57,7 @@ chgrp ptxd /etc/ptxd/ptxd.toml
 udevadm control --reload && udevadm trigger --subsystem-match=gpio --subsystem-match=spidev \
     --subsystem-match=video4linux --subsystem-match=graphics --subsystem-match=tty
 systemctl daemon-reload
-echo "check the devices, then start it:"
+echo "check the models and devices, then start it:"
 echo "  sudo -u ptxd ptxd doctor --config /etc/ptxd/ptxd.toml"
 echo "  systemctl enable --now ptxd"
+echo "then drop radiographs into the config's watch folder; 'ptxd analyze FILE' works from any folder"

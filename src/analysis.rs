@@ -13,6 +13,7 @@ use crate::findings::{self, Finding, Mask, Thresholds, Verdict};
 use crate::infer::{InferError, Model, ModelVersions};
 use crate::lungs::{LungField, NotChest};
 use crate::manifest::{LungThresholds, Manifest, Preprocess, Role};
+use crate::outcome::{self, ErrorKind, Failure};
 use crate::preprocess::{resize_pil_bilinear, to_tensor, GreyImage};
 
 #[derive(Debug, Error)]
@@ -21,6 +22,22 @@ pub enum AnalysisError {
     Decode(#[from] DecodeError),
     #[error("{file}: {source}")]
     Infer { file: String, source: Box<InferError> },
+}
+
+impl AnalysisError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AnalysisError::Decode(e) => e.kind(),
+            AnalysisError::Infer { .. } => ErrorKind::Internal,
+        }
+    }
+
+    pub fn into_failure(self) -> Failure {
+        Failure {
+            kind: self.kind(),
+            message: self.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -63,8 +80,14 @@ pub struct Analysis {
 }
 
 impl Analysis {
-    pub fn pneumothorax(&self) -> bool {
-        self.verdict == Verdict::Positive
+    /// False only when the image was cleared (`crate::outcome::needs_attention`).
+    pub fn needs_attention(&self) -> bool {
+        outcome::needs_attention(self.verdict)
+    }
+
+    /// Why there is no pneumothorax reading: only for a refused image.
+    pub fn error_kind(&self) -> Option<ErrorKind> {
+        self.not_chest.as_ref().map(|_| ErrorKind::NotChest)
     }
 }
 

@@ -126,6 +126,14 @@ pub struct OutputConfig {
     /// Overlay size in pixels, [width, height]. Default [1280, 720].
     #[serde(default = "default_overlay_size")]
     pub overlay_size: OverlaySize,
+    /// Seconds a positive or indeterminate result holds the screen unless the ACK button is
+    /// pressed (`crate::screen`). Default 60.
+    #[serde(default = "default_alert_hold_s")]
+    pub alert_hold_s: u32,
+}
+
+fn default_alert_hold_s() -> u32 {
+    60
 }
 
 #[derive(Debug, Clone, Deserialize)]

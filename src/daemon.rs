@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::alert::{AlertService, Press};
-use crate::analysis::{Analysis, Analyzer, SetupError};
+use crate::analysis::{Analysis, AnalysisError, Analyzer, SetupError};
 use crate::capture::{CaptureService, CaptureState};
 use crate::config::{Config, OverlaySize};
 use crate::decode::{self, DecodeError};
@@ -41,8 +41,10 @@ use crate::findings::Verdict;
 use crate::infer::{self, ModelVersions};
 use crate::journal::{self, Journal, JournalError, Record};
 use crate::manifest::{hex, sha256_file, Manifest, ManifestError};
+use crate::outcome::{self, ErrorKind, Failure};
 use crate::render::{self, Framebuffer, ResultView, StatusView};
 use crate::report::{self, LinkService, LinkSetup};
+use crate::screen::{Presenter, Shown};
 use crate::source::{SourceError, WatchFolder};
 
 #[derive(Debug, Error)]
@@ -82,7 +84,7 @@ pub fn render_overlay(
     source: &str,
 ) -> Framebuffer {
     let mut fb = Framebuffer::new(size.width, size.height);
-    let models = format!("{} / {} / {}", models.lungs, models.classifier, models.segmenter);
+    let models = models.label();
     let view = ResultView {
         image: &analysis.radiograph.image,
         mask: analysis.mask.as_ref(),
@@ -107,23 +109,31 @@ pub fn stop_on_signals() -> Result<Arc<AtomicBool>, DaemonError> {
     Ok(stop)
 }
 
-/// What the screen shows now.
-#[derive(Debug, Clone, PartialEq)]
-enum Showing {
-    /// Nothing drawn yet, or the result was acknowledged: the idle screen is due.
-    Nothing,
-    /// The idle screen, as last drawn.
-    Status(StatusView),
-    /// A result (or a failure), until acknowledged or replaced.
-    Result(u64),
-}
-
 /// The attached display, when there is one, and what it shows.
 struct Screen {
     display: Box<dyn Display + Send>,
-    showing: Showing,
+    /// Which result is on screen and which wait ([`crate::screen`]).
+    presenter: Presenter<Framebuffer>,
+    /// What is drawn now: the idle screen's facts, or a result's seq with its badge.
+    drawn: Drawn,
     /// A draw failed and was logged; the next failure is not logged again.
     failing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Drawn {
+    Nothing,
+    Idle(StatusView),
+    Result { seq: u64, badge: Option<String> },
+}
+
+/// What is known of the serial link: a port can open with no cable in it, so "up" waits
+/// for a line from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    Down,
+    PortOpen,
+    HostSeen,
 }
 
 /// The daemon's state: models, journal, folders, and the devices around them.
@@ -134,7 +144,7 @@ pub struct Daemon {
     /// The host link, when the config has a `[serial]` section.
     link: Option<LinkService>,
     link_events: mpsc::Receiver<report::Event>,
-    link_up: bool,
+    link_state: LinkState,
     capture: Option<CaptureService>,
     capture_state: CaptureState,
     alert: Option<AlertService>,
@@ -209,7 +219,8 @@ impl Daemon {
         let screen = config.display.as_ref().and_then(|d| match display::open(d) {
             Ok(display) => Some(Screen {
                 display,
-                showing: Showing::Nothing,
+                presenter: Presenter::new(Duration::from_secs(config.output.alert_hold_s.into())),
+                drawn: Drawn::Nothing,
                 failing: false,
             }),
             Err(e) => {
@@ -228,7 +239,7 @@ impl Daemon {
             journal,
             link,
             link_events,
-            link_up: false,
+            link_state: LinkState::Down,
             capture,
             capture_state: CaptureState::Opening,
             alert,
@@ -317,29 +328,41 @@ impl Daemon {
         // A panic inside a decoder or tract must not take the service down, and must not
         // crash-loop it on the same file after a restart: it becomes this file's failure.
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let bytes = input.map_err(|e| e.to_string())?;
+            let bytes = input.map_err(|e| Failure {
+                kind: e.kind(),
+                message: e.to_string(),
+            })?;
             let sha = sha.clone().expect("hashed above when the file was read");
             self.analyze(path, &bytes, sha, started)
         }))
-        .unwrap_or_else(|panic| Err(format!("{}: internal error: {}", path.display(), panic_text(&panic))));
+        .unwrap_or_else(|panic| {
+            Err(Failure {
+                kind: ErrorKind::Internal,
+                message: format!("{}: internal error: {}", path.display(), panic_text(&panic)),
+            })
+        });
         match outcome {
             Ok(analysis) => self.record_analysis(path, &name, &source, &analysis),
-            Err(error) => self.record_failure(path, &source, sha, &error),
+            Err(failure) => self.record_failure(path, &source, sha, &failure),
         }
     }
 
     /// Decode and analyze one file's bytes; the error names the file.
-    fn analyze(&self, path: &Path, bytes: &[u8], sha256: String, started: Instant) -> Result<Analysis, String> {
-        let radiograph = decode::decode_hashed(bytes, sha256, self.config.limits()).map_err(|reason| {
-            DecodeError {
+    fn analyze(&self, path: &Path, bytes: &[u8], sha256: String, started: Instant) -> Result<Analysis, Failure> {
+        let radiograph = decode::decode_hashed(bytes, sha256, self.config.limits()).map_err(|why| {
+            AnalysisError::from(DecodeError {
                 file: path.to_path_buf(),
-                reason,
-            }
-            .to_string()
+                why,
+            })
+            .into_failure()
         })?;
-        self.analyzer
-            .analyze(radiograph, started)
-            .map_err(|e| format!("{}: {e}", path.display()))
+        self.analyzer.analyze(radiograph, started).map_err(|e| {
+            AnalysisError::Infer {
+                file: path.display().to_string(),
+                source: Box::new(e),
+            }
+            .into_failure()
+        })
     }
 
     fn record_analysis(&mut self, path: &Path, name: &str, source: &str, analysis: &Analysis) {
@@ -377,24 +400,25 @@ impl Daemon {
             time,
             source: source.to_string(),
             input_sha256: Some(analysis.radiograph.sha256.clone()),
-            verdict: Some(analysis.verdict),
-            pneumothorax: analysis.pneumothorax(),
+            v: outcome::VERSION,
+            verdict: analysis.verdict,
+            needs_attention: analysis.needs_attention(),
             probability: analysis.probability,
             findings: analysis.findings.clone(),
             models: versions.clone(),
             overlay,
             mask,
-            error: None,
-            not_chest: analysis.not_chest.as_ref().map(ToString::to_string),
+            error_kind: analysis.error_kind(),
+            error: analysis.not_chest.as_ref().map(ToString::to_string),
         };
         match self.journal.append(record) {
             Ok(r) => {
                 match (&analysis.not_chest, analysis.probability) {
-                    (Some(why), _) => log::warn!("#{} {name}: not a chest radiograph: {why}", r.seq),
+                    (Some(why), _) => log::warn!("#{} {name}: {}: {why}", r.seq, r.verdict),
                     (None, p) => log::info!(
-                        "#{} {name}: {:?} p={:.3}, {} finding(s), {:.2}s",
+                        "#{} {name}: {} p={:.3}, {} finding(s), {:.2}s",
                         r.seq,
-                        analysis.verdict,
+                        r.verdict,
                         p.unwrap_or(f32::NAN),
                         analysis.findings.len(),
                         analysis.seconds
@@ -408,37 +432,42 @@ impl Daemon {
                     }
                 }
                 self.last_result = Some(summary_line(&r));
-                self.show(r.seq, |size| render_overlay(analysis, size, &versions, &r.time, name));
+                let alert = matches!(r.verdict, Verdict::Positive | Verdict::Indeterminate);
+                self.show(r.seq, alert, |size| {
+                    render_overlay(analysis, size, &versions, &r.time, name)
+                });
                 self.report(r);
             }
             Err(e) => log::error!("{name}: analyzed but NOT recorded, left in the watch folder: {e}"),
         }
     }
 
-    fn record_failure(&mut self, path: &Path, source: &str, sha: Option<String>, error: &str) {
-        log::warn!("{error}");
+    fn record_failure(&mut self, path: &Path, source: &str, sha: Option<String>, failure: &Failure) {
+        let error = failure.message.as_str();
         let record = Record {
+            v: outcome::VERSION,
             seq: 0,
             time: journal::now_rfc3339(),
             source: source.to_string(),
             input_sha256: sha,
-            verdict: None,
-            pneumothorax: false,
+            verdict: Verdict::NotAnalyzed,
+            needs_attention: true,
             probability: None,
             findings: Vec::new(),
             models: self.analyzer.versions(),
             overlay: None,
             mask: None,
+            error_kind: Some(failure.kind),
             error: Some(error.to_string()),
-            not_chest: None,
         };
         match self.journal.append(record) {
             Ok(r) => {
+                log::warn!("#{} {}: {} ({}): {error}", r.seq, r.source, r.verdict, failure.kind);
                 self.summary.failed += 1;
                 self.move_input(path, self.config.failed_dir(), Some(error));
                 self.last_result = Some(summary_line(&r));
                 let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                self.show(r.seq, |size| {
+                self.show(r.seq, false, |size| {
                     let mut fb = Framebuffer::new(size.width, size.height);
                     let lines = vec![
                         format!("#{} {}", r.seq, name),
@@ -467,9 +496,13 @@ impl Daemon {
                     if let Some(alert) = &self.alert {
                         alert.clear(Some(seq));
                     }
+                    if let Some(screen) = &mut self.screen {
+                        screen.presenter.acknowledged_by_host(seq);
+                    }
                 }
-                report::Event::Up => self.link_up = true,
-                report::Event::Down => self.link_up = false,
+                report::Event::Up => self.link_state = LinkState::PortOpen,
+                report::Event::HostSeen => self.link_state = LinkState::HostSeen,
+                report::Event::Down => self.link_state = LinkState::Down,
             }
         }
         while let Ok(press) = self.presses.try_recv() {
@@ -478,10 +511,8 @@ impl Daemon {
                 Press::Ack => {
                     log::info!("ACK button: result acknowledged on the device");
                     if let Some(screen) = &mut self.screen {
-                        if matches!(screen.showing, Showing::Result(_)) {
-                            // the idle screen comes back at the next refresh
-                            screen.showing = Showing::Nothing;
-                        }
+                        // the next waiting result, or the idle screen, at the next refresh
+                        screen.presenter.acknowledge_shown(Instant::now());
                     }
                 }
             }
@@ -528,10 +559,11 @@ impl Daemon {
             (Some(c), CaptureState::Opening) => format!("{} opening", c.device.display()),
             (Some(c), CaptureState::Lost) => format!("{} LOST, retrying", c.device.display()),
         };
-        let link = match (&self.link, self.link_up) {
+        let link = match (&self.link, self.link_state) {
             (None, _) => "not configured",
-            (Some(_), true) => "up",
-            (Some(_), false) => "DOWN (results wait in the journal)",
+            (Some(_), LinkState::HostSeen) => "up, host seen",
+            (Some(_), LinkState::PortOpen) => "port open, no host seen yet",
+            (Some(_), LinkState::Down) => "DOWN (results wait in the journal)",
         };
         let v = self.analyzer.versions();
         StatusView {
@@ -564,32 +596,55 @@ impl Daemon {
         }
         self.last_status = Some(view.clone());
         let Some(screen) = &mut self.screen else { return };
-        let due = match &screen.showing {
-            Showing::Nothing => true,
-            Showing::Status(shown) => *shown != view,
-            Showing::Result(_) => false,
-        };
-        if !due {
-            return;
-        }
-        let size = screen.display.size();
-        let mut fb = Framebuffer::new(size.width, size.height);
-        let Ok(()) = render::draw_status(&mut fb, &view);
-        Self::present(screen, &fb);
-        screen.showing = Showing::Status(view);
+        screen.presenter.tick(Instant::now());
+        Self::redraw(screen, view);
     }
 
-    /// Show a result screen drawn by `draw` at the display's size; it stays until
-    /// acknowledged or replaced.
-    fn show(&mut self, seq: u64, draw: impl FnOnce(OverlaySize) -> Framebuffer) {
+    /// Draw what the presenter says is due, if it is not what the screen shows already: the
+    /// current result with its badge, or the idle screen.
+    fn redraw(screen: &mut Screen, view: StatusView) {
+        let due = match screen.presenter.current() {
+            Some(shown) => Drawn::Result {
+                seq: shown.seq,
+                badge: screen.presenter.badge(),
+            },
+            None => Drawn::Idle(view),
+        };
+        if due == screen.drawn {
+            return;
+        }
+        let fb = match (&due, screen.presenter.current()) {
+            (Drawn::Result { badge, .. }, Some(shown)) => {
+                let mut fb = shown.frame.clone();
+                if let Some(text) = badge {
+                    let Ok(()) = render::draw_badge(&mut fb, text);
+                }
+                fb
+            }
+            (Drawn::Idle(view), _) => {
+                let size = screen.display.size();
+                let mut fb = Framebuffer::new(size.width, size.height);
+                let Ok(()) = render::draw_status(&mut fb, view);
+                fb
+            }
+            _ => return,
+        };
+        Self::present(screen, &fb);
+        screen.drawn = due;
+    }
+
+    /// A result's screen drawn by `draw` at the display's size. An alert (positive,
+    /// indeterminate) holds the screen ([`crate::screen`]); others wait while one does.
+    fn show(&mut self, seq: u64, alert: bool, draw: impl FnOnce(OverlaySize) -> Framebuffer) {
+        let view = self.status();
         let Some(screen) = &mut self.screen else { return };
         let size = screen.display.size();
-        let fb = draw(OverlaySize {
+        let frame = draw(OverlaySize {
             width: size.width,
             height: size.height,
         });
-        Self::present(screen, &fb);
-        screen.showing = Showing::Result(seq);
+        screen.presenter.arrive(Shown { seq, alert, frame }, Instant::now());
+        Self::redraw(screen, view);
     }
 
     fn present(screen: &mut Screen, fb: &Framebuffer) {
@@ -637,16 +692,9 @@ impl Daemon {
     }
 }
 
-/// "#12 2026-11-26T19:03:04Z POSITIVE" for the idle screen.
+/// "#12 2026-11-26T19:03:04Z positive" for the idle screen: the contract's words.
 fn summary_line(r: &Record) -> String {
-    let what = match (r.verdict, &r.error) {
-        (Some(Verdict::Positive), _) => "POSITIVE",
-        (Some(Verdict::Indeterminate), _) => "indeterminate",
-        (Some(Verdict::Negative), _) => "negative",
-        (Some(Verdict::NotChestRadiograph), _) => "not a chest radiograph",
-        (None, _) => "not analyzed",
-    };
-    format!("#{} {} {what}", r.seq, r.time)
+    format!("#{} {} {}", r.seq, r.time, r.verdict)
 }
 
 /// The message of a caught panic.

@@ -28,14 +28,63 @@ use thiserror::Error;
 
 use crate::config::Limits;
 use crate::manifest::hex;
+use crate::outcome::ErrorKind;
 use crate::preprocess::GreyImage;
 
 /// Why a file could not be turned into a radiograph. The message names the file.
 #[derive(Debug, Error)]
-#[error("{}: {reason}", file.display())]
+#[error("{}: {why}", file.display())]
 pub struct DecodeError {
     pub file: PathBuf,
+    pub why: Refusal,
+}
+
+impl DecodeError {
+    pub fn kind(&self) -> ErrorKind {
+        self.why.kind
+    }
+}
+
+/// Why some bytes are not a radiograph ptxd can read: a stable kind for scripts
+/// (`crate::outcome::ErrorKind`) and a reason for people.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{reason}")]
+pub struct Refusal {
+    pub kind: ErrorKind,
     pub reason: String,
+}
+
+impl Refusal {
+    fn unsupported(reason: String) -> Refusal {
+        Refusal {
+            kind: ErrorKind::Unsupported,
+            reason,
+        }
+    }
+
+    fn too_large(reason: String) -> Refusal {
+        Refusal {
+            kind: ErrorKind::TooLarge,
+            reason,
+        }
+    }
+}
+
+/// Most refusals are damaged data: a bare reason is a `decode` refusal, and the sites that
+/// know better say `unsupported` or `too_large`.
+impl From<String> for Refusal {
+    fn from(reason: String) -> Refusal {
+        Refusal {
+            kind: ErrorKind::Decode,
+            reason,
+        }
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(reason: &str) -> Refusal {
+        reason.to_string().into()
+    }
 }
 
 /// Where the patient's right is in the image, which decides a finding's side.
@@ -70,39 +119,42 @@ pub struct Radiograph {
 /// Read and decode one file.
 pub fn decode_file(path: &Path, limits: Limits) -> Result<Radiograph, DecodeError> {
     let bytes = read_input(path, limits)?;
-    decode_bytes(&bytes, limits).map_err(|reason| DecodeError {
+    decode_bytes(&bytes, limits).map_err(|why| DecodeError {
         file: path.to_path_buf(),
-        reason,
+        why,
     })
 }
 
 /// Read a file's bytes, refusing one larger than any image within the limits could need
 /// (~8 bytes a pixel for uncompressed 16-bit RGBA, plus headers) before reading it.
 pub fn read_input(path: &Path, limits: Limits) -> Result<Vec<u8>, DecodeError> {
-    let fail = |reason: String| DecodeError {
+    let fail = |kind, reason: String| DecodeError {
         file: path.to_path_buf(),
-        reason,
+        why: Refusal { kind, reason },
     };
     let max_bytes = limits.max_pixels.saturating_mul(8).saturating_add(1 << 20);
     let size = std::fs::metadata(path)
-        .map_err(|e| fail(format!("cannot read: {e}")))?
+        .map_err(|e| fail(ErrorKind::Io, format!("cannot read: {e}")))?
         .len();
     if size > max_bytes {
-        return Err(fail(format!(
-            "file is {size} bytes, more than any image within the {} pixel limit needs",
-            limits.max_pixels
-        )));
+        return Err(fail(
+            ErrorKind::TooLarge,
+            format!(
+                "file is {size} bytes, more than any image within the {} pixel limit needs",
+                limits.max_pixels
+            ),
+        ));
     }
-    std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))
+    std::fs::read(path).map_err(|e| fail(ErrorKind::Io, format!("cannot read: {e}")))
 }
 
 /// Decode a file's bytes; the error is the reason only (the caller names the file).
-pub fn decode_bytes(bytes: &[u8], limits: Limits) -> Result<Radiograph, String> {
+pub fn decode_bytes(bytes: &[u8], limits: Limits) -> Result<Radiograph, Refusal> {
     decode_hashed(bytes, hex(&Sha256::digest(bytes)), limits)
 }
 
 /// [`decode_bytes`] for a caller that has hashed the bytes already.
-pub fn decode_hashed(bytes: &[u8], sha256: String, limits: Limits) -> Result<Radiograph, String> {
+pub fn decode_hashed(bytes: &[u8], sha256: String, limits: Limits) -> Result<Radiograph, Refusal> {
     if bytes.is_empty() {
         return Err("file is empty".into());
     }
@@ -121,7 +173,7 @@ pub fn decode_hashed(bytes: &[u8], sha256: String, limits: Limits) -> Result<Rad
     })
 }
 
-fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, Orientation), String> {
+fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, Orientation), Refusal> {
     let obj = OpenFileOptions::new()
         .from_reader(after_preamble)
         .map_err(|e| format!("not a readable DICOM file: {e}"))?;
@@ -132,15 +184,24 @@ fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, Ori
         None => 1,
     };
     if frames != 1 {
-        return Err(format!(
+        return Err(Refusal::unsupported(format!(
             "DICOM holds {frames} frames; ptxd reads single-frame 2-D radiographs only"
-        ));
+        )));
     }
     check_size(columns, rows, limits)?;
     let orientation = dicom_orientation(&obj);
-    let pixels = obj
-        .decode_pixel_data()
-        .map_err(|e| format!("DICOM pixel data cannot be decoded: {e}"))?;
+    let pixels = obj.decode_pixel_data().map_err(|e| {
+        let reason = format!("DICOM pixel data cannot be decoded: {e}");
+        // dicom-pixeldata's error kinds are private; its messages for an encoding it does
+        // not read start with these words (0.10: UnsupportedTransferSyntax,
+        // UnknownTransferSyntax, UnsupportedPhotometricInterpretation, ...).
+        let text = e.to_string();
+        if text.starts_with("Unsupported") || text.starts_with("Unknown transfer syntax") {
+            Refusal::unsupported(reason)
+        } else {
+            reason.into()
+        }
+    })?;
     let (w, h) = (pixels.columns() as usize, pixels.rows() as usize);
     let photometric = pixels.photometric_interpretation().as_str().to_string();
     let grey: Vec<u8> = match pixels.samples_per_pixel() {
@@ -173,9 +234,9 @@ fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, Ori
             rgb.chunks_exact(3).map(|p| pil_luma(p[0], p[1], p[2])).collect()
         }
         n => {
-            return Err(format!(
+            return Err(Refusal::unsupported(format!(
                 "DICOM has {n} samples per pixel; expected 1 (grey) or 3 (colour)"
-            ))
+            )))
         }
     };
     let image = GreyImage::new(w, h, grey)
@@ -183,11 +244,15 @@ fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, Ori
     Ok((image, orientation))
 }
 
-fn int_attr(obj: &DefaultDicomObject, tag: dicom_object::Tag, name: &str) -> Result<u64, String> {
-    obj.element(tag)
-        .map_err(|_| format!("DICOM has no {name}: not an image"))?
+/// A required integer attribute; a DICOM object without it is valid but not an image (a
+/// report, a presentation state): `unsupported`, not damaged.
+fn int_attr(obj: &DefaultDicomObject, tag: dicom_object::Tag, name: &str) -> Result<u64, Refusal> {
+    let element = obj
+        .element(tag)
+        .map_err(|_| Refusal::unsupported(format!("DICOM has no {name}: not an image")))?;
+    Ok(element
         .to_int::<u64>()
-        .map_err(|e| format!("DICOM {name} is not a number: {e}"))
+        .map_err(|e| format!("DICOM {name} is not a number: {e}"))?)
 }
 
 /// Patient Orientation (0020,0020) names the patient direction of the image's rows (left to
@@ -256,20 +321,20 @@ pub fn pil_luma(r: u8, g: u8, b: u8) -> u8 {
     ((u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 0x8000) >> 16) as u8
 }
 
-fn check_size(width: u64, height: u64, limits: Limits) -> Result<(), String> {
+fn check_size(width: u64, height: u64, limits: Limits) -> Result<(), Refusal> {
     if width == 0 || height == 0 {
-        return Err(format!("image is {width}x{height}: empty"));
+        return Err(format!("image is {width}x{height}: empty").into());
     }
     if width.saturating_mul(height) > limits.max_pixels {
-        return Err(format!(
+        return Err(Refusal::too_large(format!(
             "image is {width}x{height}, above the configured limit of {} pixels (input.max_pixels)",
             limits.max_pixels
-        ));
+        )));
     }
     Ok(())
 }
 
-fn decode_picture(bytes: &[u8], limits: Limits) -> Result<(GreyImage, &'static str), String> {
+fn decode_picture(bytes: &[u8], limits: Limits) -> Result<(GreyImage, &'static str), Refusal> {
     let reader = || {
         ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
@@ -279,7 +344,7 @@ fn decode_picture(bytes: &[u8], limits: Limits) -> Result<(GreyImage, &'static s
         Some(image::ImageFormat::Png) => "png",
         Some(image::ImageFormat::Jpeg) => "jpeg",
         Some(image::ImageFormat::Tiff) => "tiff",
-        _ => return Err("not a DICOM, PNG, JPEG or TIFF file".into()),
+        _ => return Err(Refusal::unsupported("not a DICOM, PNG, JPEG or TIFF file".into())),
     };
     let (w, h) = reader()?
         .into_dimensions()
@@ -303,7 +368,12 @@ fn decode_picture(bytes: &[u8], limits: Limits) -> Result<(GreyImage, &'static s
             let c = decoded.to_rgb8();
             c.pixels().map(|p| pil_luma(p.0[0], p.0[1], p.0[2])).collect()
         }
-        other => return Err(format!("{format} with {:?} pixels is not supported", other.color())),
+        other => {
+            return Err(Refusal::unsupported(format!(
+                "{format} with {:?} pixels is not supported",
+                other.color()
+            )))
+        }
     };
     let image = GreyImage::new(w as usize, h as usize, grey)
         .ok_or_else(|| format!("{format} decoded to fewer pixels than its {w}x{h} header says"))?;
@@ -343,8 +413,13 @@ mod tests {
 
     #[test]
     fn garbage_and_empty_bytes_are_refused_with_a_reason() {
-        assert_eq!(decode_bytes(b"", Limits::default()).unwrap_err(), "file is empty");
+        let empty = decode_bytes(b"", Limits::default()).unwrap_err();
+        assert_eq!(
+            (empty.kind, empty.reason.as_str()),
+            (ErrorKind::Decode, "file is empty")
+        );
         let err = decode_bytes(b"hello, not an image", Limits::default()).unwrap_err();
-        assert!(err.contains("not a DICOM, PNG, JPEG or TIFF"), "{err}");
+        assert_eq!(err.kind, ErrorKind::Unsupported);
+        assert!(err.reason.contains("not a DICOM, PNG, JPEG or TIFF"), "{err}");
     }
 }

@@ -25,17 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode::Orientation;
 use crate::lungs::LungField;
-
-/// What ptxd concluded about an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Positive,
-    Indeterminate,
-    Negative,
-    /// The lung-field check refused the image: no classifier verdict, no alarm.
-    NotChestRadiograph,
-}
+pub use crate::outcome::Verdict;
 
 /// Thresholds from the manifest, validated once.
 #[derive(Debug, Clone, Copy)]

@@ -35,6 +35,23 @@ pub struct ModelVersions {
     pub lungs: String,
 }
 
+impl ModelVersions {
+    /// A short label for a small screen: "models 20261128 int8" when the three come from one
+    /// release (their versions end in the same date and variant, as `make release` names
+    /// them), else all three in full. The journal always has them in full.
+    pub fn label(&self) -> String {
+        let release = |v: &str| v.rsplit_once('-').map(|(_, tail)| tail.to_string());
+        match (
+            release(&self.lungs),
+            release(&self.classifier),
+            release(&self.segmenter),
+        ) {
+            (Some(l), Some(c), Some(s)) if l == c && c == s => format!("models {c}"),
+            _ => format!("{} / {} / {}", self.lungs, self.classifier, self.segmenter),
+        }
+    }
+}
+
 /// A loaded, optimised model, ready to run.
 pub struct Model {
     role: Role,
@@ -154,4 +171,25 @@ pub fn load_plan(path: &Path, shape: &[usize]) -> Result<Arc<TypedRunnableModel>
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .map_err(load_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_release_gets_a_short_label_and_a_mix_is_spelt_out() {
+        let mut v = ModelVersions {
+            classifier: "ptx-cls-segscore-unetpp-effnetlite0-int8-20261128 int8".into(),
+            segmenter: "ptx-seg-unetpp-effnetlite0-int8-20261128 int8".into(),
+            lungs: "ptx-lungs-unetpp-effnetlite0-int8-20261128 int8".into(),
+        };
+        assert_eq!(v.label(), "models 20261128 int8");
+        v.classifier = "ptx-cls-densenet121-int8-20261127 int8-qdq".into();
+        assert!(
+            v.label().contains("densenet121") && v.label().contains("ptx-seg"),
+            "{}",
+            v.label()
+        );
+    }
 }

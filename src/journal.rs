@@ -24,6 +24,7 @@ use thiserror::Error;
 
 use crate::findings::{Finding, Verdict};
 use crate::infer::ModelVersions;
+use crate::outcome::{self, ErrorKind};
 
 #[derive(Debug, Error)]
 pub enum JournalError {
@@ -35,28 +36,87 @@ pub enum JournalError {
     },
 }
 
-/// One result, as journaled and reported.
+/// One result, as journaled and reported: the result contract, version 2 (`crate::outcome`,
+/// `docs/contract.md`). Every field is always present, null where it does not apply.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredRecord")]
 pub struct Record {
+    /// The contract's version ([`outcome::VERSION`]); older records are migrated as read.
+    pub v: u32,
     pub seq: u64,
     /// UTC, RFC 3339, e.g. "2026-11-26T19:03:04Z".
     pub time: String,
-    /// Where the frame came from: "watch:<file name>", later "v4l2:/dev/video0".
+    /// Where the frame came from: "watch:<file name>" or "capture:<file name>".
     pub source: String,
     pub input_sha256: Option<String>,
-    /// null when the frame could not be analyzed (see `error`).
-    pub verdict: Option<Verdict>,
-    pub pneumothorax: bool,
+    pub verdict: Verdict,
+    /// False only for a `negative` verdict ([`outcome::needs_attention`]).
+    pub needs_attention: bool,
     pub probability: Option<f32>,
     pub findings: Vec<Finding>,
     pub models: ModelVersions,
     pub overlay: Option<String>,
     pub mask: Option<String>,
+    /// Why there is no pneumothorax reading (`not_analyzed`, `not_chest_radiograph`); null
+    /// otherwise, and for failures journaled before version 2, whose kind was not recorded.
+    pub error_kind: Option<ErrorKind>,
+    /// The same for people: names the file or frame and the reason.
     pub error: Option<String>,
-    /// With the verdict `not_chest_radiograph`: what the lung-field check saw, and so why
-    /// the image was not read for pneumothorax. Absent in records from before that check.
+}
+
+impl Record {
+    /// True when the image could not be analyzed (its input goes to `failed/`).
+    pub fn failed(&self) -> bool {
+        self.verdict == Verdict::NotAnalyzed
+    }
+}
+
+/// A journal line as stored by any version: version 1 (until 2026-11-28) had a nullable
+/// `verdict`, a `pneumothorax` boolean that read false for images never cleared, and the
+/// not-a-chest reason in `not_chest`. Reading converts, so replays go out as version 2.
+#[derive(Deserialize)]
+struct StoredRecord {
+    seq: u64,
+    time: String,
+    source: String,
+    input_sha256: Option<String>,
+    verdict: Option<Verdict>,
+    probability: Option<f32>,
+    findings: Vec<Finding>,
+    models: ModelVersions,
+    overlay: Option<String>,
+    mask: Option<String>,
     #[serde(default)]
-    pub not_chest: Option<String>,
+    error_kind: Option<ErrorKind>,
+    error: Option<String>,
+    #[serde(default)]
+    not_chest: Option<String>,
+}
+
+impl From<StoredRecord> for Record {
+    fn from(r: StoredRecord) -> Record {
+        let verdict = r.verdict.unwrap_or(Verdict::NotAnalyzed);
+        let (error_kind, error) = match (r.error_kind, r.not_chest) {
+            (None, Some(why)) => (Some(ErrorKind::NotChest), Some(why)),
+            (kind, _) => (kind, r.error),
+        };
+        Record {
+            v: outcome::VERSION,
+            seq: r.seq,
+            time: r.time,
+            source: r.source,
+            input_sha256: r.input_sha256,
+            verdict,
+            needs_attention: outcome::needs_attention(verdict),
+            probability: r.probability,
+            findings: r.findings,
+            models: r.models,
+            overlay: r.overlay,
+            mask: r.mask,
+            error_kind,
+            error,
+        }
+    }
 }
 
 /// Frame a JSON text as a journal (and serial) line: `JSON*CRC32\n`.
@@ -181,7 +241,7 @@ impl Journal {
                 self.recent.pop_front();
             }
             self.recent
-                .push_back((sha.clone(), record.source.clone(), record.error.is_some()));
+                .push_back((sha.clone(), record.source.clone(), record.failed()));
         }
     }
 

@@ -1,11 +1,12 @@
 //! ptxd: pneumothorax triage beside a portable X-ray digitizer. **Not a diagnosis.**
 //!
 //! Layers, each depending only on those above it in this list:
+//! - [`outcome`]: the result contract's words (verdict, needs_attention, error kinds);
 //! - [`manifest`], [`config`]: what the models are and how the daemon is set up, parsed once;
 //! - [`decode`], [`preprocess`], [`infer`], [`lungs`], [`findings`]: one radiograph's way
 //!   through the models, put together by [`analysis`];
-//! - [`render`], [`journal`], [`source`], [`report`]: showing, recording, receiving and
-//!   reporting results (`report` frames `journal` records for the serial link);
+//! - [`render`], [`screen`], [`journal`], [`source`], [`report`]: drawing and presenting,
+//!   recording, receiving and reporting results (`report` frames `journal` records for the serial link);
 //! - [`daemon`]: the service loop that ties them together; [`logging`] for its messages;
 //! - [`worker`]: the stop-on-drop thread that the watch folder, the link, the capture
 //!   device and the alert each run on (it depends on nothing).
@@ -24,8 +25,10 @@ pub mod journal;
 pub mod logging;
 pub mod lungs;
 pub mod manifest;
+pub mod outcome;
 pub mod preprocess;
 pub mod render;
 pub mod report;
+pub mod screen;
 pub mod source;
 pub mod worker;

@@ -5,13 +5,14 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use ptxd::analysis::{Analysis, Analyzer};
+use ptxd::analysis::{Analysis, AnalysisError, Analyzer};
 use ptxd::config::Limits;
 use ptxd::config::{Config, OverlaySize};
 use ptxd::daemon::{self, Daemon};
 use ptxd::infer::{self, Model};
 use ptxd::journal;
 use ptxd::manifest::{Manifest, Role};
+use ptxd::outcome::{self, ErrorKind, Failure, Verdict};
 
 #[derive(Parser)]
 #[command(
@@ -20,9 +21,11 @@ use ptxd::manifest::{Manifest, Role};
     about = "Pneumothorax triage beside a portable X-ray digitizer (not a diagnosis)"
 )]
 struct Cli {
-    /// The model manifest; model files are read from its folder.
-    #[arg(long, global = true, default_value = "models/manifest.toml")]
-    manifest: PathBuf,
+    /// The model manifest; model files are read from its folder. Default: $PTXD_MANIFEST,
+    /// else models/manifest.toml here, else the models installed beside the binary or in
+    /// /usr/share/ptxd/models.
+    #[arg(long, global = true)]
+    manifest: Option<PathBuf>,
     /// Inference threads (for `run`, the config's models.threads applies).
     #[arg(long, global = true, default_value_t = 1)]
     threads: usize,
@@ -38,7 +41,8 @@ enum Command {
     /// Analyze radiograph files (DICOM, PNG, JPEG, TIFF): one line per file. Exit 0 when every
     /// file was analyzed, 2 when any could not be (the others still are).
     Analyze {
-        /// One JSON object per line: file, pneumothorax, verdict, probability, findings, error...
+        /// One JSON object per line, the result contract v2 (docs/contract.md): verdict,
+        /// needs_attention, probability, findings, error_kind, error...
         #[arg(long)]
         json: bool,
         /// Write each positive input's mask here as `<input stem>.png` (8-bit 0/255, input size).
@@ -111,6 +115,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     ptxd::logging::init(cli.verbose);
     infer::set_threads(cli.threads);
+    // `run` reads the config's [models] manifest; `bench` times files it is given
+    let needs_manifest = matches!(
+        cli.command,
+        Command::Analyze { .. } | Command::Doctor { .. } | Command::CheckModels { .. }
+    );
+    let manifest = match cli
+        .manifest
+        .clone()
+        .map(Ok)
+        .unwrap_or_else(ptxd::manifest::default_manifest)
+    {
+        Ok(path) => path,
+        Err(e) if needs_manifest => {
+            log::error!("{e}");
+            return ExitCode::from(1);
+        }
+        Err(_) => PathBuf::new(),
+    };
     let result = match cli.command {
         Command::Analyze {
             json,
@@ -127,13 +149,7 @@ fn main() -> ExitCode {
                 overlay_dir,
                 overlay_size,
             };
-            match analyze(
-                &cli.manifest,
-                variant.as_deref(),
-                Limits { max_pixels },
-                &outputs,
-                &files,
-            ) {
+            match analyze(&manifest, variant.as_deref(), Limits { max_pixels }, &outputs, &files) {
                 Ok(true) => return ExitCode::SUCCESS,
                 Ok(false) => return ExitCode::from(2),
                 Err(e) => Err(e),
@@ -153,7 +169,7 @@ fn main() -> ExitCode {
             } else {
                 ptxd::doctor::ModelCheck::LoadAndRun
             };
-            let report = ptxd::doctor::examine(&dev, &cli.manifest, config.as_ref(), check);
+            let report = ptxd::doctor::examine(&dev, &manifest, config.as_ref(), check);
             print!("{report}");
             return if report.failures() == 0 {
                 ExitCode::SUCCESS
@@ -161,7 +177,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             };
         }
-        Command::CheckModels { variant } => check_models(&cli.manifest, variant.as_deref()),
+        Command::CheckModels { variant } => check_models(&manifest, variant.as_deref()),
         Command::Bench {
             runs,
             json,
@@ -210,17 +226,19 @@ fn analyze(
     let mut all_ok = true;
     for file in files {
         let analyze = || {
-            let a = analyzer.analyze_file(file).map_err(|e| e.to_string())?;
-            let written = write_outputs(&analyzer, &a, file, out)?;
+            let a = analyzer.analyze_file(file).map_err(AnalysisError::into_failure)?;
+            let written = write_outputs(&analyzer, &a, file, out).map_err(|message| Failure {
+                kind: ErrorKind::Io,
+                message,
+            })?;
             Ok((a, written))
         };
         // one file's internal error (a panic in a decoder or tract) must not stop the others
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(analyze)).unwrap_or_else(|panic| {
-            Err(format!(
-                "{}: internal error: {}",
-                file.display(),
-                daemon::panic_text(&panic)
-            ))
+            Err(Failure {
+                kind: ErrorKind::Internal,
+                message: format!("{}: internal error: {}", file.display(), daemon::panic_text(&panic)),
+            })
         });
         all_ok &= result.is_ok();
         print_result(file, &result, out.json);
@@ -262,52 +280,103 @@ fn write_outputs(
     Ok((mask, overlay))
 }
 
-type Outcome = Result<(Analysis, (Option<PathBuf>, Option<PathBuf>)), String>;
+type Outcome = Result<(Analysis, (Option<PathBuf>, Option<PathBuf>)), Failure>;
+
+/// One `analyze --json` line: the result contract (docs/contract.md), every field on every
+/// line, null where it does not apply.
+#[derive(serde::Serialize)]
+struct AnalyzeLine<'a> {
+    v: u32,
+    file: String,
+    verdict: Verdict,
+    needs_attention: bool,
+    probability: Option<f32>,
+    findings: &'a [ptxd::findings::Finding],
+    width: Option<usize>,
+    height: Option<usize>,
+    format: Option<&'static str>,
+    orientation: Option<ptxd::decode::Orientation>,
+    input_sha256: Option<&'a str>,
+    mask: Option<String>,
+    overlay: Option<String>,
+    seconds: Option<f64>,
+    error_kind: Option<ErrorKind>,
+    error: Option<String>,
+}
+
+impl<'a> AnalyzeLine<'a> {
+    fn new(file: &Path, result: &'a Outcome) -> AnalyzeLine<'a> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let file = file.display().to_string();
+        match result {
+            Ok((a, (mask, overlay))) => AnalyzeLine {
+                v: outcome::VERSION,
+                file,
+                verdict: a.verdict,
+                needs_attention: a.needs_attention(),
+                probability: a.probability,
+                findings: &a.findings,
+                width: Some(a.radiograph.image.width),
+                height: Some(a.radiograph.image.height),
+                format: Some(a.radiograph.format),
+                orientation: Some(a.radiograph.orientation),
+                input_sha256: Some(&a.radiograph.sha256),
+                mask: path(mask),
+                overlay: path(overlay),
+                seconds: Some(a.seconds),
+                error_kind: a.error_kind(),
+                error: a.not_chest.as_ref().map(ToString::to_string),
+            },
+            Err(failure) => AnalyzeLine {
+                v: outcome::VERSION,
+                file,
+                verdict: Verdict::NotAnalyzed,
+                needs_attention: true,
+                probability: None,
+                findings: &[],
+                width: None,
+                height: None,
+                format: None,
+                orientation: None,
+                input_sha256: None,
+                mask: None,
+                overlay: None,
+                seconds: None,
+                error_kind: Some(failure.kind),
+                error: Some(failure.message.clone()),
+            },
+        }
+    }
+}
 
 fn print_result(file: &Path, result: &Outcome, json: bool) {
-    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
-    match (result, json) {
-        (Ok((a, (mask, overlay))), true) => println!(
+    if json {
+        println!(
             "{}",
-            serde_json::json!({
-                "file": file.display().to_string(),
-                "pneumothorax": a.pneumothorax(),
-                "verdict": a.verdict,
-                "probability": a.probability,
-                "not_chest": a.not_chest.as_ref().map(ToString::to_string),
-                "findings": a.findings,
-                "width": a.radiograph.image.width,
-                "height": a.radiograph.image.height,
-                "format": a.radiograph.format,
-                "orientation": a.radiograph.orientation,
-                "input_sha256": a.radiograph.sha256,
-                "mask": path(mask),
-                "overlay": path(overlay),
-                "seconds": a.seconds,
-                "error": null,
-            })
-        ),
-        (Ok((a, _)), false) => {
+            serde_json::to_string(&AnalyzeLine::new(file, result)).expect("serialises")
+        );
+        return;
+    }
+    match result {
+        Ok((a, _)) => {
             let (banner, _) = ptxd::render::banner(a.verdict, &a.findings);
             match (&a.not_chest, a.probability) {
-                (Some(why), _) => println!("{}: {banner}: {why}", file.display()),
-                (None, Some(p)) => println!("{}: {banner} (p={p:.3})", file.display()),
-                (None, None) => println!("{}: {banner}", file.display()),
+                (Some(why), _) => println!("{}: {}: {banner}: {why}", file.display(), a.verdict),
+                (None, Some(p)) => println!("{}: {} (p={p:.3}): {banner}", file.display(), a.verdict),
+                (None, None) => println!("{}: {}: {banner}", file.display(), a.verdict),
             }
         }
-        (Err(e), true) => println!(
-            "{}",
-            serde_json::json!({
-                "file": file.display().to_string(),
-                "pneumothorax": null,
-                "verdict": null,
-                "probability": null,
-                "not_chest": null,
-                "findings": [],
-                "error": e,
-            })
-        ),
-        (Err(e), false) => println!("{}: ERROR {e}", file.display()),
+        Err(failure) => {
+            // the message names the file already (the daemon logs it as it is)
+            let prefix = format!("{}: ", file.display());
+            let reason = failure.message.strip_prefix(&prefix).unwrap_or(&failure.message);
+            println!(
+                "{}: {} ({}): {reason}",
+                file.display(),
+                Verdict::NotAnalyzed,
+                failure.kind
+            );
+        }
     }
 }
 

@@ -15,8 +15,10 @@ use sha2::{Digest, Sha256};
 /// Errors reading or checking the manifest, each saying what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    #[error("cannot read model manifest {path}: {source}; check the models directory setting")]
+    #[error("cannot read model manifest {path}: {source}; pass --manifest PATH (ptxd analyze, doctor, check-models) or set [models] manifest in the config (ptxd run)")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("no model manifest found (looked for {looked}); pass --manifest PATH, set PTXD_MANIFEST, or install the models with deploy/install.sh")]
+    NotFound { looked: String },
     #[error("model manifest {path} is invalid: {source}")]
     Parse { path: PathBuf, source: toml::de::Error },
     #[error("model manifest {path}: {what}")]
@@ -29,6 +31,40 @@ pub enum ManifestError {
         expected: String,
         actual: String,
     },
+}
+
+/// The environment variable that names the manifest when `--manifest` is not given.
+pub const MANIFEST_ENV: &str = "PTXD_MANIFEST";
+
+/// Where the command line finds the models when `--manifest` is not given, first match wins:
+/// `$PTXD_MANIFEST`; `models/manifest.toml` under the current folder (a checkout); beside
+/// the executable as installed (`<prefix>/bin/ptxd` -> `<prefix>/share/ptxd/models/`) or
+/// as built (`target/<profile>/ptxd` -> the checkout's `models/`); `/usr/share/ptxd/models/`.
+/// So ptxd works from any folder once installed, and from a checkout as before.
+pub fn default_manifest() -> Result<PathBuf, ManifestError> {
+    if let Some(path) = std::env::var_os(MANIFEST_ENV) {
+        return Ok(PathBuf::from(path));
+    }
+    let mut candidates = vec![PathBuf::from("models/manifest.toml")];
+    if let Some(bin) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        candidates.push(bin.join("../share/ptxd/models/manifest.toml"));
+        candidates.push(bin.join("../../models/manifest.toml"));
+        candidates.push(bin.join("../../../models/manifest.toml")); // target/<triple>/<profile>/
+    }
+    candidates.push(PathBuf::from("/usr/share/ptxd/models/manifest.toml"));
+    match candidates.iter().find(|p| p.is_file()) {
+        Some(found) => Ok(found.clone()),
+        None => Err(ManifestError::NotFound {
+            looked: candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
 }
 
 /// The manifest schema this ptxd reads. Schema 2 added the lung-field model and typed

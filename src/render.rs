@@ -172,7 +172,7 @@ pub fn banner(verdict: Verdict, findings: &[Finding]) -> (String, Rgb888) {
                         .map(|f| f.area_percent_side)
                         .sum();
                     let name = if s == Side::Right { "RIGHT" } else { "LEFT" };
-                    format!("PNEUMOTHORAX SUSPECTED - {name} - {percent:.0}%")
+                    format!("PNEUMOTHORAX SUSPECTED - {name} - {}", percent_text(percent))
                 }
             };
             (text, RED)
@@ -180,6 +180,17 @@ pub fn banner(verdict: Verdict, findings: &[Finding]) -> (String, Rgb888) {
         Verdict::Indeterminate => ("INDETERMINATE - HAVE IT READ".to_string(), AMBER),
         Verdict::Negative => ("No pneumothorax detected".to_string(), GREEN),
         Verdict::NotChestRadiograph => ("NOT A CHEST RADIOGRAPH - NOT READ".to_string(), VIOLET),
+        Verdict::NotAnalyzed => ("IMAGE NOT ANALYZED - NOT READ".to_string(), AMBER),
+    }
+}
+
+/// A finding's share as a radiographer reads it: a localised finding is never "0%" (a small
+/// region rounds down to it, and "0%" reads as "nothing"), so below 1% it is "<1%".
+pub fn percent_text(percent: f32) -> String {
+    if percent < 1.0 {
+        "<1%".to_string()
+    } else {
+        format!("{percent:.0}%")
     }
 }
 
@@ -196,6 +207,8 @@ fn pick_font(chars: usize, width: u32, max_h: u32) -> (&'static MonoFont<'static
     best
 }
 
+/// One line of text at `at`. It is never cut here: callers wrap (`wrap`) or size the font
+/// (`pick_font`) so that it fits, and the render tests check that no pixel falls outside.
 fn text_line<D: DrawTarget<Color = Rgb888>>(
     target: &mut D,
     text: &str,
@@ -203,13 +216,15 @@ fn text_line<D: DrawTarget<Color = Rgb888>>(
     font: &MonoFont<'_>,
     factor: u32,
     color: Rgb888,
-    max_width: u32,
 ) -> Result<(), D::Error> {
-    let fits = (max_width / (font.character_size.width * factor)).max(1) as usize;
-    let shown: String = text.chars().take(fits).collect();
     let mut scaled = Scaled::new(target, factor, at);
-    Text::with_baseline(&shown, Point::zero(), MonoTextStyle::new(font, color), Baseline::Top).draw(&mut scaled)?;
+    Text::with_baseline(text, Point::zero(), MonoTextStyle::new(font, color), Baseline::Top).draw(&mut scaled)?;
     Ok(())
+}
+
+/// How many characters of `font` at `factor` fit in `width` pixels.
+fn chars_in(width: u32, font: &MonoFont<'_>, factor: u32) -> usize {
+    (width / (font.character_size.width * factor)).max(1) as usize
 }
 
 /// A full-width band of `colour` at the top with `text` centred in white, its letters as
@@ -229,8 +244,53 @@ fn draw_banner<D: DrawTarget<Color = Rgb888>>(
         .draw(target)?;
     let text_w = font.character_size.width * factor * text.len() as u32;
     let x = (w.saturating_sub(text_w) / 2) as i32;
-    text_line(target, text, Point::new(x, pad as i32), font, factor, Rgb888::WHITE, w)?;
+    text_line(target, text, Point::new(x, pad as i32), font, factor, Rgb888::WHITE)?;
     Ok(banner_h)
+}
+
+/// The result screen's small text: its font, line height, characters a line, and where
+/// the badge line is (the screen's last line, kept free for `draw_badge`).
+struct Footer {
+    font: &'static MonoFont<'static>,
+    factor: u32,
+    line_h: u32,
+    chars: usize,
+    badge_y: i32,
+}
+
+fn footer(w: u32, h: u32, pad: u32) -> Footer {
+    let (font, factor) = pick_font(64, w.saturating_sub(2 * pad), h / 24);
+    let line_h = font.character_size.height * factor + pad / 2;
+    Footer {
+        font,
+        factor,
+        line_h,
+        chars: chars_in(w.saturating_sub(2 * pad), font, factor),
+        badge_y: h as i32 - (line_h + pad) as i32,
+    }
+}
+
+/// Write `text` in amber on the result screen's last line, kept free for it: how many
+/// alerts await acknowledgement and how many results wait
+/// (`crate::screen::Presenter::badge`). Drawn on a finished result screen, so the count can
+/// change without drawing the radiograph again.
+pub fn draw_badge<D: DrawTarget<Color = Rgb888>>(target: &mut D, text: &str) -> Result<(), D::Error> {
+    let Size { width: w, height: h } = target.bounding_box().size;
+    let pad = (h / 60).max(2);
+    let f = footer(w, h, pad);
+    Rectangle::new(Point::new(0, f.badge_y), Size::new(w, f.line_h))
+        .into_styled(PrimitiveStyle::with_fill(Rgb888::BLACK))
+        .draw(target)?;
+    // one line: the badge's words are short; a narrow screen gets the first of them
+    let line = wrap(text, f.chars).into_iter().next().unwrap_or_default();
+    text_line(
+        target,
+        &line,
+        Point::new(pad as i32, f.badge_y),
+        f.font,
+        f.factor,
+        AMBER,
+    )
 }
 
 /// Draw the whole result screen onto `target`.
@@ -243,18 +303,17 @@ pub fn draw_result<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &ResultV
     let (words, colour) = banner(view.verdict, view.findings);
     let banner_h = draw_banner(target, &words, words.len(), colour, pad)?;
 
-    // footer: four lines in a smaller font
-    let (small, small_factor) = pick_font(64, w.saturating_sub(2 * pad), h / 24);
-    let line_h = small.character_size.height * small_factor + pad / 2;
-    let footer_h = 4 * line_h + pad;
+    // footer: wrapped lines of small text above the badge line (`draw_badge`)
+    let f = footer(w, h, pad);
     let sizes: Vec<String> = view
         .findings
         .iter()
         .map(|f| {
             let side = if f.side == Side::Right { "right" } else { "left" };
             format!(
-                "{side} {:.0}% of side ({:.1}% of image)",
-                f.area_percent_side, f.area_percent_image
+                "{side} {} of side ({:.1}% of image)",
+                percent_text(f.area_percent_side),
+                f.area_percent_image
             )
         })
         .collect();
@@ -271,25 +330,24 @@ pub fn draw_result<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &ResultV
         Some(p) => format!("p = {p:.2}"),
         None => "p = -".to_string(),
     };
-    let lines = [
-        format!("{probability}  {}  {}", view.time, view.source),
-        regions,
-        view.models.to_string(),
-        "Not a diagnosis: a clinician must read the image.".to_string(),
+    let texts = [
+        (format!("{probability}  {}", view.time), Rgb888::WHITE),
+        (view.source.to_string(), Rgb888::WHITE),
+        (regions, Rgb888::WHITE),
+        (view.models.to_string(), Rgb888::WHITE),
+        ("Not a diagnosis: a clinician must read the image.".to_string(), AMBER),
     ];
-    for (i, line) in lines.iter().enumerate() {
-        let y = h as i32 - footer_h as i32 + (pad + i as u32 * line_h) as i32;
-        let colour = if i == 3 { AMBER } else { Rgb888::WHITE };
-        text_line(
-            target,
-            line,
-            Point::new(pad as i32, y),
-            small,
-            small_factor,
-            colour,
-            w - 2 * pad,
-        )?;
+    let lines: Vec<(String, Rgb888)> = texts
+        .iter()
+        .filter(|(text, _)| !text.is_empty())
+        .flat_map(|(text, colour)| wrap(text, f.chars).into_iter().map(|l| (l, *colour)))
+        .collect();
+    let footer_top = f.badge_y - (lines.len() as u32 * f.line_h) as i32;
+    for (i, (line, colour)) in lines.iter().enumerate() {
+        let y = footer_top + (i as u32 * f.line_h) as i32;
+        text_line(target, line, Point::new(pad as i32, y), f.font, f.factor, *colour)?;
     }
+    let footer_h = (h as i32 - footer_top).max(0) as u32;
 
     // radiograph, scaled to fit between banner and footer
     let top = banner_h + pad;
@@ -349,12 +407,36 @@ fn draw_text_screen<D: DrawTarget<Color = Rgb888>>(
     let pad = (h / 60).max(2);
     // sized as if 24 characters long: short titles do not get giant letters
     let banner_h = draw_banner(target, title, title.len().max(24), colour, pad)?;
-    let (small, small_factor) = pick_font(40, w.saturating_sub(2 * pad), h / 12);
-    let line_h = small.character_size.height * small_factor + pad;
+    let foot = "Not a diagnosis: a clinician must read the image.";
+    let (tiny, tiny_factor) = pick_font(foot.len(), w.saturating_sub(2 * pad), h / 20);
+    let foot_y = h.saturating_sub(tiny.character_size.height * tiny_factor + pad);
+    // the largest font at which every line, wrapped, fits between banner and foot
+    let room = foot_y.saturating_sub(banner_h + 3 * pad);
+    let text_w = w.saturating_sub(2 * pad);
+    let fonts = [(&FONT_10X20, 3), (&FONT_10X20, 2), (&FONT_10X20, 1), (&FONT_6X10, 1)];
+    let layout = |font: &'static MonoFont<'static>, factor: u32| {
+        let line_h = font.character_size.height * factor + pad;
+        let wrapped: Vec<String> = lines
+            .iter()
+            .flat_map(|l| wrap(l, chars_in(text_w, font, factor)))
+            .collect();
+        (font, factor, line_h, wrapped)
+    };
+    let (small, small_factor, line_h, wrapped) = fonts
+        .iter()
+        .map(|&(font, factor)| layout(font, factor))
+        .find(|(font, factor, line_h, wrapped)| {
+            // no larger than 40 characters across and a twelfth of the height (giant
+            // letters on a wide screen read worse), and everything fits
+            font.character_size.width * factor * 40 <= text_w
+                && font.character_size.height * factor <= h / 12
+                && wrapped.len() as u32 * line_h <= room
+        })
+        .unwrap_or_else(|| layout(&FONT_6X10, 1));
     let mut y = banner_h + 2 * pad;
-    for line in lines {
-        if y + line_h > h.saturating_sub(line_h) {
-            break;
+    for line in &wrapped {
+        if y + line_h > foot_y {
+            break; // only on a screen too small for the 6x10 font: the foot stays
         }
         text_line(
             target,
@@ -363,13 +445,9 @@ fn draw_text_screen<D: DrawTarget<Color = Rgb888>>(
             small,
             small_factor,
             Rgb888::WHITE,
-            w - 2 * pad,
         )?;
         y += line_h;
     }
-    let foot = "Not a diagnosis: a clinician must read the image.";
-    let (tiny, tiny_factor) = pick_font(foot.len(), w.saturating_sub(2 * pad), h / 20);
-    let foot_y = h.saturating_sub(tiny.character_size.height * tiny_factor + pad);
     text_line(
         target,
         foot,
@@ -377,7 +455,6 @@ fn draw_text_screen<D: DrawTarget<Color = Rgb888>>(
         tiny,
         tiny_factor,
         AMBER,
-        w - 2 * pad,
     )
 }
 

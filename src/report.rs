@@ -35,7 +35,7 @@ use crate::journal::{encode_line, read_records, write_durably, JournalError, Rec
 use crate::worker::{nap, Worker};
 
 /// The protocol version, `"v"` in every frame. Raised on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = crate::outcome::VERSION;
 
 /// Results in flight (sent, not yet acknowledged) at most; the rest of a backlog waits.
 pub const WINDOW: usize = 8;
@@ -202,8 +202,11 @@ pub enum Event {
     Trigger,
     /// The host has the result with this seq.
     Acked(u64),
-    /// The port is open and hello was sent (from [`LinkService`] only).
+    /// The port is open and hello was sent (from [`LinkService`] only). Nothing is known
+    /// of a host yet: a port opens with no cable in it.
     Up,
+    /// The first line from a host since the port opened: someone is there.
+    HostSeen,
     /// The port failed or could not be opened (from [`LinkService`] only).
     Down,
 }
@@ -231,6 +234,8 @@ pub struct Link<P> {
     inbox: Vec<u8>,
     /// Inside an over-long host line: drop bytes up to its newline.
     discarding: bool,
+    /// A whole line (any line) has come from the host since the port opened.
+    host_seen: bool,
     last_seq: u64,
     /// What `status` frames report; kept current by the owner ([`Link::set_status`]).
     queue: usize,
@@ -257,6 +262,7 @@ impl<P: Read + Write> Link<P> {
             stalled: false,
             inbox: Vec::new(),
             discarding: false,
+            host_seen: false,
             last_seq: hello.last_seq,
             queue: 0,
             state: "ready".into(),
@@ -349,6 +355,11 @@ impl<P: Read + Write> Link<P> {
                 Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "serial port closed")),
                 Ok(n) => {
                     for &b in &buf[..n] {
+                        if b == b'\n' && !self.host_seen {
+                            // any line, a bad one too, proves a host is there
+                            self.host_seen = true;
+                            events.push(Event::HostSeen);
+                        }
                         if let Some(event) = self.take_byte(b)? {
                             events.push(event);
                         }
@@ -618,7 +629,10 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Sender<Event>, 
                 continue;
             }
         };
-        log::info!("serial {port_name}: link up, {} result(s) awaiting ACK", link.unacked());
+        log::info!(
+            "serial {port_name}: port open, hello sent, {} result(s) awaiting ACK; no host seen yet",
+            link.unacked()
+        );
         link.set_status(status.0, &status.1);
         let _ = events.send(Event::Up);
         (failing, backoff) = (false, Duration::from_secs(1));
@@ -639,6 +653,9 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Sender<Event>, 
                     }
                 }
                 for event in link.poll()? {
+                    if event == Event::HostSeen {
+                        log::info!("serial {port_name}: host seen (a line arrived)");
+                    }
                     let _ = events.send(event);
                 }
                 if last_status.elapsed() >= heartbeat {
@@ -695,7 +712,7 @@ mod tests {
         let line = error_frame(7, "bad-command", "unknown command \"FOO\"");
         assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
         let json = decode_line(line.trim_end()).expect("CRC matches");
-        assert!(json.starts_with(r#"{"v":1,"type":"error","seq":7"#), "{json}");
+        assert!(json.starts_with(r#"{"v":2,"type":"error","seq":7"#), "{json}");
         let v: Value = serde_json::from_str(json).unwrap();
         assert_eq!(v["reason"], "bad-command");
     }

@@ -183,18 +183,19 @@ fn analyze_real_and_derived_inputs_and_report_bad_ones() {
     .chain(dicoms.iter().cloned())
     .chain(real_pngs.iter().cloned())
     .collect();
-    let bad: Vec<(PathBuf, &str)> = vec![
-        (t("truncated.png"), "truncated"),
-        (t("truncated.dcm"), "DICOM"),
-        (t("notes.txt"), "not a DICOM, PNG, JPEG or TIFF"),
-        (t("empty.png"), "empty"),
-        (t("bomb.png"), "limit"),
-        (t("bomb.dcm"), "limit"),
-        (t("two-frames.dcm"), "frames"),
+    // (file, words in the error, its error_kind)
+    let bad: Vec<(PathBuf, &str, &str)> = vec![
+        (t("truncated.png"), "truncated", "decode"),
+        (t("truncated.dcm"), "DICOM", "decode"),
+        (t("notes.txt"), "not a DICOM, PNG, JPEG or TIFF", "unsupported"),
+        (t("empty.png"), "empty", "decode"),
+        (t("bomb.png"), "limit", "too_large"),
+        (t("bomb.dcm"), "limit", "too_large"),
+        (t("two-frames.dcm"), "frames", "unsupported"),
     ];
     // bad files in the middle: the ones after them must still be analyzed
     let mut files = good[..3].to_vec();
-    files.extend(bad.iter().map(|(p, _)| p.clone()));
+    files.extend(bad.iter().map(|(p, _, _)| p.clone()));
     files.extend(good[3..].iter().cloned());
 
     let masks = t("masks");
@@ -206,7 +207,41 @@ fn analyze_real_and_derived_inputs_and_report_bad_ones() {
     }
     let by_file = |p: &Path| lines.iter().find(|l| l["file"] == p.display().to_string()).unwrap();
 
-    for (path, why) in &bad {
+    // contract v2: every line has every field, whatever became of the file
+    let fields: Vec<&str> = lines[0].as_object().unwrap().keys().map(String::as_str).collect();
+    for line in &lines {
+        let keys: Vec<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, fields, "every line has the same fields: {line}");
+        assert_eq!(line["v"], 2);
+    }
+    for key in [
+        "verdict",
+        "needs_attention",
+        "probability",
+        "error_kind",
+        "error",
+        "findings",
+        "input_sha256",
+    ] {
+        assert!(fields.contains(&key), "{key} missing from {fields:?}");
+    }
+    assert!(
+        !fields.contains(&"pneumothorax"),
+        "v2 has no field that reads false for an unread image"
+    );
+    let page = std::fs::read_to_string(root().join("docs/contract.md")).unwrap();
+    let example = page
+        .lines()
+        .find(|l| l.starts_with(r#"{"v":2,"file""#))
+        .expect("docs/contract.md shows an analyze --json line");
+    let example: serde_json::Value = serde_json::from_str(example).unwrap();
+    let documented: Vec<&str> = example.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        documented, fields,
+        "docs/contract.md's analyze line has the printed fields"
+    );
+
+    for (path, why, kind) in &bad {
         let line = by_file(path);
         let error = line["error"]
             .as_str()
@@ -216,7 +251,9 @@ fn analyze_real_and_derived_inputs_and_report_bad_ones() {
             "error names the file: {error}"
         );
         assert!(error.contains(why), "{}: expected {why:?} in {error}", path.display());
-        assert!(line["pneumothorax"].is_null());
+        assert_eq!(line["error_kind"], *kind, "{}: {line}", path.display());
+        assert_eq!(line["verdict"], "not_analyzed");
+        assert_eq!(line["needs_attention"], true, "an unread image is never clear: {line}");
     }
 
     for path in &good {
@@ -230,10 +267,14 @@ fn analyze_real_and_derived_inputs_and_report_bad_ones() {
         );
         let p = line["probability"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&p));
-        assert_eq!(line["pneumothorax"].as_bool().unwrap(), line["verdict"] == "positive");
+        assert_eq!(
+            line["needs_attention"].as_bool().unwrap(),
+            line["verdict"] != "negative"
+        );
+        assert!(line["error_kind"].is_null());
         let stem = path.file_stem().unwrap().to_string_lossy();
         let mask = masks.join(format!("{stem}.png"));
-        if line["pneumothorax"].as_bool().unwrap() {
+        if line["verdict"] == "positive" {
             let m = image::open(&mask).unwrap_or_else(|e| panic!("{}: {e}", mask.display()));
             let m = m.as_luma8().expect("8-bit grey mask");
             assert_eq!(
@@ -307,12 +348,16 @@ fn all_good_exits_zero_and_text_mode_prints_one_line_each() {
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
+    // the contract's verdict word first, then the score, then the screen's banner
     assert!(
-        lines[0].contains(".png: PNEUMOTHORAX SUSPECTED") && lines[0].contains("(p="),
+        lines[0].contains(".png: positive (p=") && lines[0].contains("PNEUMOTHORAX SUSPECTED"),
         "{text}"
     );
     // the project's phantom is a drawing: refused, not read (models/README.md)
-    assert!(lines[1].contains("phantom-clear.png: NOT A CHEST RADIOGRAPH"), "{text}");
+    assert!(
+        lines[1].contains("phantom-clear.png: not_chest_radiograph: NOT A CHEST RADIOGRAPH"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -392,27 +437,83 @@ fn images_that_are_not_chest_radiographs_are_refused_without_an_alarm() {
     assert_eq!(lines.len(), files.len());
     for (line, (file, reason)) in lines.iter().zip(&cases) {
         assert_eq!(line["verdict"], "not_chest_radiograph", "{}: {line}", file.display());
-        assert_eq!(line["pneumothorax"], false, "no alarm: {line}");
+        assert_eq!(
+            line["needs_attention"], true,
+            "not cleared: the image must be sent again: {line}"
+        );
         assert!(line["probability"].is_null(), "the classifier did not read it: {line}");
-        assert!(line["error"].is_null());
+        assert_eq!(line["error_kind"], "not_chest");
         assert!(line["findings"].as_array().unwrap().is_empty());
-        let why = line["not_chest"].as_str().unwrap();
+        let why = line["error"].as_str().unwrap();
         assert!(why.contains(reason), "{}: {line}", file.display());
     }
     assert!(
         !masks.exists() || std::fs::read_dir(&masks).unwrap().next().is_none(),
         "no masks"
     );
-    // text mode names the verdict and the reason
+    // text mode names the verdict (the contract's word) and the reason; a file that cannot
+    // be read is named once, with its error kind
+    let empty = dir.path().join("empty.png");
+    std::fs::write(&empty, b"").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
         .current_dir(root())
         .arg("analyze")
         .arg(&files[0])
+        .arg(&empty)
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        text.contains("NOT A CHEST RADIOGRAPH") && text.contains("blank"),
+    let failed = text.lines().nth(1).unwrap_or_default();
+    assert_eq!(
+        failed,
+        format!("{}: not_analyzed (decode): file is empty", empty.display()),
         "{text}"
+    );
+    assert!(
+        text.contains("not_chest_radiograph") && text.contains("NOT A CHEST RADIOGRAPH") && text.contains("blank"),
+        "{text}"
+    );
+}
+
+/// Run from any folder: the checkout's build finds the checkout's models without
+/// `--manifest`; a binary with no models anywhere says which flag or variable to set.
+#[test]
+fn the_models_are_found_from_any_folder_or_the_error_names_the_flag() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
+        .current_dir(elsewhere.path())
+        .env_remove("PTXD_MANIFEST")
+        .args(["analyze", "--json"])
+        .arg(data(REAL_PNG))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let lone = elsewhere.path().join("bin/ptxd");
+    std::fs::create_dir_all(lone.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_ptxd"), &lone).unwrap();
+    let out = Command::new(&lone)
+        .current_dir(elsewhere.path())
+        .env_remove("PTXD_MANIFEST")
+        .arg("analyze")
+        .arg(data(REAL_PNG))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no model manifest found") && stderr.contains("--manifest") && stderr.contains("PTXD_MANIFEST"),
+        "{stderr}"
+    );
+    // a named manifest that is not there names the flag too
+    let out = Command::new(&lone)
+        .args(["analyze", "--manifest", "nowhere/manifest.toml"])
+        .arg(data(REAL_PNG))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nowhere/manifest.toml") && stderr.contains("--manifest"),
+        "{stderr}"
     );
 }

@@ -218,13 +218,26 @@ fn watch_folder_end_to_end() {
     let bad = records.iter().find(|r| source(r) == "watch:bad.png").unwrap();
     let error = bad["error"].as_str().unwrap();
     assert!(error.contains("bad.png"), "{error}");
-    assert!(bad["verdict"].is_null() && bad["input_sha256"].is_string());
+    assert!(bad["input_sha256"].is_string());
+    // contract v2: an image that was not analyzed is never read as clear
+    assert_eq!(bad["verdict"], "not_analyzed", "{bad}");
+    assert_eq!(bad["needs_attention"], true, "{bad}");
+    assert_eq!(bad["error_kind"], "decode", "{bad}");
+    for r in &records {
+        assert_eq!(r["v"], 2, "{r}");
+        assert_eq!(
+            r["needs_attention"].as_bool().unwrap(),
+            r["verdict"] != "negative",
+            "{r}"
+        );
+        assert!(r.get("pneumothorax").is_none(), "{r}");
+    }
 
     for r in records.iter().filter(|r| r["error"].is_null()) {
         let overlay = PathBuf::from(r["overlay"].as_str().unwrap());
         let png = image::open(&overlay).unwrap_or_else(|e| panic!("{}: {e}", overlay.display()));
         assert_eq!((png.width(), png.height()), (320, 240));
-        if r["pneumothorax"].as_bool().unwrap() {
+        if r["verdict"] == "positive" {
             assert!(PathBuf::from(r["mask"].as_str().unwrap()).exists());
         }
     }
@@ -345,7 +358,11 @@ fn results_reach_the_host_and_unacknowledged_ones_survive_a_restart() {
     read_until(&mut host, &mut seen, |s| results(s, 1) >= 1);
     let first = seen.iter().find(|f| f["type"] == "result").unwrap().clone();
     assert_eq!(first["source"], "watch:first.png");
-    assert_eq!(first["pneumothorax"], true);
+    assert_eq!(first["verdict"], "positive");
+    assert_eq!(
+        (first["v"].as_u64(), first["needs_attention"].as_bool()),
+        (Some(2), Some(true))
+    );
     // the frame is the journal's record
     let journaled = rig.journal();
     assert_eq!(first["input_sha256"], journaled[0]["input_sha256"]);
@@ -423,6 +440,11 @@ fn the_screen_shows_idle_then_each_result_and_without_gpio_the_alert_is_off() {
     );
     let extra = "\n[display]\nkind = \"png\"\ndir = \"screen\"\nsize = [320, 240]\n\
                  \n[gpio]\nled = 17\nbuzzer = 22\nack_button = 23\n";
+    // a positive holds the screen for alert_hold_s (no ACK button here: no GPIO)
+    let base = base.replace(
+        "overlay_size = [320, 240]",
+        "overlay_size = [320, 240]\nalert_hold_s = 8",
+    );
     std::fs::write(&rig.config, format!("{base}{extra}")).unwrap();
     let mut child = rig.start();
     wait_for_banner(&rig, SLATE, "idle screen", &mut child);
@@ -442,9 +464,29 @@ fn the_screen_shows_idle_then_each_result_and_without_gpio_the_alert_is_off() {
         .count();
     assert!(grey > 2000, "radiograph pixels on screen: {grey}");
 
-    // a file that cannot be read: the error screen (red banner, no picture)
+    // a file that cannot be read: journaled at once, but its screen waits for the positive's
+    // hold, and the positive's screen says so (amber text on the free footer line)
     std::fs::write(rig.path("incoming/broken.png"), b"\x89PNG\r\n\x1a\n broken").unwrap();
     rig.wait_for_records(2, &mut child);
+    let badge_deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let shot = image::open(rig.path("screen/screen.png")).unwrap().to_rgb8();
+        // the badge has the screen's last text line (224..236 at 320x240), below the foot
+        let amber = (224..240)
+            .flat_map(|y| (0..320).map(move |x| (x, y)))
+            .filter(|&(x, y)| shot.get_pixel(x, y).0 == AMBER)
+            .count();
+        let still_positive = (100..220).filter(|&x| shot.get_pixel(x, 120).0 != [0, 0, 0]).count() > 20;
+        if amber > 20 && still_positive {
+            break;
+        }
+        assert!(
+            Instant::now() < badge_deadline,
+            "the positive must hold the screen and count the waiting result (amber {amber})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // then, once the hold is over: the error screen (red banner, no picture)
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let shot = image::open(rig.path("screen/screen.png")).unwrap().to_rgb8();

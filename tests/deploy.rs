@@ -28,12 +28,52 @@ fn install_puts_binary_models_unit_rules_and_config_in_place() {
     ] {
         assert!(dest.path().join(file).is_file(), "{file} not installed");
     }
-    // the installed config is the example, and names the installed manifest
+    // on this x86 machine the installed config is the folder-only one (no devices), and
+    // names the installed manifest
     let config = ptxd::config::Config::load(&dest.path().join("etc/ptxd/ptxd.toml")).unwrap();
     assert_eq!(
         config.models.manifest,
         std::path::Path::new("/usr/share/ptxd/models/manifest.toml")
     );
+    if cfg!(target_arch = "x86_64") {
+        assert!(
+            config.serial.is_none() && config.capture.is_none() && config.display.is_none() && config.gpio.is_none(),
+            "the folder-only config names no device"
+        );
+    }
+    assert!(dest.path().join("usr/share/doc/ptxd/ptxd.example.toml").is_file());
+    // `devices` writes the example with every key instead; a wrong word is refused
+    let devices = tempfile::tempdir().unwrap();
+    let out = Command::new(root().join("deploy/install.sh"))
+        .args([env!("CARGO_BIN_EXE_ptxd"), "devices"])
+        .env("DESTDIR", devices.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = ptxd::config::Config::load(&devices.path().join("etc/ptxd/ptxd.toml")).unwrap();
+    assert!(config.serial.is_some(), "the example config has the serial link");
+    let out = Command::new(root().join("deploy/install.sh"))
+        .args([env!("CARGO_BIN_EXE_ptxd"), "board"])
+        .env("DESTDIR", devices.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // installed, ptxd finds its models from any folder without --manifest (beside the
+    // binary: <prefix>/bin/ptxd -> <prefix>/share/ptxd/models)
+    let elsewhere = tempfile::tempdir().unwrap();
+    let found = Command::new(dest.path().join("usr/bin/ptxd"))
+        .args(["doctor", "--quick"])
+        .current_dir(elsewhere.path())
+        .env_remove("PTXD_MANIFEST")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&found.stdout);
+    assert!(
+        found.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    assert_eq!(text.matches("sha256 ok").count(), 3, "{text}");
     // every model file the manifest lists came along, with its checksum (doctor loads and runs them)
     let manifest = dest.path().join("usr/share/ptxd/models/manifest.toml");
     let doctor = Command::new(dest.path().join("usr/bin/ptxd"))

@@ -46,6 +46,8 @@ fn sequence_numbers_continue_across_restarts() {
         None
     );
     let mut failed = record("watch:broken.dcm");
+    failed.verdict = ptxd::outcome::Verdict::NotAnalyzed;
+    failed.error_kind = Some(ptxd::outcome::ErrorKind::Decode);
     failed.error = Some("broken".into());
     let failed = j.append(failed).unwrap();
     assert_eq!(

@@ -130,3 +130,125 @@ fn not_chest_screen_is_violet_with_no_red_and_says_what_to_do() {
     let text = count(&fb, 0..800, 400..480, |c| c == Rgb888::WHITE);
     assert!(text > 100, "footer text {text}");
 }
+
+/// A framebuffer that counts every pixel drawn outside it (the plain one drops them
+/// silently): a glyph that leaves the screen is text a radiographer cannot read.
+struct Bounded {
+    fb: Framebuffer,
+    outside: usize,
+}
+
+impl embedded_graphics::geometry::OriginDimensions for Bounded {
+    fn size(&self) -> embedded_graphics::geometry::Size {
+        embedded_graphics::geometry::OriginDimensions::size(&self.fb)
+    }
+}
+
+impl embedded_graphics::draw_target::DrawTarget for Bounded {
+    type Color = Rgb888;
+    type Error = std::convert::Infallible;
+
+    fn draw_iter<I: IntoIterator<Item = embedded_graphics::Pixel<Rgb888>>>(
+        &mut self,
+        pixels: I,
+    ) -> Result<(), Self::Error> {
+        let size = embedded_graphics::geometry::OriginDimensions::size(&self.fb);
+        let (w, h) = (size.width as i32, size.height as i32);
+        let inside: Vec<_> = pixels
+            .into_iter()
+            .filter(|p| {
+                let ok = (0..w).contains(&p.0.x) && (0..h).contains(&p.0.y);
+                self.outside += usize::from(!ok);
+                ok
+            })
+            .collect();
+        self.fb.draw_iter(inside)
+    }
+}
+
+/// The longest strings ptxd really puts on its screens (SIIM's file names, the shipped
+/// models' versions, the longest reasons and errors), at the smallest and the largest
+/// screen: every glyph lands on the screen, wrapped rather than cut, and the foot stays.
+#[test]
+fn the_longest_real_strings_stay_on_screen_at_320x240_and_1920x1080() {
+    use ptxd::lungs::NotChest;
+    use ptxd::render::{draw_badge, draw_error, draw_status, StatusView};
+
+    let source = "capture:1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178-received-2026-11-26T19:03:04Z.png";
+    let models = "ptx-lungs-unetpp-effnetlite0-int8-20261128 int8 / ptx-cls-segscore-unetpp-effnetlite0-int8-20261128 int8 / ptx-seg-unetpp-effnetlite0-int8-20261128 int8";
+    let error = "/var/lib/ptxd/incoming/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.dcm: DICOM pixel data cannot be decoded: Unsupported TransferSyntax `JPEG 2000 Image Compression (Lossless Only)`";
+    let (image, mask, _) = scene();
+    let finding = |side, pct| Finding {
+        side,
+        area_pixels: 123_456,
+        area_percent_image: 12.3,
+        area_percent_side: pct,
+        bbox: [60, 50, 100, 80],
+        mean_probability: 0.9,
+    };
+    let findings = [
+        finding(Side::Right, 0.4),
+        finding(Side::Left, 34.5),
+        finding(Side::Right, 12.0),
+    ];
+    let not_chest = NotChest::NotChestLike { score: 0.02, min: 0.39 };
+    for (w, h) in [(320u32, 240u32), (1920, 1080)] {
+        let mut screens: Vec<(&str, Bounded)> = Vec::new();
+        let new = || Bounded {
+            fb: Framebuffer::new(w, h),
+            outside: 0,
+        };
+        for (verdict, why) in [
+            (Verdict::Positive, None),
+            (Verdict::NotChestRadiograph, Some(&not_chest)),
+        ] {
+            let mut b = new();
+            let view = ResultView {
+                image: &image,
+                mask: Some(&mask),
+                verdict,
+                probability: Some(0.83),
+                not_chest: why,
+                findings: if why.is_none() { &findings } else { &[] },
+                time: "2026-11-26T19:03:04Z",
+                models,
+                source,
+            };
+            let Ok(()) = draw_result(&mut b, &view);
+            let Ok(()) = draw_badge(&mut b, "12 MORE ALERTS TO ACKNOWLEDGE - 8 RESULTS WAITING");
+            screens.push(("result", b));
+        }
+        let mut b = new();
+        let lines = vec![
+            format!("#123456 {source}"),
+            error.to_string(),
+            "Check the digitizer's output, then send the image again.".into(),
+            "Press ACK to clear.".into(),
+        ];
+        let Ok(()) = draw_error(&mut b, "IMAGE NOT ANALYZED", &lines);
+        screens.push(("error", b));
+        let mut b = new();
+        let view = StatusView {
+            state: "CAPTURE LOST".into(),
+            models: models.into(),
+            queue: 10_000,
+            last_result: Some("#123456 2026-11-26T19:03:04Z not_chest_radiograph".into()),
+            link: "port open, no host seen yet".into(),
+            capture: "/dev/v4l/by-id/usb-Digitizer_Corp_XR-2000_0123456789-video-index0 LOST, retrying".into(),
+        };
+        let Ok(()) = draw_status(&mut b, &view);
+        screens.push(("idle", b));
+        for (name, b) in &screens {
+            assert_eq!(
+                b.outside, 0,
+                "{name} at {w}x{h}: {} pixels of text off the screen",
+                b.outside
+            );
+            let foot = count(&b.fb, 0..w, h * 3 / 4..h, |c| c == AMBER);
+            assert!(
+                foot > 50,
+                "{name} at {w}x{h}: the amber foot or badge is missing ({foot})"
+            );
+        }
+    }
+}

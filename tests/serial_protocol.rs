@@ -1,26 +1,31 @@
-//! `docs/serial-protocol.md` and the codec agree: every example frame on the page has a
-//! valid CRC, and the codec produces each example byte for byte from the same facts.
+//! `docs/serial-protocol.md`, `docs/contract.md` and the code agree: every example frame and
+//! record on the pages has a valid CRC, and the codec produces each example byte for byte
+//! from the same facts.
 
 use std::path::PathBuf;
 
 mod common;
 
-use ptxd::journal::decode_line;
+use ptxd::journal::{decode_line, encode_line, read_records, Record};
+use ptxd::outcome::{needs_attention, ErrorKind, Verdict};
 use ptxd::report::{error_frame, hello_frame, parse_command, result_frame, status_frame, Hello};
 
-fn examples() -> Vec<String> {
-    let page = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/serial-protocol.md"))
-        .expect("docs/serial-protocol.md");
-    page.lines()
-        .filter(|l| l.starts_with("{\"v\":"))
+fn page_lines(page: &str, prefix: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(page)).expect(page);
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
         .map(|l| format!("{l}\n"))
         .collect()
+}
+
+fn examples() -> Vec<String> {
+    page_lines("docs/serial-protocol.md", "{\"v\":")
 }
 
 fn example(kind: &str) -> String {
     examples()
         .into_iter()
-        .find(|l| l.starts_with(&format!("{{\"v\":1,\"type\":\"{kind}\"")))
+        .find(|l| l.starts_with(&format!("{{\"v\":2,\"type\":\"{kind}\"")))
         .unwrap_or_else(|| panic!("no {kind} example on the page"))
 }
 
@@ -31,7 +36,7 @@ fn every_example_has_a_valid_crc() {
     for line in lines {
         let json = decode_line(line.trim_end()).unwrap_or_else(|| panic!("bad CRC in the docs: {line}"));
         let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        assert_eq!(v["v"], 1);
+        assert_eq!(v["v"], ptxd::outcome::VERSION);
         assert!(v["seq"].is_u64());
     }
 }
@@ -51,4 +56,59 @@ fn the_codec_writes_the_documented_frames() {
     assert_eq!(status_frame(42, 1, 0, "ready"), example("status"));
     let detail = parse_command(b"HELLO").unwrap_err();
     assert_eq!(error_frame(42, "bad-command", &detail), example("error"));
+}
+
+/// docs/contract.md's journal records: each is what ptxd writes for it (a record read back
+/// and written again is the same line), `needs_attention` follows the verdict, and the
+/// fields come in the order of the serial example's.
+#[test]
+fn the_contract_page_shows_records_as_written() {
+    let records = page_lines("docs/contract.md", "{\"v\":2,\"seq\"");
+    assert_eq!(records.len(), 3, "a positive, a failure and a refusal");
+    let mut verdicts = Vec::new();
+    for line in &records {
+        let json = decode_line(line.trim_end()).unwrap_or_else(|| panic!("bad CRC in docs/contract.md: {line}"));
+        let record: Record = serde_json::from_str(json).unwrap();
+        assert_eq!(encode_line(&serde_json::to_string(&record).unwrap()), *line);
+        assert_eq!(record.needs_attention, needs_attention(record.verdict));
+        assert_eq!(record.error_kind.is_some(), record.error.is_some(), "{line}");
+        verdicts.push(record.verdict);
+    }
+    assert_eq!(
+        verdicts,
+        [Verdict::Positive, Verdict::NotAnalyzed, Verdict::NotChestRadiograph]
+    );
+    assert_eq!(
+        serde_json::to_string(&common::record()).unwrap() + "*",
+        records[0].split_inclusive('*').next().unwrap()
+    );
+}
+
+/// A version-1 journal (the `pneumothorax` field, a null verdict for a failure, `not_chest`)
+/// is read as version 2: nothing an old journal holds reads as clear.
+#[test]
+fn version_1_records_are_migrated_as_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.jsonl");
+    let v1 = [
+        r#"{"seq":1,"time":"2026-11-20T10:00:00Z","source":"watch:a.png","input_sha256":null,"verdict":null,"pneumothorax":false,"probability":null,"findings":[],"models":{"classifier":"c","segmenter":"s"},"overlay":null,"mask":null,"error":"a.png: file is empty"}"#,
+        r#"{"seq":2,"time":"2026-11-20T10:00:01Z","source":"watch:b.png","input_sha256":"ab","verdict":"indeterminate","pneumothorax":false,"probability":0.25,"findings":[],"models":{"classifier":"c","segmenter":"s","lungs":"l"},"overlay":null,"mask":null,"error":null,"not_chest":null}"#,
+        r#"{"seq":3,"time":"2026-11-20T10:00:02Z","source":"watch:c.png","input_sha256":"cd","verdict":"not_chest_radiograph","pneumothorax":false,"probability":null,"findings":[],"models":{"classifier":"c","segmenter":"s","lungs":"l"},"overlay":null,"mask":null,"error":null,"not_chest":"a blank frame"}"#,
+    ];
+    std::fs::write(&path, v1.iter().map(|j| encode_line(j)).collect::<String>()).unwrap();
+    let records = read_records(&path, 0).unwrap();
+    assert_eq!(records.len(), 3);
+    assert!(records.iter().all(|r| r.v == 2 && r.needs_attention), "{records:?}");
+    assert_eq!(
+        (records[0].verdict, records[0].error_kind),
+        (Verdict::NotAnalyzed, None)
+    );
+    assert_eq!(records[1].verdict, Verdict::Indeterminate);
+    assert_eq!(records[2].error_kind, Some(ErrorKind::NotChest));
+    assert_eq!(records[2].error.as_deref(), Some("a blank frame"));
+    let frame = result_frame(&records[0]);
+    assert!(
+        frame.starts_with(r#"{"v":2,"type":"result","seq":1,"#) && !frame.contains("pneumothorax"),
+        "{frame}"
+    );
 }

@@ -19,12 +19,13 @@ pub fn models() -> ModelVersions {
 /// A positive result with one finding: the record of docs/serial-protocol.md's example.
 pub fn record() -> Record {
     Record {
+        v: 2,
         seq: 42,
         time: "2026-11-26T19:03:04Z".into(),
         source: "watch:0007.dcm".into(),
         input_sha256: Some("2de932701529c33bc0e26537a3cde9186b84f2a440dc15a6b8c576cc7709078e".into()),
-        verdict: Some(Verdict::Positive),
-        pneumothorax: true,
+        verdict: Verdict::Positive,
+        needs_attention: true,
         probability: Some(0.83),
         findings: vec![Finding {
             side: Side::Right,
@@ -37,8 +38,8 @@ pub fn record() -> Record {
         models: models(),
         overlay: Some("/var/lib/ptxd/overlays/00000042-0007.png".into()),
         mask: None,
+        error_kind: None,
         error: None,
-        not_chest: None,
     }
 }
 

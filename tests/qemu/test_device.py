@@ -97,7 +97,7 @@ class Line:
             body, crc = raw.decode().rsplit("*", 1)
             assert f"{zlib.crc32(body.encode()):08X}" == crc, f"bad CRC: {raw!r}"
             frame = json.loads(body)
-            assert frame["v"] == 1
+            assert frame["v"] == 2
             new.append(frame)
         self.frames += new
         return new

@@ -1,0 +1,142 @@
+//! The result contract, version 2: the words every surface (`analyze --json`, the journal,
+//! serial frames, the log and the screen) uses for what became of one image.
+//! `docs/contract.md` is its page; the tests check that page's examples against this code.
+//!
+//! Two decisions drive it:
+//! - **The verdict is the primary field and is never null.** An image that could not be
+//!   analyzed has the verdict `not_analyzed`, not a missing one, so no script can mistake
+//!   "nothing known" for "clear".
+//! - **One boolean a script may act on: `needs_attention`.** It is false for `negative` only,
+//!   the one verdict that clears an image. Version 1's `pneumothorax` field read `false` for
+//!   indeterminate, refused and failed images, and a host that acted on it filed them as
+//!   clear; version 2 removes it rather than change its meaning under the same name.
+
+use serde::{Deserialize, Serialize};
+
+/// What ptxd concluded about an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Positive,
+    Indeterminate,
+    Negative,
+    /// The lung-field check refused the image: no classifier verdict, no alarm.
+    NotChestRadiograph,
+    /// The image could not be analyzed (see the record's `error_kind`).
+    NotAnalyzed,
+}
+
+impl Verdict {
+    /// The contract's word for it (`crate::outcome`), the same in logs, JSON and frames.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Positive => "positive",
+            Verdict::Indeterminate => "indeterminate",
+            Verdict::Negative => "negative",
+            Verdict::NotChestRadiograph => "not_chest_radiograph",
+            Verdict::NotAnalyzed => "not_analyzed",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The contract's version: `v` in every `analyze --json` line, journal record and frame.
+pub const VERSION: u32 = 2;
+
+/// Whether a reader must look at the image (or the digitizer must send it again): everything
+/// but a `negative` verdict.
+pub fn needs_attention(verdict: Verdict) -> bool {
+    verdict != Verdict::Negative
+}
+
+/// Why an image got no pneumothorax reading, stable for scripts to act on (the message
+/// beside it is for people and may change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Damaged, truncated or unreadable image data: send the image again.
+    Decode,
+    /// A valid file of a format or encoding ptxd does not read (for example a DICOM
+    /// transfer syntax, a multi-frame object, an unusual pixel layout): export it otherwise.
+    Unsupported,
+    /// Larger than `input.max_pixels` (or a file bigger than any such image): export it
+    /// smaller or raise the limit.
+    TooLarge,
+    /// The file could not be read or an output could not be written: check the disk.
+    Io,
+    /// Read, and refused as not a frontal chest radiograph (the verdict
+    /// `not_chest_radiograph`): send a frontal chest film.
+    NotChest,
+    /// ptxd itself failed (a model that would not run): report it with the log.
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Decode => "decode",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Io => "io",
+            ErrorKind::NotChest => "not_chest",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An image that got no pneumothorax reading: the kind for scripts, the message (which names
+/// the file or frame) for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_negative_clears_an_image() {
+        for v in [
+            Verdict::Positive,
+            Verdict::Indeterminate,
+            Verdict::NotChestRadiograph,
+            Verdict::NotAnalyzed,
+        ] {
+            assert!(needs_attention(v), "{v:?}");
+        }
+        assert!(!needs_attention(Verdict::Negative));
+    }
+
+    #[test]
+    fn kinds_serialise_as_their_names() {
+        for k in [
+            ErrorKind::Decode,
+            ErrorKind::Unsupported,
+            ErrorKind::TooLarge,
+            ErrorKind::Io,
+            ErrorKind::NotChest,
+            ErrorKind::Internal,
+        ] {
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
+        }
+    }
+}
