@@ -363,9 +363,9 @@ pub struct StatusView {
     pub models: String,
     /// Images waiting for analysis.
     pub queue: usize,
-    /// e.g. "#12 2026-11-26 19:03:04Z POSITIVE", or None before the first.
+    /// e.g. "#12 2026-11-26T19:03:04Z positive", or None before the first.
     pub last_result: Option<String>,
-    /// "up", "down" or "not configured".
+    /// "up, host seen", "port open, no host seen yet", "DOWN ..." or "not configured".
     pub link: String,
     /// "/dev/video0 streaming", "/dev/video0 lost", or "not configured".
     pub capture: String,
@@ -581,6 +581,16 @@ mod tests {
             banner(Verdict::Negative, &[]),
             ("No pneumothorax detected".into(), GREEN)
         );
+        // a localised finding never reads "0%": a small one is "<1%"
+        assert_eq!(
+            banner(Verdict::Positive, &[finding(Side::Right, 0.4)]).0,
+            "PNEUMOTHORAX SUSPECTED - RIGHT - <1%"
+        );
+        assert_eq!(
+            (percent_text(0.0), percent_text(0.99), percent_text(1.0)),
+            ("<1%".into(), "<1%".into(), "1%".into())
+        );
+        assert_eq!(banner(Verdict::NotAnalyzed, &[]).0, "IMAGE NOT ANALYZED - NOT READ");
     }
 
     #[test]

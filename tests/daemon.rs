@@ -376,7 +376,15 @@ fn results_reach_the_host_and_unacknowledged_ones_survive_a_restart() {
     let second = seen.iter().find(|f| f["type"] == "result" && f["seq"] == 2).unwrap();
     assert!(second["error"].as_str().unwrap().contains("broken.dcm"));
     assert_eq!(results(&seen, 1), 1, "ACKed: never resent");
-    terminate(child);
+    let log = terminate(child);
+    // an open port says nothing of a host: "host seen" only once a line came from it
+    let open = log.find("port open").unwrap_or_else(|| panic!("{log}"));
+    let seen_at = log.find("host seen").unwrap_or_else(|| panic!("{log}"));
+    assert!(open < seen_at && !log.contains("link up"), "{log}");
+    assert!(
+        log.contains("#2 watch:broken.dcm: not_analyzed (unsupported)"),
+        "failures carry their seq: {log}"
+    );
     let acks: Value = serde_json::from_slice(&std::fs::read(rig.path("state/acks.json")).unwrap()).unwrap();
     assert_eq!(acks["through"], 1);
 
