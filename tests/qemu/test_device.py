@@ -242,7 +242,8 @@ def test_ptxd_in_an_arm64_guest_captures_analyzes_shows_and_reports(guest, reque
         for r in results().values():
             name = r["source"].split(":", 1)[1]
             if name in expected:
-                assert r["error"] is None, r
+                assert r["error"] is None and r["error_kind"] is None, r
+                assert r["needs_attention"] == (r["verdict"] != "negative"), r
                 assert r["verdict"] == expected[name]["verdict"], (r, expected[name])
                 band = TOLERANCE[Path(name).suffix]
                 assert abs(r["probability"] - expected[name]["probability"]) <= band, (r, expected[name])
@@ -252,7 +253,8 @@ def test_ptxd_in_an_arm64_guest_captures_analyzes_shows_and_reports(guest, reque
         # the captured test pattern went the whole way: decoded from V4L2, analyzed, journaled,
         # and refused without an alarm (vivid's colour bars do not look like a chest film)
         capture = next(r for r in results().values() if r["source"].startswith("capture:"))
-        assert capture["error"] is None and capture["verdict"] == "not_chest_radiograph", capture
+        assert capture["verdict"] == "not_chest_radiograph" and capture["error_kind"] == "not_chest", capture
+        assert capture["needs_attention"] is True and capture["probability"] is None, capture
 
         # every result was on screen when reported: banner colour by verdict, a picture below
         for seq, shot in shots.items():
