@@ -3,8 +3,8 @@
 #   ./test.sh          everything, what CI runs: Python, then Rust on x86, then the aarch64
 #                      build, its tests under qemu-user, and the QEMU device test (an arm64
 #                      guest booting ptxd)
-#   ./test.sh quick    the Python tests, cargo fmt and the x86 tests only, no clippy (under
-#                      13 minutes on 2 cores from a clean target/, most of it the first build)
+#   ./test.sh quick    the Python tests, cargo fmt and the x86 tests only, no clippy (10.7
+#                      minutes on 2 cores from a fresh clone, most of it the first build)
 # It first makes the Python venv (.venv-ci/, always) and installs the Debian/Ubuntu packages
 # it needs with apt. Root is needed for that install only: as another user it prints the
 # apt command to run and stops, unless everything is there already. PTXD_NO_INSTALL=1 skips
