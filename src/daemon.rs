@@ -219,7 +219,11 @@ impl Daemon {
         let screen = config.display.as_ref().and_then(|d| match display::open(d) {
             Ok(display) => Some(Screen {
                 display,
-                presenter: Presenter::new(Duration::from_secs(config.output.alert_hold_s.into())),
+                presenter: Presenter::new(
+                    Duration::from_secs(config.output.alert_hold_s.into()),
+                    // something can acknowledge an alert: the ACK button or the host
+                    config.serial.is_some() || config.gpio.as_ref().is_some_and(|g| g.ack_button.is_some()),
+                ),
                 drawn: Drawn::Nothing,
                 failing: false,
             }),

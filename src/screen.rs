@@ -9,7 +9,9 @@
 //!   one stays until something replaces it.
 //! - **The count is on screen.** [`Presenter::badge`] says how many alerts nobody has
 //!   acknowledged (by the button, or the host's `ACK` of their result) and how many results
-//!   wait, so a radiographer sees that more came in.
+//!   wait, so a radiographer sees that more came in. Where nothing can acknowledge (no ACK
+//!   button, no host link) only the waiting results are counted: a count that can only grow
+//!   would teach people to ignore it.
 //! - **Bounded.** At most [`MAX_WAITING`] drawn screens wait (a full-HD screen is 6 MB);
 //!   beyond that the oldest non-alert screen is dropped first. A dropped screen is still in
 //!   the journal and the overlay folder, and a dropped alert is still counted.
@@ -21,6 +23,9 @@ use std::time::{Duration, Instant};
 
 /// Drawn screens kept while the screen is held.
 pub const MAX_WAITING: usize = 8;
+
+/// Unacknowledged alerts remembered (the oldest are forgotten beyond it; 9,999 reads "a lot").
+pub const MAX_UNACKNOWLEDGED: usize = 9_999;
 
 /// One result's screen, drawn, with what the policy needs to know of it.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +40,8 @@ pub struct Shown<F> {
 #[derive(Debug)]
 pub struct Presenter<F> {
     hold: Duration,
+    /// An ACK button or a host link exists, so alerts can be acknowledged and are counted.
+    acknowledgeable: bool,
     current: Option<Shown<F>>,
     /// When the current alert's hold ends; None when the current screen holds nothing.
     held_until: Option<Instant>,
@@ -43,9 +50,10 @@ pub struct Presenter<F> {
 }
 
 impl<F> Presenter<F> {
-    pub fn new(hold: Duration) -> Presenter<F> {
+    pub fn new(hold: Duration, acknowledgeable: bool) -> Presenter<F> {
         Presenter {
             hold,
+            acknowledgeable,
             current: None,
             held_until: None,
             waiting: VecDeque::new(),
@@ -55,8 +63,11 @@ impl<F> Presenter<F> {
 
     /// A new result. Returns true when it is to be drawn now (the screen was not held).
     pub fn arrive(&mut self, shown: Shown<F>, now: Instant) -> bool {
-        if shown.alert {
+        if shown.alert && self.acknowledgeable {
             self.unacknowledged.insert(shown.seq);
+            if self.unacknowledged.len() > MAX_UNACKNOWLEDGED {
+                self.unacknowledged.pop_first();
+            }
         }
         if self.is_held(now) {
             if self.waiting.len() == MAX_WAITING {
@@ -170,7 +181,7 @@ mod tests {
     #[test]
     fn a_positive_is_not_replaced_by_a_result_0_4_s_later() {
         let t0 = Instant::now();
-        let mut p = Presenter::new(HOLD);
+        let mut p = Presenter::new(HOLD, true);
         assert!(p.arrive(result(1, true), t0));
         assert!(!p.arrive(result(2, false), t0 + Duration::from_millis(400)));
         assert_eq!(on_screen(&p), Some(1));
@@ -191,7 +202,7 @@ mod tests {
     #[test]
     fn the_button_ends_the_hold_and_waiting_alerts_come_first() {
         let t0 = Instant::now();
-        let mut p = Presenter::new(HOLD);
+        let mut p = Presenter::new(HOLD, true);
         p.arrive(result(1, true), t0);
         p.arrive(result(2, false), t0);
         p.arrive(result(3, true), t0);
@@ -213,7 +224,7 @@ mod tests {
     #[test]
     fn results_that_hold_nothing_replace_each_other_at_once() {
         let t0 = Instant::now();
-        let mut p = Presenter::new(HOLD);
+        let mut p = Presenter::new(HOLD, true);
         assert!(p.arrive(result(1, false), t0));
         assert!(p.arrive(result(2, false), t0));
         assert_eq!(on_screen(&p), Some(2));
@@ -225,9 +236,21 @@ mod tests {
     }
 
     #[test]
+    fn without_a_way_to_acknowledge_only_waiting_results_are_counted() {
+        let t0 = Instant::now();
+        let mut p = Presenter::new(HOLD, false);
+        p.arrive(result(1, true), t0);
+        p.arrive(result(2, true), t0);
+        assert_eq!(p.badge().as_deref(), Some("1 RESULT WAITING"));
+        assert!(p.tick(t0 + HOLD));
+        assert_eq!(on_screen(&p), Some(2), "the hold still applies");
+        assert_eq!(p.badge(), None);
+    }
+
+    #[test]
     fn waiting_screens_are_bounded_and_alerts_are_kept_longest() {
         let t0 = Instant::now();
-        let mut p = Presenter::new(HOLD);
+        let mut p = Presenter::new(HOLD, true);
         p.arrive(result(0, true), t0);
         p.arrive(result(1, true), t0);
         for seq in 2..40 {
