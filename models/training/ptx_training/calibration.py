@@ -10,6 +10,9 @@ real-val AUCs (pooled, within NIH, SIIM vs SIIM-domain) and its fidelity to the 
 200 real *training* radiographs (Spearman rank correlation of the scores, median |logit
 difference|), a number that uses no label and no val image.
 
+With --sensitivity, instead: the shipped calibration with one encoder stage at a time left in
+f32 (not quantized), to find where the int8 file loses its fidelity.
+
 Why it matters: with 13 NIH positives in val, a calibration picked for its val AUC would be
 picked for noise; fidelity is the label-free yardstick, and the spread of the AUCs across
 calibrations says how much of a difference is only quantization noise.
@@ -53,20 +56,27 @@ def calibration_images(which: str) -> np.ndarray:
     return images
 
 
-def quantize(pre: Path, out: Path, images: np.ndarray, method: str, percentile: float | None) -> None:
+# encoder stages by their node-name prefix in the exported graph (nets.EfficientNetLite0)
+STAGES = {"stem + stage 0 (stride 2)": ("/segmenter/encoder/stem", "/segmenter/encoder/stages.0/")}
+STAGES |= {f"stage {k}": (f"/segmenter/encoder/stages.{k}/",) for k in range(1, 7)}
+
+
+def quantize(pre: Path, out: Path, images: np.ndarray, method: str, percentile: float | None,
+             keep_f32: tuple[str, ...] = ()) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(
         str(pre), str(out), Reader(images), quant_format=QuantFormat.QOperator, op_types_to_quantize=["Conv"],
         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.Percentile if method == "percentile" else CalibrationMethod.MinMax,
-        nodes_to_exclude=export.depthwise_convs(pre), extra_options={"CalibPercentile": percentile} if percentile else {},
+        nodes_to_exclude=export.depthwise_convs(pre) + list(keep_f32), extra_options={"CalibPercentile": percentile} if percentile else {},
     )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("../work/release/classifier"))
+    ap.add_argument("--sensitivity", action="store_true", help="one encoder stage at a time left f32 (shipped calibration)")
     args = ap.parse_args()
     rval = real.real_split("val")
     _, cxr = data.radiographs()
@@ -86,6 +96,17 @@ def main() -> None:
 
     print("| file | Spearman vs fp32 | median abs logit diff | AUC pooled | AUC NIH | AUC SIIM vs domain |\n|---|---|---|---|---|---|")
     row("fp32", fp32)
+    if args.sensitivity:
+        import onnx
+
+        pre = args.work / "classifier.pre.onnx"
+        convs = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv"]
+        for i, (name, prefixes) in enumerate(STAGES.items()):
+            keep = [c for c in convs if c.startswith(prefixes)]
+            out = args.work / f"sensitivity-{i}.onnx"
+            quantize(pre, out, calibration_images("cxr"), "minmax", None, keep_f32=keep)
+            row(f"{name} left f32 ({len(keep)} Conv)", out)
+        return
     for name, which, method, pct in CALIBRATIONS:
         out = args.work / f"calibration-{which}-{method}-{pct}.onnx"
         quantize(args.work / "classifier.pre.onnx", out, calibration_images(which), method, pct)
