@@ -115,11 +115,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     ptxd::logging::init(cli.verbose);
     infer::set_threads(cli.threads);
-    // `run` reads the config's [models] manifest; `bench` times files it is given
-    let needs_manifest = matches!(
-        cli.command,
-        Command::Analyze { .. } | Command::Doctor { .. } | Command::CheckModels { .. }
-    );
+    // `run` and `doctor --config` read the config's [models] manifest; `bench` times the
+    // files it is given
+    let needs_manifest = match &cli.command {
+        Command::Analyze { .. } | Command::CheckModels { .. } => true,
+        Command::Doctor { config, .. } => config.is_none(),
+        Command::Run { .. } | Command::Bench { .. } => false,
+    };
     let manifest = match cli
         .manifest
         .clone()
