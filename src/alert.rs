@@ -21,6 +21,8 @@ use linux_embedded_hal::CdevPin;
 
 use crate::config::{GpioConfig, LineId};
 use crate::display::{line_offset, output_line};
+use crate::findings::Verdict;
+use crate::sink::{Delivery, Sink, SinkError};
 use crate::worker::Worker;
 
 /// How often the service looks at the buttons and the pulse.
@@ -189,13 +191,26 @@ impl AlertService {
         })
     }
 
-    pub fn raise(&self, seq: u64) {
-        let _ = self.commands.send(Command::Raise(seq));
-    }
-
     /// Stop the alert for `seq` (None: whatever is alerting).
     pub fn clear(&self, seq: Option<u64>) {
         let _ = self.commands.send(Command::Clear(seq));
+    }
+}
+
+/// A positive result raises the alert; nothing else does (an indeterminate one holds the
+/// screen in amber, without the buzzer).
+impl Sink for AlertService {
+    fn name(&self) -> &'static str {
+        "alert"
+    }
+
+    fn deliver(&mut self, d: &Delivery<'_>) -> Result<(), SinkError> {
+        if d.record.verdict != Verdict::Positive {
+            return Ok(());
+        }
+        self.commands
+            .send(Command::Raise(d.record.seq))
+            .map_err(|_| SinkError("the alert thread has stopped; restart ptxd to get the LED and buzzer back".into()))
     }
 }
 

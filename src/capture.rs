@@ -5,10 +5,12 @@
 //! nearly identical, and clearly different from the last one analyzed; blank frames never).
 //! A manual trigger (a button or the host's `TRIGGER`) takes the next frame as it is.
 //!
-//! A chosen frame is written as an 8-bit grey PNG into the watch folder
-//! (`capture-<device>-<time>.png`, written to a hidden name and renamed in). From there it
-//! follows the files' path: on disk before analysis, journaled, moved to `done/`, and
-//! recognised after a crash. The capture thread never analyzes anything itself.
+//! A chosen frame is written as an 8-bit grey PNG into the capture spool folder
+//! (`watch.captured`, `capture-<device>-<time>.png`, written to a hidden name and renamed
+//! in). The daemon watches that folder as it watches the drop folder, and knows from the
+//! folder that a file is a frame (source `capture:<name>`). From there it follows the files'
+//! path: on disk before analysis, journaled, moved to `done/`, and recognised after a crash.
+//! The capture thread never analyzes anything itself.
 //!
 //! The device is opened, its format negotiated ([`choose_format`]) and streamed with mmap
 //! buffers. When it fails or stops delivering (unplugged), the thread logs once, reopens with
@@ -223,13 +225,13 @@ pub struct CaptureService {
 }
 
 impl CaptureService {
-    /// Start capturing from `config.device`, writing chosen frames into `watch_dir`.
-    pub fn start(config: CaptureConfig, watch_dir: PathBuf, limits: Limits) -> io::Result<CaptureService> {
+    /// Start capturing from `config.device`, writing chosen frames into `spool_dir`.
+    pub fn start(config: CaptureConfig, spool_dir: PathBuf, limits: Limits) -> io::Result<CaptureService> {
         let (trigger, triggers) = mpsc::channel();
         let state = Arc::new(AtomicU8::new(CaptureState::Opening as u8));
         let thread_state = state.clone();
         let worker = Worker::spawn("capture", move |stop| {
-            serve(&config, &watch_dir, limits, &triggers, &thread_state, stop)
+            serve(&config, &spool_dir, limits, &triggers, &thread_state, stop)
         })?;
         Ok(CaptureService {
             trigger,
@@ -308,7 +310,7 @@ pub fn open(config: &CaptureConfig) -> io::Result<(Device, Negotiated)> {
 
 fn serve(
     config: &CaptureConfig,
-    watch_dir: &Path,
+    spool_dir: &Path,
     limits: Limits,
     triggers: &mpsc::Receiver<()>,
     state: &AtomicU8,
@@ -333,7 +335,7 @@ fn serve(
             (failing, wait) = (false, Duration::from_secs(1));
             state.store(CaptureState::Streaming as u8, Ordering::Relaxed);
             stream(&device, &neg, limits, &mut detector, triggers, stop, |image, take| {
-                save_frame(&image, watch_dir, &short, take)
+                save_frame(&image, spool_dir, &short, take)
             })
         });
         if stop.load(Ordering::Relaxed) {
@@ -409,12 +411,12 @@ fn stream(
     Ok(())
 }
 
-/// Write a chosen frame into the watch folder, whole or not at all.
-fn save_frame(image: &GreyImage, watch_dir: &Path, device: &str, take: Take) {
+/// Write a chosen frame into the spool folder, whole or not at all.
+fn save_frame(image: &GreyImage, spool_dir: &Path, device: &str, take: Take) {
     let stamp = humantime::format_rfc3339_millis(std::time::SystemTime::now())
         .to_string()
         .replace([':', '-', '.'], "");
-    let path = watch_dir.join(format!("capture-{device}-{stamp}.png"));
+    let path = spool_dir.join(format!("capture-{device}-{stamp}.png"));
     match journal::write_durably(&path, &image.to_png()) {
         Ok(()) => log::info!("capture: {:?} frame saved as {}", take, path.display()),
         Err(e) => log::error!("capture: cannot save the frame to {}: {e}", path.display()),

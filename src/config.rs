@@ -100,6 +100,10 @@ pub struct WatchConfig {
     pub done: Option<PathBuf>,
     /// Where inputs that could not be analyzed go, each with `<name>.error.txt` (default `<dir>/failed`).
     pub failed: Option<PathBuf>,
+    /// Where the capture device's chosen frames are spooled for analysis (default
+    /// `<dir>/captured`). Their results say `capture:<name>`: the folder says where a frame
+    /// came from, not its name.
+    pub captured: Option<PathBuf>,
     /// Files handed to the pipeline but not yet analyzed, at most. Default 4. When it is full,
     /// new files wait in the folder (nothing is dropped) and are queued as room frees.
     #[serde(default = "four")]
@@ -550,6 +554,8 @@ impl Config {
         abs(done);
         let failed = config.watch.failed.get_or_insert_with(|| dir.join("failed"));
         abs(failed);
+        let captured = config.watch.captured.get_or_insert_with(|| dir.join("captured"));
+        abs(captured);
         abs(&mut config.journal.path);
         abs(&mut config.output.overlay_dir);
         if let Some(m) = config.output.mask_dir.as_mut() {
@@ -614,6 +620,10 @@ impl Config {
     pub fn failed_dir(&self) -> &Path {
         self.watch.failed.as_deref().expect("set by Config::parse")
     }
+
+    pub fn captured_dir(&self) -> &Path {
+        self.watch.captured.as_deref().expect("set by Config::parse")
+    }
 }
 
 #[cfg(test)]
@@ -638,6 +648,7 @@ overlay_dir = "state/overlays"
         assert_eq!(c.models.manifest, Path::new("/etc/ptxd/models/manifest.toml"));
         assert_eq!(c.done_dir(), Path::new("/etc/ptxd/in/done"));
         assert_eq!(c.failed_dir(), Path::new("/etc/ptxd/in/failed"));
+        assert_eq!(c.captured_dir(), Path::new("/etc/ptxd/in/captured"));
         assert_eq!(c.watch.queue.get(), 4);
         assert_eq!(c.output.overlay_size, default_overlay_size());
         assert!(c.serial.is_none());

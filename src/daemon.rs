@@ -1,24 +1,26 @@
 //! The service: radiographs in, results out, in an order that loses nothing.
 //!
-//! For each file the watch folder hands over:
-//! 1. if the journal already holds this input (same bytes, same name), it was recorded
+//! For each file the watch folder (or the capture spool) hands over:
+//! 1. if the journal already holds this input (same bytes, same source), it was recorded
 //!    before a crash but not moved: move it now (to `done/` or `failed/`), record nothing;
-//! 2. decode and analyze (classifier; segmenter when positive);
-//! 3. write the overlay PNG (and the mask when positive) durably;
+//! 2. turn it into one outcome: an analysis (lung fields, classifier, segmenter when
+//!    positive) or a failure (the input could not be read, decoded or analyzed);
+//! 3. write the overlay PNG (and the mask when positive) durably: the record names them;
 //! 4. append the record to the journal and fsync: from here on the result exists;
-//! 5. move the input to `done/` (or `failed/` with `<name>.error.txt`).
+//! 5. move the input to `done/` (or `failed/` with `<name>.error.txt`);
+//! 6. hand the record to the sinks ([`crate::sink`]): the alert lines, the screen, the
+//!    serial link. Each may fail on its own without touching the others or the journal.
 //!
-//! Showing (display, alert) and reporting (serial link) come after step 4, never before. A
-//! file that cannot be decoded or analyzed is a result too: it is journaled with its error,
-//! shown as an error screen and reported, so the host learns of it. If the journal itself
-//! cannot be written, the input stays in the watch folder (it is picked up again at the next
-//! start) and the error is logged.
+//! A failure is a result too: journaled with its kind and message, shown as an error screen
+//! and reported, so the host learns of it. If the journal itself cannot be written, the
+//! input stays in the watch folder (it is picked up again at the next start) and the error
+//! is logged.
 //!
-//! Frames from the capture device arrive the same way: the capture thread writes each chosen
-//! frame into the watch folder as `capture-<device>-<time>.png`. Between files the loop
-//! answers the host (`TRIGGER`, `ACK`), the buttons, and keeps the idle screen and systemd's
-//! watchdog current. A display, an alert line or a capture device that fails is logged and
-//! worked around; only the models and the journal are needed to serve.
+//! Frames from the capture device arrive the same way, through their own spool folder
+//! (`watch.captured`): the folder, not the name, makes their source `capture:<name>`.
+//! Between files the loop answers the host (`TRIGGER`, `ACK`), the buttons, and keeps the
+//! idle screen and systemd's watchdog current. Only the models and the journal are needed to
+//! serve.
 //!
 //! SIGTERM or SIGINT stops the loop after the file in hand; nothing is left half done.
 
@@ -34,17 +36,17 @@ use thiserror::Error;
 use crate::alert::{AlertService, Press};
 use crate::analysis::{Analysis, AnalysisError, Analyzer, SetupError};
 use crate::capture::{CaptureService, CaptureState};
-use crate::config::{Config, OverlaySize};
+use crate::config::Config;
 use crate::decode::{self, DecodeError};
-use crate::display::{self, Display};
-use crate::findings::Verdict;
-use crate::infer::{self, ModelVersions};
+use crate::display;
+use crate::infer;
 use crate::journal::{self, Journal, JournalError, Record};
 use crate::manifest::{hex, sha256_file, Manifest, ManifestError};
-use crate::outcome::{self, ErrorKind, Failure};
-use crate::render::{self, Framebuffer, ResultView, StatusView};
+use crate::outcome::{ErrorKind, Failure, Origin, ServiceState};
+use crate::render::StatusView;
 use crate::report::{self, LinkService, LinkSetup};
-use crate::screen::{Presenter, Shown};
+use crate::screen::{self, Screen};
+use crate::sink::{self, Delivery, Sink};
 use crate::source::{SourceError, WatchFolder};
 
 #[derive(Debug, Error)]
@@ -75,31 +77,6 @@ pub struct Summary {
     pub already_journaled: usize,
 }
 
-/// Draw the result screen for `analysis` into a new framebuffer of `size`.
-pub fn render_overlay(
-    analysis: &Analysis,
-    size: OverlaySize,
-    models: &ModelVersions,
-    time: &str,
-    source: &str,
-) -> Framebuffer {
-    let mut fb = Framebuffer::new(size.width, size.height);
-    let models = models.label();
-    let view = ResultView {
-        image: &analysis.radiograph.image,
-        mask: analysis.mask.as_ref(),
-        verdict: analysis.verdict,
-        probability: analysis.probability,
-        not_chest: analysis.not_chest.as_ref(),
-        findings: &analysis.findings,
-        time,
-        models: &models,
-        source,
-    };
-    let Ok(()) = render::draw_result(&mut fb, &view);
-    fb
-}
-
 /// Install SIGTERM and SIGINT handlers that set the returned flag.
 pub fn stop_on_signals() -> Result<Arc<AtomicBool>, DaemonError> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -107,24 +84,6 @@ pub fn stop_on_signals() -> Result<Arc<AtomicBool>, DaemonError> {
         signal_hook::flag::register(signal, stop.clone()).map_err(DaemonError::Signals)?;
     }
     Ok(stop)
-}
-
-/// The attached display, when there is one, and what it shows.
-struct Screen {
-    display: Box<dyn Display + Send>,
-    /// Which result is on screen and which wait ([`crate::screen`]).
-    presenter: Presenter<Framebuffer>,
-    /// What is drawn now: the idle screen's facts, or a result's seq with its badge.
-    drawn: Drawn,
-    /// A draw failed and was logged; the next failure is not logged again.
-    failing: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Drawn {
-    Nothing,
-    Idle(StatusView),
-    Result { seq: u64, badge: Option<String> },
 }
 
 /// What is known of the serial link: a port can open with no cable in it, so "up" waits
@@ -141,24 +100,42 @@ pub struct Daemon {
     config: Config,
     analyzer: Analyzer,
     journal: Journal,
-    /// The host link, when the config has a `[serial]` section.
+    /// The host link, when the config has a `[serial]` section (also a sink).
     link: Option<LinkService>,
     link_events: mpsc::Receiver<report::Event>,
     link_state: LinkState,
     capture: Option<CaptureService>,
     capture_state: CaptureState,
+    /// The LED and buzzer (a sink), with the buttons' presses.
     alert: Option<AlertService>,
     presses: mpsc::Receiver<Press>,
+    /// The attached display (a sink).
     screen: Option<Screen>,
+    /// Which sinks are failing, so each failure is logged once.
+    sink_health: sink::Health,
     /// For the idle screen: "#12 <time> POSITIVE".
     last_result: Option<String>,
-    /// Files waiting in the watch folder.
+    /// Files waiting in the watch and capture folders.
     queue: usize,
     /// The state last told to the link and systemd.
     last_status: Option<StatusView>,
     /// Next systemd watchdog ping, when the unit has a watchdog.
     watchdog: Option<(Duration, Instant)>,
     summary: Summary,
+}
+
+/// The input in hand: where it is, what it is called, where it came from.
+struct Input<'a> {
+    path: &'a Path,
+    /// Its file name, for people.
+    name: String,
+    origin: Origin,
+}
+
+impl Input<'_> {
+    fn source(&self) -> String {
+        self.origin.source(&self.name)
+    }
 }
 
 impl Daemon {
@@ -176,6 +153,9 @@ impl Daemon {
             config.output.overlay_dir.clone(),
         ];
         folders.extend(config.output.mask_dir.clone());
+        if config.capture.is_some() {
+            folders.push(config.captured_dir().to_path_buf());
+        }
         for path in folders {
             std::fs::create_dir_all(&path).map_err(|source| DaemonError::Folder { path, source })?;
         }
@@ -209,7 +189,7 @@ impl Daemon {
         };
         let capture = match &config.capture {
             Some(c) => Some(
-                CaptureService::start(c.clone(), config.watch.dir.clone(), config.limits())
+                CaptureService::start(c.clone(), config.captured_dir().to_path_buf(), config.limits())
                     .map_err(DaemonError::Capture)?,
             ),
             None => None,
@@ -217,16 +197,12 @@ impl Daemon {
         let (press_tx, presses) = mpsc::channel();
         let alert = config.gpio.as_ref().and_then(|g| AlertService::start(g, press_tx));
         let screen = config.display.as_ref().and_then(|d| match display::open(d) {
-            Ok(display) => Some(Screen {
+            Ok(display) => Some(Screen::new(
                 display,
-                presenter: Presenter::new(
-                    Duration::from_secs(config.output.alert_hold_s.into()),
-                    // something can acknowledge an alert: the ACK button or the host
-                    config.serial.is_some() || config.gpio.as_ref().is_some_and(|g| g.ack_button.is_some()),
-                ),
-                drawn: Drawn::Nothing,
-                failing: false,
-            }),
+                Duration::from_secs(config.output.alert_hold_s.into()),
+                // something can acknowledge an alert: the ACK button or the host
+                config.serial.is_some() || config.gpio.as_ref().is_some_and(|g| g.ack_button.is_some()),
+            )),
             Err(e) => {
                 log::error!("{e}; results are still journaled, written as overlays and reported");
                 None
@@ -249,6 +225,7 @@ impl Daemon {
             alert,
             presses,
             screen,
+            sink_health: sink::Health::default(),
             last_result,
             last_status: None,
             queue: 0,
@@ -263,18 +240,26 @@ impl Daemon {
         &self.journal
     }
 
-    /// Serve the watch folder (and the devices) until `stop` is set.
+    /// Serve the watch folder, the capture spool (and the devices) until `stop` is set.
     pub fn run(mut self, stop: &AtomicBool) -> Result<Summary, DaemonError> {
         let watch = &self.config.watch;
-        let folder = WatchFolder::start(&watch.dir, watch.queue.get(), Duration::from_millis(watch.settle_ms))?;
+        let settle = Duration::from_millis(watch.settle_ms);
+        let folder = WatchFolder::start(&watch.dir, watch.queue.get(), settle)?;
+        let captured = match &self.config.capture {
+            Some(_) => Some(WatchFolder::start(self.config.captured_dir(), 1, settle)?),
+            None => None,
+        };
         // systemd (Type=notify) starts what depends on ptxd once this arrives
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("ready")]);
         while !stop.load(Ordering::Relaxed) {
             if let Some(path) = folder.recv_timeout(Duration::from_millis(50)) {
-                self.handle(&path);
+                self.handle(&path, Origin::Watch);
+            }
+            if let Some(path) = captured.as_ref().and_then(|c| c.recv_timeout(Duration::ZERO)) {
+                self.handle(&path, Origin::Capture);
             }
             self.serve_events();
-            self.queue = folder.pending();
+            self.queue = folder.pending() + captured.as_ref().map_or(0, WatchFolder::pending);
             self.refresh_status();
             if let Some((period, due)) = &mut self.watchdog {
                 if Instant::now() >= *due {
@@ -294,32 +279,37 @@ impl Daemon {
         Ok(self.summary)
     }
 
-    /// Handle one file from the watch folder; never panics, never returns an error: every
-    /// outcome is journaled or logged.
-    pub fn handle(&mut self, path: &Path) {
+    /// Handle one file from the watch folder (or, `Origin::Capture`, the capture spool);
+    /// never panics, never returns an error: every outcome is journaled or logged.
+    pub fn handle(&mut self, path: &Path, origin: Origin) {
         if !path.is_file() {
             return; // taken already (a duplicate event) or removed by the user
         }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let source = if name.starts_with("capture-") {
-            format!("capture:{name}")
-        } else {
-            format!("watch:{name}")
+        let input = Input {
+            path,
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            origin,
         };
         let started = Instant::now();
         // Read once: the bytes are hashed here and decoded below. A file too large to read
         // is still hashed (streamed), so its failure record names it too.
-        let input = decode::read_input(path, self.config.limits());
-        let sha = match &input {
+        let bytes = decode::read_input(path, self.config.limits());
+        let sha = match &bytes {
             Ok(bytes) => Some(hex(&Sha256::digest(bytes))),
             Err(_) => sha256_file(path).ok(),
         };
         // Recorded before a crash or power cut, but not moved yet: move it, record nothing.
-        if let Some(failed) = sha.as_deref().and_then(|sha| self.journal.recorded(sha, &source)) {
-            log::info!("{name}: already in the journal (recorded before a restart); moving it on");
+        if let Some(failed) = sha
+            .as_deref()
+            .and_then(|sha| self.journal.recorded(sha, &input.source()))
+        {
+            log::info!(
+                "{}: already in the journal (recorded before a restart); moving it on",
+                input.name
+            );
             self.summary.already_journaled += 1;
             let dir = if failed {
                 self.config.failed_dir()
@@ -332,7 +322,7 @@ impl Daemon {
         // A panic inside a decoder or tract must not take the service down, and must not
         // crash-loop it on the same file after a restart: it becomes this file's failure.
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let bytes = input.map_err(|e| Failure {
+            let bytes = bytes.map_err(|e| Failure {
                 kind: e.kind(),
                 message: e.to_string(),
             })?;
@@ -345,10 +335,7 @@ impl Daemon {
                 message: format!("{}: internal error: {}", path.display(), panic_text(&panic)),
             })
         });
-        match outcome {
-            Ok(analysis) => self.record_analysis(path, &name, &source, &analysis),
-            Err(failure) => self.record_failure(path, &source, sha, &failure),
-        }
+        self.record(&input, sha, outcome);
     }
 
     /// Decode and analyze one file's bytes; the error names the file.
@@ -369,126 +356,93 @@ impl Daemon {
         })
     }
 
-    fn record_analysis(&mut self, path: &Path, name: &str, source: &str, analysis: &Analysis) {
+    /// One outcome, in the order that loses nothing: its files, the journal (from here on
+    /// the result exists), the input moved out of the folder, then the sinks.
+    fn record(&mut self, input: &Input<'_>, sha: Option<String>, outcome: Result<Analysis, Failure>) {
+        let models = self.analyzer.versions();
+        let record = match &outcome {
+            Ok(analysis) => {
+                let mut record = Record::new(input.source(), sha, models, analysis.verdict);
+                record.probability = analysis.probability;
+                record.findings = analysis.findings.clone();
+                record.error_kind = analysis.error_kind();
+                record.error = analysis.not_chest.as_ref().map(ToString::to_string);
+                (record.overlay, record.mask) = self.write_files(input, analysis, &record);
+                record
+            }
+            Err(failure) => Record::failure(input.source(), sha, models, failure),
+        };
+        let r = match self.journal.append(record) {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("{}: NOT recorded, left in the watch folder: {e}", input.path.display());
+                return;
+            }
+        };
+        let analysis = outcome.as_ref().ok();
+        match (analysis, &r.error) {
+            (Some(a), None) => log::info!(
+                "#{} {}: {} p={:.3}, {} finding(s), {:.2}s",
+                r.seq,
+                input.name,
+                r.verdict,
+                a.probability.unwrap_or(f32::NAN),
+                a.findings.len(),
+                a.seconds
+            ),
+            (_, error) => log::warn!(
+                "#{} {}: {} ({}): {}",
+                r.seq,
+                r.source,
+                r.verdict,
+                r.error_kind.map_or("-", ErrorKind::as_str),
+                error.as_deref().unwrap_or_default()
+            ),
+        }
+        if r.failed() {
+            self.summary.failed += 1;
+            self.move_input(input.path, self.config.failed_dir(), r.error.as_deref());
+        } else {
+            self.summary.analyzed += 1;
+            self.move_input(input.path, self.config.done_dir(), None);
+        }
+        self.last_result = Some(summary_line(&r));
+        let delivery = Delivery {
+            record: &r,
+            analysis,
+            input: &input.name,
+        };
+        let mut sinks: Vec<&mut dyn Sink> = Vec::new();
+        sinks.extend(self.alert.as_mut().map(|s| s as &mut dyn Sink));
+        sinks.extend(self.screen.as_mut().map(|s| s as &mut dyn Sink));
+        sinks.extend(self.link.as_mut().map(|s| s as &mut dyn Sink));
+        sink::deliver(&mut sinks, &delivery, &mut self.sink_health);
+    }
+
+    /// The overlay (and, for a positive, the mask) PNG, written durably before the record
+    /// that names them. A file that cannot be written is logged and named as null.
+    fn write_files(&self, input: &Input<'_>, analysis: &Analysis, record: &Record) -> (Option<String>, Option<String>) {
         let seq = self.journal.next_seq();
-        let stem = path
+        let stem = input
+            .path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let time = journal::now_rfc3339();
-        let versions = self.analyzer.versions();
-        let overlay_path = self.config.output.overlay_dir.join(format!("{seq:08}-{stem}.png"));
-        let fb = render_overlay(analysis, self.config.output.overlay_size, &versions, &time, name);
-        let overlay = match journal::write_durably(&overlay_path, &fb.to_png()) {
-            Ok(()) => Some(overlay_path.display().to_string()),
+        let write = |path: PathBuf, png: Vec<u8>| match journal::write_durably(&path, &png) {
+            Ok(()) => Some(path.display().to_string()),
             Err(e) => {
-                log::error!("{}: cannot write the overlay: {e}", overlay_path.display());
+                log::error!("{}: cannot write it: {e}", path.display());
                 None
             }
         };
-        let mask = match (&analysis.mask, &self.config.output.mask_dir) {
-            (Some(mask), Some(dir)) => {
-                let p = dir.join(format!("{seq:08}-{stem}.png"));
-                match journal::write_durably(&p, &mask.to_png()) {
-                    Ok(()) => Some(p.display().to_string()),
-                    Err(e) => {
-                        log::error!("{}: cannot write the mask: {e}", p.display());
-                        None
-                    }
-                }
-            }
+        let output = &self.config.output;
+        let fb = screen::result_frame(analysis, output.overlay_size, &record.models, &record.time, &input.name);
+        let overlay = write(output.overlay_dir.join(format!("{seq:08}-{stem}.png")), fb.to_png());
+        let mask = match (&analysis.mask, &output.mask_dir) {
+            (Some(mask), Some(dir)) => write(dir.join(format!("{seq:08}-{stem}.png")), mask.to_png()),
             _ => None,
         };
-        let record = Record {
-            seq,
-            time,
-            source: source.to_string(),
-            input_sha256: Some(analysis.radiograph.sha256.clone()),
-            v: outcome::VERSION,
-            verdict: analysis.verdict,
-            needs_attention: analysis.needs_attention(),
-            probability: analysis.probability,
-            findings: analysis.findings.clone(),
-            models: versions.clone(),
-            overlay,
-            mask,
-            error_kind: analysis.error_kind(),
-            error: analysis.not_chest.as_ref().map(ToString::to_string),
-        };
-        match self.journal.append(record) {
-            Ok(r) => {
-                match (&analysis.not_chest, analysis.probability) {
-                    (Some(why), _) => log::warn!("#{} {name}: {}: {why}", r.seq, r.verdict),
-                    (None, p) => log::info!(
-                        "#{} {name}: {} p={:.3}, {} finding(s), {:.2}s",
-                        r.seq,
-                        r.verdict,
-                        p.unwrap_or(f32::NAN),
-                        analysis.findings.len(),
-                        analysis.seconds
-                    ),
-                }
-                self.summary.analyzed += 1;
-                self.move_input(path, self.config.done_dir(), None);
-                if analysis.verdict == Verdict::Positive {
-                    if let Some(alert) = &self.alert {
-                        alert.raise(r.seq);
-                    }
-                }
-                self.last_result = Some(summary_line(&r));
-                let alert = matches!(r.verdict, Verdict::Positive | Verdict::Indeterminate);
-                self.show(r.seq, alert, |size| {
-                    render_overlay(analysis, size, &versions, &r.time, name)
-                });
-                self.report(r);
-            }
-            Err(e) => log::error!("{name}: analyzed but NOT recorded, left in the watch folder: {e}"),
-        }
-    }
-
-    fn record_failure(&mut self, path: &Path, source: &str, sha: Option<String>, failure: &Failure) {
-        let error = failure.message.as_str();
-        let record = Record {
-            v: outcome::VERSION,
-            seq: 0,
-            time: journal::now_rfc3339(),
-            source: source.to_string(),
-            input_sha256: sha,
-            verdict: Verdict::NotAnalyzed,
-            needs_attention: true,
-            probability: None,
-            findings: Vec::new(),
-            models: self.analyzer.versions(),
-            overlay: None,
-            mask: None,
-            error_kind: Some(failure.kind),
-            error: Some(error.to_string()),
-        };
-        match self.journal.append(record) {
-            Ok(r) => {
-                log::warn!("#{} {}: {} ({}): {error}", r.seq, r.source, r.verdict, failure.kind);
-                self.summary.failed += 1;
-                self.move_input(path, self.config.failed_dir(), Some(error));
-                self.last_result = Some(summary_line(&r));
-                let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                self.show(r.seq, false, |size| {
-                    let mut fb = Framebuffer::new(size.width, size.height);
-                    let lines = vec![
-                        format!("#{} {}", r.seq, name),
-                        error.to_string(),
-                        "Check the digitizer's output, then send the image again.".into(),
-                        "Press ACK to clear.".into(),
-                    ];
-                    let Ok(()) = render::draw_error(&mut fb, "IMAGE NOT ANALYZED", &lines);
-                    fb
-                });
-                self.report(r);
-            }
-            Err(e) => log::error!(
-                "{}: failure NOT recorded, left in the watch folder: {e}",
-                path.display()
-            ),
-        }
+        (overlay, mask)
     }
 
     /// Answer what the host and the buttons asked for since the last look.
@@ -501,7 +455,7 @@ impl Daemon {
                         alert.clear(Some(seq));
                     }
                     if let Some(screen) = &mut self.screen {
-                        screen.presenter.acknowledged_by_host(seq);
+                        screen.acknowledged_by_host(seq);
                     }
                 }
                 report::Event::Up => self.link_state = LinkState::PortOpen,
@@ -516,7 +470,7 @@ impl Daemon {
                     log::info!("ACK button: result acknowledged on the device");
                     if let Some(screen) = &mut self.screen {
                         // the next waiting result, or the idle screen, at the next refresh
-                        screen.presenter.acknowledge_shown(Instant::now());
+                        screen.acknowledge_shown(Instant::now());
                     }
                 }
             }
@@ -572,9 +526,9 @@ impl Daemon {
         let v = self.analyzer.versions();
         StatusView {
             state: if self.capture_state == CaptureState::Lost {
-                "CAPTURE LOST".into()
+                ServiceState::CaptureLost
             } else {
-                "READY".into()
+                ServiceState::Ready
             },
             models: format!("{} / {}", v.classifier, v.segmenter),
             queue: self.queue,
@@ -584,88 +538,22 @@ impl Daemon {
         }
     }
 
-    /// Redraw the idle screen when it shows and its facts changed; tell the link and systemd
-    /// the state.
+    /// Tell the link and systemd the state when it changed; let the screen draw what is due.
     fn refresh_status(&mut self) {
         let view = self.status();
         if self
             .last_status
             .as_ref()
-            .is_none_or(|s| (&s.state, s.queue) != (&view.state, view.queue))
+            .is_none_or(|s| (s.state, s.queue) != (view.state, view.queue))
         {
             if let Some(link) = &self.link {
-                link.set_status(view.queue, &view.state.to_lowercase().replace(' ', "-"));
+                link.set_status(view.queue, view.state);
             }
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&view.state)]);
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(view.state.banner())]);
         }
         self.last_status = Some(view.clone());
-        let Some(screen) = &mut self.screen else { return };
-        screen.presenter.tick(Instant::now());
-        Self::redraw(screen, view);
-    }
-
-    /// Draw what the presenter says is due, if it is not what the screen shows already: the
-    /// current result with its badge, or the idle screen.
-    fn redraw(screen: &mut Screen, view: StatusView) {
-        let due = match screen.presenter.current() {
-            Some(shown) => Drawn::Result {
-                seq: shown.seq,
-                badge: screen.presenter.badge(),
-            },
-            None => Drawn::Idle(view),
-        };
-        if due == screen.drawn {
-            return;
-        }
-        let fb = match (&due, screen.presenter.current()) {
-            (Drawn::Result { badge, .. }, Some(shown)) => {
-                let mut fb = shown.frame.clone();
-                if let Some(text) = badge {
-                    let Ok(()) = render::draw_badge(&mut fb, text);
-                }
-                fb
-            }
-            (Drawn::Idle(view), _) => {
-                let size = screen.display.size();
-                let mut fb = Framebuffer::new(size.width, size.height);
-                let Ok(()) = render::draw_status(&mut fb, view);
-                fb
-            }
-            _ => return,
-        };
-        Self::present(screen, &fb);
-        screen.drawn = due;
-    }
-
-    /// A result's screen drawn by `draw` at the display's size. An alert (positive,
-    /// indeterminate) holds the screen ([`crate::screen`]); others wait while one does.
-    fn show(&mut self, seq: u64, alert: bool, draw: impl FnOnce(OverlaySize) -> Framebuffer) {
-        let view = self.status();
-        let Some(screen) = &mut self.screen else { return };
-        let size = screen.display.size();
-        let frame = draw(OverlaySize {
-            width: size.width,
-            height: size.height,
-        });
-        screen.presenter.arrive(Shown { seq, alert, frame }, Instant::now());
-        Self::redraw(screen, view);
-    }
-
-    fn present(screen: &mut Screen, fb: &Framebuffer) {
-        match screen.display.show(fb) {
-            Ok(()) => screen.failing = false,
-            Err(e) if !screen.failing => {
-                log::error!("{e}; results are still journaled and reported");
-                screen.failing = true;
-            }
-            Err(_) => {}
-        }
-    }
-
-    /// Hand a journaled record to the host link, if there is one.
-    fn report(&self, record: Record) {
-        if let Some(link) = &self.link {
-            link.send(record);
+        if let Some(screen) = &mut self.screen {
+            screen.refresh(view, Instant::now());
         }
     }
 
@@ -701,11 +589,4 @@ fn summary_line(r: &Record) -> String {
     format!("#{} {} {}", r.seq, r.time, r.verdict)
 }
 
-/// The message of a caught panic.
-pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
-}
+pub use crate::sink::panic_text;

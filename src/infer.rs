@@ -26,7 +26,7 @@ pub enum InferError {
 }
 
 /// The model versions a result was produced with (journaled and reported with it).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelVersions {
     pub classifier: String,
     pub segmenter: String,

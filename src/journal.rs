@@ -24,7 +24,7 @@ use thiserror::Error;
 
 use crate::findings::{Finding, Verdict};
 use crate::infer::ModelVersions;
-use crate::outcome::{self, ErrorKind};
+use crate::outcome::{self, ErrorKind, Failure};
 
 #[derive(Debug, Error)]
 pub enum JournalError {
@@ -65,6 +65,38 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record of `verdict` for the input `source` (with its hash, when it could be read):
+    /// `needs_attention` follows from the verdict, everything else is empty, and the time is
+    /// now. [`Journal::append`] gives it its `seq`.
+    pub fn new(source: String, input_sha256: Option<String>, models: ModelVersions, verdict: Verdict) -> Record {
+        Record {
+            v: outcome::VERSION,
+            seq: 0,
+            time: now_rfc3339(),
+            source,
+            input_sha256,
+            verdict,
+            needs_attention: outcome::needs_attention(verdict),
+            probability: None,
+            findings: Vec::new(),
+            models,
+            overlay: None,
+            mask: None,
+            error_kind: None,
+            error: None,
+        }
+    }
+
+    /// The record of an input that could not be analyzed: `not_analyzed`, with its kind
+    /// and message.
+    pub fn failure(source: String, input_sha256: Option<String>, models: ModelVersions, failure: &Failure) -> Record {
+        Record {
+            error_kind: Some(failure.kind),
+            error: Some(failure.message.clone()),
+            ..Record::new(source, input_sha256, models, Verdict::NotAnalyzed)
+        }
+    }
+
     /// True when the image could not be analyzed (its input goes to `failed/`).
     pub fn failed(&self) -> bool {
         self.verdict == Verdict::NotAnalyzed

@@ -5,8 +5,9 @@
 //! - [`manifest`], [`config`]: what the models are and how the daemon is set up, parsed once;
 //! - [`decode`], [`preprocess`], [`infer`], [`lungs`], [`findings`]: one radiograph's way
 //!   through the models, put together by [`analysis`];
-//! - [`render`], [`screen`], [`journal`], [`source`], [`report`]: drawing and presenting,
-//!   recording, receiving and reporting results (`report` frames `journal` records for the serial link);
+//! - [`render`], [`journal`], [`source`]: drawing, recording and receiving results;
+//! - [`sink`] and the sinks a journaled result goes to: [`screen`] (the display),
+//!   [`alert`] (LED, buzzer), [`report`] (the serial link, framing `journal` records);
 //! - [`daemon`]: the service loop that ties them together; [`logging`] for its messages;
 //! - [`worker`]: the stop-on-drop thread that the watch folder, the link, the capture
 //!   device and the alert each run on (it depends on nothing).
@@ -30,5 +31,6 @@ pub mod preprocess;
 pub mod render;
 pub mod report;
 pub mod screen;
+pub mod sink;
 pub mod source;
 pub mod worker;

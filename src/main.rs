@@ -268,7 +268,7 @@ fn write_outputs(
     };
     let overlay = match &out.overlay_dir {
         Some(dir) => {
-            let fb = daemon::render_overlay(
+            let fb = ptxd::screen::result_frame(
                 a,
                 out.overlay_size,
                 &analyzer.versions(),

@@ -95,6 +95,54 @@ impl std::fmt::Display for ErrorKind {
     }
 }
 
+/// What the service is doing, as the idle screen, systemd's status line and the serial
+/// `status` frame say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServiceState {
+    /// Serving: watching the folder (and streaming from the capture device, if any).
+    #[default]
+    Ready,
+    /// The capture device failed or was unplugged and is being reopened; files are still served.
+    CaptureLost,
+}
+
+impl ServiceState {
+    /// The serial protocol's word (`docs/serial-protocol.md`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceState::Ready => "ready",
+            ServiceState::CaptureLost => "capture-lost",
+        }
+    }
+
+    /// The idle screen's banner and systemd's status line.
+    pub fn banner(self) -> &'static str {
+        match self {
+            ServiceState::Ready => "READY",
+            ServiceState::CaptureLost => "CAPTURE LOST",
+        }
+    }
+}
+
+/// Where an input came from, carried with it rather than guessed from its name: the watch
+/// folder (a file someone or something dropped there) or the capture device (a frame the
+/// capture thread chose and spooled into its own folder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Watch,
+    Capture,
+}
+
+impl Origin {
+    /// The record's `source`: `watch:<name>` or `capture:<name>`.
+    pub fn source(self, name: &str) -> String {
+        match self {
+            Origin::Watch => format!("watch:{name}"),
+            Origin::Capture => format!("capture:{name}"),
+        }
+    }
+}
+
 /// An image that got no pneumothorax reading: the kind for scripts, the message (which names
 /// the file or frame) for people.
 #[derive(Debug, Clone, PartialEq, Eq)]

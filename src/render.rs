@@ -24,6 +24,7 @@ use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
 use embedded_graphics::text::{Baseline, Text};
 
 use crate::findings::{Finding, Mask, Side, Verdict};
+use crate::outcome::ServiceState;
 use crate::preprocess::GreyImage;
 
 pub const RED: Rgb888 = Rgb888::new(220, 30, 30);
@@ -358,8 +359,7 @@ pub fn draw_result<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &ResultV
 /// The idle screen's facts: what a radiographer glances at between patients.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StatusView {
-    /// "READY", or what is wrong ("CAPTURE DEVICE LOST").
-    pub state: String,
+    pub state: ServiceState,
     pub models: String,
     /// Images waiting for analysis.
     pub queue: usize,
@@ -373,7 +373,7 @@ pub struct StatusView {
 
 /// Draw the idle screen: a slate banner with the state, then one fact per line.
 pub fn draw_status<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &StatusView) -> Result<(), D::Error> {
-    let ready = view.state == "READY";
+    let ready = view.state == ServiceState::Ready;
     let colour = if ready { SLATE } else { AMBER };
     let lines = [
         format!("Waiting: {}", view.queue),
@@ -382,7 +382,7 @@ pub fn draw_status<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &StatusV
         format!("Capture: {}", view.capture),
         format!("Models: {}", view.models),
     ];
-    draw_text_screen(target, &format!("ptxd {}", view.state), colour, &lines)
+    draw_text_screen(target, &format!("ptxd {}", view.state.banner()), colour, &lines)
 }
 
 /// Draw an error screen: a red banner saying what failed, then what to do.

@@ -32,6 +32,8 @@ use serde_json::{json, Map, Value};
 use crate::config::SerialConfig;
 use crate::infer::ModelVersions;
 use crate::journal::{encode_line, read_records, write_durably, JournalError, Record};
+use crate::outcome::ServiceState;
+use crate::sink::{Delivery, Sink, SinkError};
 use crate::worker::{nap, Worker};
 
 /// The protocol version, `"v"` in every frame. Raised on any incompatible change.
@@ -239,7 +241,7 @@ pub struct Link<P> {
     last_seq: u64,
     /// What `status` frames report; kept current by the owner ([`Link::set_status`]).
     queue: usize,
-    state: String,
+    state: ServiceState,
 }
 
 /// A journal read failed while answering the host.
@@ -265,7 +267,7 @@ impl<P: Read + Write> Link<P> {
             host_seen: false,
             last_seq: hello.last_seq,
             queue: 0,
-            state: "ready".into(),
+            state: ServiceState::Ready,
         };
         link.write(&hello_frame(hello))?;
         let backlog = read_records(&link.journal, link.acks.through + 1).map_err(journal_io)?;
@@ -317,10 +319,9 @@ impl<P: Read + Write> Link<P> {
     }
 
     /// Set what `status` frames report: files waiting for analysis and a one-word state
-    /// ("ready", "analyzing", "capture-lost"...).
-    pub fn set_status(&mut self, queue: usize, state: &str) {
+    pub fn set_status(&mut self, queue: usize, state: ServiceState) {
         self.queue = queue;
-        self.state = state.to_string();
+        self.state = state;
     }
 
     /// Send an `error` frame about a device or frame failure.
@@ -331,7 +332,7 @@ impl<P: Read + Write> Link<P> {
 
     /// Send a `status` frame now (the heartbeat).
     pub fn send_status(&mut self) -> io::Result<()> {
-        let frame = status_frame(self.last_seq, self.unacked() as u64, self.queue, &self.state);
+        let frame = status_frame(self.last_seq, self.unacked() as u64, self.queue, self.state.as_str());
         self.write(&frame)
     }
 
@@ -534,7 +535,7 @@ pub struct LinkSetup {
 enum Outgoing {
     Result(Box<Record>),
     Error { reason: String, detail: String },
-    Status { queue: usize, state: String },
+    Status { queue: usize, state: ServiceState },
 }
 
 impl LinkService {
@@ -548,12 +549,6 @@ impl LinkService {
         })
     }
 
-    /// Hand over a journaled result.
-    pub fn send(&self, record: Record) {
-        // the thread only ends on stop: a send error then does not matter
-        let _ = self.outbox.send(Outgoing::Result(Box::new(record)));
-    }
-
     /// Report a device or frame failure as an `error` frame (dropped while the link is down:
     /// errors are news, results are records).
     pub fn send_error(&self, reason: &str, detail: &str) {
@@ -564,11 +559,24 @@ impl LinkService {
     }
 
     /// What `status` frames say: images waiting and a one-word state.
-    pub fn set_status(&self, queue: usize, state: &str) {
-        let _ = self.outbox.send(Outgoing::Status {
-            queue,
-            state: state.into(),
-        });
+    pub fn set_status(&self, queue: usize, state: ServiceState) {
+        let _ = self.outbox.send(Outgoing::Status { queue, state });
+    }
+}
+
+/// Every journaled result goes to the link thread, which sends it (or leaves it in the
+/// journal for the replay while the link is down).
+impl Sink for LinkService {
+    fn name(&self) -> &'static str {
+        "serial link"
+    }
+
+    fn deliver(&mut self, d: &Delivery<'_>) -> Result<(), SinkError> {
+        self.outbox
+            .send(Outgoing::Result(Box::new(d.record.clone())))
+            .map_err(|_| {
+                SinkError("the serial link thread has stopped; results wait in the journal for a restart".into())
+            })
     }
 }
 
@@ -586,7 +594,7 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Sender<Event>, 
     let heartbeat = Duration::from_secs(cfg.heartbeat_s.get());
     let mut backoff = Duration::from_secs(1);
     let mut failing = false;
-    let mut status = (0usize, "ready".to_string());
+    let mut status = (0usize, ServiceState::Ready);
     while !stop.load(Ordering::Relaxed) {
         let opened = serialport::new(&port_name, cfg.baud)
             .timeout(Duration::from_millis(50))
@@ -633,7 +641,7 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Sender<Event>, 
             "serial {port_name}: port open, hello sent, {} result(s) awaiting ACK; no host seen yet",
             link.unacked()
         );
-        link.set_status(status.0, &status.1);
+        link.set_status(status.0, status.1);
         let _ = events.send(Event::Up);
         (failing, backoff) = (false, Duration::from_secs(1));
         let mut last_status = Instant::now();
@@ -647,7 +655,7 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Sender<Event>, 
                         Outgoing::Result(record) => link.send_result(&record)?,
                         Outgoing::Error { reason, detail } => link.send_error(&reason, &detail)?,
                         Outgoing::Status { queue, state } => {
-                            link.set_status(queue, &state);
+                            link.set_status(queue, state);
                             status = (queue, state);
                         }
                     }

@@ -1,4 +1,5 @@
-//! Which result the attached screen shows, and for how long: the policy, apart from drawing.
+//! Which result the attached screen shows, and for how long: the policy ([`Presenter`],
+//! apart from drawing), and the display as a sink of results ([`Screen`]).
 //!
 //! - **An alert holds the screen.** A positive or indeterminate result stays on screen until
 //!   the ACK button is pressed, or for at least `output.alert_hold_s` seconds. Results that
@@ -20,6 +21,14 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
+
+use crate::analysis::Analysis;
+use crate::config::OverlaySize;
+use crate::display::Display;
+use crate::findings::Verdict;
+use crate::infer::ModelVersions;
+use crate::render::{self, Framebuffer, ResultView, StatusView};
+use crate::sink::{Delivery, Sink, SinkError};
 
 /// Drawn screens kept while the screen is held.
 pub const MAX_WAITING: usize = 8;
@@ -154,6 +163,177 @@ impl<F> Presenter<F> {
         self.waiting.clear();
         newest
     }
+}
+
+/// The attached display as a [`Sink`]: the [`Presenter`]'s policy, the drawing, and the
+/// display itself. Results are drawn at the display's size when they arrive; the idle screen
+/// when nothing is due.
+pub struct Screen {
+    display: Box<dyn Display + Send>,
+    presenter: Presenter<Framebuffer>,
+    /// What is drawn now: the idle screen's facts, or a result's seq with its badge.
+    drawn: Drawn,
+    /// The idle screen's facts as last given ([`Screen::refresh`]).
+    idle: StatusView,
+    /// A draw failed and was logged; the next failure is not logged again.
+    failing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Drawn {
+    Nothing,
+    Idle(StatusView),
+    Result { seq: u64, badge: Option<String> },
+}
+
+impl Screen {
+    /// `hold`: how long an alert holds the screen; `acknowledgeable`: an ACK button or a
+    /// host link exists (see [`Presenter::new`]).
+    pub fn new(display: Box<dyn Display + Send>, hold: Duration, acknowledgeable: bool) -> Screen {
+        Screen {
+            display,
+            presenter: Presenter::new(hold, acknowledgeable),
+            drawn: Drawn::Nothing,
+            idle: StatusView::default(),
+            failing: false,
+        }
+    }
+
+    /// Called often: the idle screen's facts now; ends an elapsed hold and draws what is due.
+    pub fn refresh(&mut self, idle: StatusView, now: Instant) {
+        self.idle = idle;
+        self.presenter.tick(now);
+        self.redraw();
+    }
+
+    /// The ACK button: the result on screen is acknowledged (the next one, or the idle
+    /// screen, is drawn at the next refresh).
+    pub fn acknowledge_shown(&mut self, now: Instant) {
+        self.presenter.acknowledge_shown(now);
+    }
+
+    /// The host acknowledged result `seq`.
+    pub fn acknowledged_by_host(&mut self, seq: u64) {
+        self.presenter.acknowledged_by_host(seq);
+    }
+
+    /// Draw what the presenter says is due, unless the screen shows it already: the current
+    /// result with its badge, or the idle screen. A display failure is logged here, once per
+    /// run of them, and the draw is tried again at the next refresh: a display that comes
+    /// back catches up.
+    fn redraw(&mut self) {
+        let (due, fb) = match self.presenter.current() {
+            Some(shown) => {
+                let due = Drawn::Result {
+                    seq: shown.seq,
+                    badge: self.presenter.badge(),
+                };
+                if due == self.drawn {
+                    return;
+                }
+                let mut fb = shown.frame.clone();
+                if let Drawn::Result { badge: Some(text), .. } = &due {
+                    let Ok(()) = render::draw_badge(&mut fb, text);
+                }
+                (due, fb)
+            }
+            None => {
+                let due = Drawn::Idle(self.idle.clone());
+                if due == self.drawn {
+                    return;
+                }
+                let size = self.display.size();
+                let mut fb = Framebuffer::new(size.width, size.height);
+                let Ok(()) = render::draw_status(&mut fb, &self.idle);
+                (due, fb)
+            }
+        };
+        match self.display.show(&fb) {
+            Ok(()) => {
+                if self.failing {
+                    log::info!("{}: working again", self.display.name());
+                }
+                self.failing = false;
+                self.drawn = due;
+            }
+            Err(e) if !self.failing => {
+                log::error!("{e}; results are still journaled and reported");
+                self.failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+impl Sink for Screen {
+    fn name(&self) -> &'static str {
+        "screen"
+    }
+
+    fn deliver(&mut self, d: &Delivery<'_>) -> Result<(), SinkError> {
+        let size = self.display.size();
+        let size = OverlaySize {
+            width: size.width,
+            height: size.height,
+        };
+        let r = d.record;
+        let frame = match d.analysis {
+            Some(analysis) => result_frame(analysis, size, &r.models, &r.time, d.input),
+            None => failure_frame(size, r.seq, d.input, r.error.as_deref().unwrap_or_default()),
+        };
+        let alert = matches!(r.verdict, Verdict::Positive | Verdict::Indeterminate);
+        self.presenter.arrive(
+            Shown {
+                seq: r.seq,
+                alert,
+                frame,
+            },
+            Instant::now(),
+        );
+        // a display failure is logged by redraw, which also retries it
+        self.redraw();
+        Ok(())
+    }
+}
+
+/// The result screen for `analysis` at `size`: what the display shows and the overlay file
+/// holds.
+pub fn result_frame(
+    analysis: &Analysis,
+    size: OverlaySize,
+    models: &ModelVersions,
+    time: &str,
+    source: &str,
+) -> Framebuffer {
+    let mut fb = Framebuffer::new(size.width, size.height);
+    let models = models.label();
+    let view = ResultView {
+        image: &analysis.radiograph.image,
+        mask: analysis.mask.as_ref(),
+        verdict: analysis.verdict,
+        probability: analysis.probability,
+        not_chest: analysis.not_chest.as_ref(),
+        findings: &analysis.findings,
+        time,
+        models: &models,
+        source,
+    };
+    let Ok(()) = render::draw_result(&mut fb, &view);
+    fb
+}
+
+/// The screen for result `seq`, an input that could not be analyzed: what went wrong and
+/// what to do.
+pub fn failure_frame(size: OverlaySize, seq: u64, input: &str, error: &str) -> Framebuffer {
+    let mut fb = Framebuffer::new(size.width, size.height);
+    let lines = vec![
+        format!("#{seq} {input}"),
+        error.to_string(),
+        "Check the digitizer's output, then send the image again.".into(),
+        "Press ACK to clear.".into(),
+    ];
+    let Ok(()) = render::draw_error(&mut fb, "IMAGE NOT ANALYZED", &lines);
+    fb
 }
 
 fn plural(n: usize) -> &'static str {

@@ -549,6 +549,32 @@ fn a_lost_capture_device_is_reported_and_trigger_is_answered_while_files_are_ser
     std::fs::write(rig.path("incoming/ptx.png"), real_png()).unwrap();
     read_until(&mut host, &mut seen, |s| results(s, 1) >= 1);
     wait_for_banner(&rig, RED, "positive result", &mut child);
+
+    // where a file came from is the folder it was found in, not its name: a dropped file
+    // named like a frame is a watch-folder file; a frame in the capture spool is a capture
+    std::fs::write(
+        rig.path("incoming/capture-video0-forged.png"),
+        phantom("phantom-clear.png"),
+    )
+    .unwrap();
+    read_until(&mut host, &mut seen, |s| results(s, 2) >= 1);
+    let frame = "capture-video0-20261128T120000000Z.png";
+    std::fs::write(
+        rig.path(&format!("incoming/captured/{frame}")),
+        phantom("phantom-clear.png"),
+    )
+    .unwrap();
+    read_until(&mut host, &mut seen, |s| results(s, 3) >= 1);
+    let source = |seq: u64| {
+        let r = seen.iter().find(|f| f["type"] == "result" && f["seq"] == seq).unwrap();
+        r["source"].as_str().unwrap().to_string()
+    };
+    assert_eq!(source(2), "watch:capture-video0-forged.png");
+    assert_eq!(source(3), format!("capture:{frame}"));
+    assert!(
+        rig.path(&format!("incoming/done/{frame}")).is_file(),
+        "a frame is moved on like a file"
+    );
     let log = terminate(child);
     let lost: Vec<&str> = log.lines().filter(|l| l.contains("video-not-here")).collect();
     assert_eq!(lost.len(), 1, "one line per outage, not one per retry: {log}");

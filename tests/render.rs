@@ -3,6 +3,7 @@
 
 use embedded_graphics::pixelcolor::{Rgb888, RgbColor};
 use ptxd::findings::{Finding, Mask, Side, Verdict};
+use ptxd::outcome::ServiceState;
 use ptxd::preprocess::GreyImage;
 use ptxd::render::{draw_result, Framebuffer, ResultView, AMBER, GREEN, RED, VIOLET};
 
@@ -229,7 +230,7 @@ fn the_longest_real_strings_stay_on_screen_at_320x240_and_1920x1080() {
         screens.push(("error", b));
         let mut b = new();
         let view = StatusView {
-            state: "CAPTURE LOST".into(),
+            state: ServiceState::CaptureLost,
             models: models.into(),
             queue: 10_000,
             last_result: Some("#123456 2026-11-26T19:03:04Z not_chest_radiograph".into()),

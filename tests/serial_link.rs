@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ptxd::journal::{decode_line, Journal};
+use ptxd::outcome::ServiceState;
 use ptxd::report::{AckState, Event, Hello, Link, LinkConfig};
 use serde_json::Value;
 use serialport::{SerialPort, TTYPort};
@@ -163,7 +164,7 @@ fn garbage_gets_error_frames_and_the_link_keeps_serving() {
     frames(&mut host);
     say(&mut host, b"\xff\xfe\x00garbage\nFOO 1\nACK one\n");
     say(&mut host, &[b'A'; 200]);
-    link.set_status(3, "analyzing");
+    link.set_status(3, ServiceState::CaptureLost);
     say(&mut host, b"\nSTATUS\nTRIGGER\n");
     let events = link.poll().unwrap();
     assert_eq!(
@@ -189,7 +190,7 @@ fn garbage_gets_error_frames_and_the_link_keeps_serving() {
     );
     assert_eq!(
         (status["queue"].as_u64(), status["state"].as_str()),
-        (Some(3), Some("analyzing"))
+        (Some(3), Some("capture-lost"))
     );
 }
 
