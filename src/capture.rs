@@ -32,7 +32,7 @@ use crate::config::{fourcc_name, CaptureConfig, Limits, PixelFormat};
 use crate::decode;
 use crate::journal;
 use crate::preprocess::GreyImage;
-use crate::worker::{nap, Worker};
+use crate::worker::{Backoff, Worker};
 
 /// Side of the thumbnail frames are compared on: coarse enough to ignore sensor noise and
 /// a clock in a corner, fine enough to see a different patient.
@@ -322,17 +322,14 @@ fn serve(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "video".into());
-    let max_wait = Duration::from_millis(config.retry_max_ms.get());
-    let mut wait = Duration::from_secs(1);
-    let mut failing = false;
+    let mut backoff = Backoff::new(Duration::from_millis(config.retry_max_ms.get()));
     let mut detector = StableFrames::new(config);
     while !stop.load(Ordering::Relaxed) {
         let outcome = open(config).and_then(|(device, neg)| {
-            if failing {
+            if backoff.worked() {
                 log::info!("capture {name}: device is back");
             }
             log::info!("capture {name}: {}x{} {}", neg.width, neg.height, neg.format);
-            (failing, wait) = (false, Duration::from_secs(1));
             state.store(CaptureState::Streaming as u8, Ordering::Relaxed);
             stream(&device, &neg, limits, &mut detector, triggers, stop, |image, take| {
                 save_frame(&image, spool_dir, &short, take)
@@ -343,13 +340,11 @@ fn serve(
         }
         if let Err(e) = outcome {
             state.store(CaptureState::Lost as u8, Ordering::Relaxed);
-            if !failing {
+            if backoff.failed() {
                 log::warn!("capture {name}: {e}; retrying with backoff, other sources keep working");
-                failing = true;
             }
         }
-        nap(wait, stop);
-        wait = (wait * 2).min(max_wait);
+        backoff.sleep(stop);
         // a trigger while the device was away asked for a frame that no longer exists
         while triggers.try_recv().is_ok() {}
     }

@@ -34,7 +34,7 @@ use crate::infer::ModelVersions;
 use crate::journal::{encode_line, read_records, write_durably, JournalError, Record};
 use crate::outcome::ServiceState;
 use crate::sink::{Delivery, Sink, SinkError};
-use crate::worker::{nap, Worker};
+use crate::worker::{nap, Backoff, Worker};
 
 /// The protocol version, `"v"` in every frame. Raised on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = crate::outcome::VERSION;
@@ -592,8 +592,7 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Sender<Event>, 
         max_backoff: Duration::from_millis(cfg.max_backoff_ms.get()),
     };
     let heartbeat = Duration::from_secs(cfg.heartbeat_s.get());
-    let mut backoff = Duration::from_secs(1);
-    let mut failing = false;
+    let mut backoff = Backoff::new(Duration::from_secs(30));
     let mut status = (0usize, ServiceState::Ready);
     while !stop.load(Ordering::Relaxed) {
         let opened = serialport::new(&port_name, cfg.baud)
@@ -627,13 +626,11 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Sender<Event>, 
         let mut link = match opened {
             Ok(link) => link,
             Err(e) => {
-                if !failing {
+                if backoff.failed() {
                     log::warn!("serial {port_name}: cannot open the link: {e}; retrying with backoff");
-                    failing = true;
                     let _ = events.send(Event::Down);
                 }
-                nap(backoff, stop);
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff.sleep(stop);
                 continue;
             }
         };
@@ -643,7 +640,7 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Sender<Event>, 
         );
         link.set_status(status.0, status.1);
         let _ = events.send(Event::Up);
-        (failing, backoff) = (false, Duration::from_secs(1));
+        backoff.worked();
         let mut last_status = Instant::now();
         let down = loop {
             if stop.load(Ordering::Relaxed) {
