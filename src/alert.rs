@@ -20,8 +20,8 @@ use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
 use linux_embedded_hal::CdevPin;
 
 use crate::config::{GpioConfig, LineId};
-use crate::display::{line_offset, output_line};
 use crate::findings::Verdict;
+use crate::gpio::{line_offset, output_line};
 use crate::sink::{Delivery, Sink, SinkError};
 use crate::worker::Worker;
 

@@ -19,7 +19,8 @@ use v4l::Device;
 
 use crate::capture;
 use crate::config::{fourcc_name, Config, DisplayConfig, PixelFormat};
-use crate::display::{self, fb_info, line_offset};
+use crate::display::{self, fb_info};
+use crate::gpio::line_offset;
 use crate::infer::{self, Model};
 use crate::manifest::{Manifest, Role};
 

@@ -9,6 +9,8 @@
 //! - [`sink`] and the sinks a journaled result goes to: [`screen`] (the display),
 //!   [`alert`] (LED, buzzer), [`report`] (the serial link, framing `journal` records);
 //! - [`daemon`]: the service loop that ties them together; [`logging`] for its messages;
+//! - [`display`] (one file per backend) and [`gpio`] (lines for the alert, the panel and
+//!   `doctor`): the hardware the screen and the alert drive;
 //! - [`worker`]: the stop-on-drop thread that the watch folder, the link, the capture
 //!   device and the alert each run on (it depends on nothing).
 
@@ -21,6 +23,7 @@ pub mod decode;
 pub mod display;
 pub mod doctor;
 pub mod findings;
+pub mod gpio;
 pub mod infer;
 pub mod journal;
 pub mod logging;
