@@ -113,7 +113,7 @@ pub struct Daemon {
     screen: Option<Screen>,
     /// Which sinks are failing, so each failure is logged once.
     sink_health: sink::Health,
-    /// For the idle screen: "#12 <time> POSITIVE".
+    /// For the idle screen: `#12 <time> positive`.
     last_result: Option<String>,
     /// Files waiting in the watch and capture folders.
     queue: usize,

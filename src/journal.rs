@@ -46,7 +46,7 @@ pub struct Record {
     pub seq: u64,
     /// UTC, RFC 3339, e.g. "2026-11-26T19:03:04Z".
     pub time: String,
-    /// Where the frame came from: "watch:<file name>" or "capture:<file name>".
+    /// Where the frame came from: `watch:<file name>` or `capture:<file name>` ([`outcome::Origin`]).
     pub source: String,
     pub input_sha256: Option<String>,
     pub verdict: Verdict,

@@ -515,7 +515,7 @@ impl<P: Read + Write> Link<P> {
 
 /// The link as a service: a thread that opens the configured port, runs [`Link`] on it,
 /// and when the port fails (unplugged, host gone) reopens it with backoff, replaying what
-/// the host has not acknowledged. Results reach it through [`LinkService::send`] after
+/// the host has not acknowledged. Results reach it through its [`Sink`] implementation after
 /// they are journaled; while the link is down they simply wait in the journal.
 pub struct LinkService {
     outbox: Sender<Outgoing>,
