@@ -113,6 +113,8 @@ pub struct Daemon {
     screen: Option<Screen>,
     /// Which sinks are failing, so each failure is logged once.
     sink_health: sink::Health,
+    /// An outcome waiting for the disk (see [`Stalled`]); while set, no new input is taken.
+    stalled: Option<Stalled>,
     /// For the idle screen: `#12 <time> positive`.
     last_result: Option<String>,
     /// Files waiting in the watch and capture folders.
@@ -125,16 +127,69 @@ pub struct Daemon {
 }
 
 /// The input in hand: where it is, what it is called, where it came from.
-struct Input<'a> {
-    path: &'a Path,
+struct Input {
+    path: PathBuf,
     /// Its file name, for people.
     name: String,
     origin: Origin,
 }
 
-impl Input<'_> {
+impl Input {
     fn source(&self) -> String {
         self.origin.source(&self.name)
+    }
+}
+
+/// How often a stalled outcome is tried again.
+const STALL_RETRY: Duration = Duration::from_secs(2);
+
+/// An outcome that could not be made durable (the disk is full, the journal cannot be
+/// written). It is kept in memory, its input stays in the folder, no new input is taken, and
+/// the durable steps are tried again every [`STALL_RETRY`] until they succeed: ptxd resumes by
+/// itself when space returns, and after a restart the input is simply analyzed again.
+struct Stalled {
+    input: Input,
+    sha: Option<String>,
+    outcome: Result<Analysis, Failure>,
+    why: Unwritten,
+    retry_at: Instant,
+}
+
+/// A durable step failed: what, and whether the disk is full.
+#[derive(Debug, Clone)]
+struct Unwritten {
+    full: bool,
+    message: String,
+}
+
+impl Unwritten {
+    fn new(what: &Path, e: &std::io::Error) -> Unwritten {
+        let full = matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+        Unwritten {
+            full,
+            message: format!("{}: {e}", what.display()),
+        }
+    }
+
+    fn state(&self) -> ServiceState {
+        match self.full {
+            true => ServiceState::DiskFull,
+            false => ServiceState::StorageError,
+        }
+    }
+
+    /// For the screen and the host: what is wrong and what to do.
+    fn advice(&self) -> String {
+        match self.full {
+            true => format!(
+                "No space left on the disk ({}): free space there; images wait in the watch folder and are analyzed when it returns",
+                self.message
+            ),
+            false => format!(
+                "Results cannot be written ({}): check the disk; images wait in the watch folder",
+                self.message
+            ),
+        }
     }
 }
 
@@ -226,6 +281,7 @@ impl Daemon {
             presses,
             screen,
             sink_health: sink::Health::default(),
+            stalled: None,
             last_result,
             last_status: None,
             queue: 0,
@@ -252,11 +308,17 @@ impl Daemon {
         // systemd (Type=notify) starts what depends on ptxd once this arrives
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status("ready")]);
         while !stop.load(Ordering::Relaxed) {
-            if let Some(path) = folder.recv_timeout(Duration::from_millis(50)) {
-                self.handle(&path, Origin::Watch);
-            }
-            if let Some(path) = captured.as_ref().and_then(|c| c.recv_timeout(Duration::ZERO)) {
-                self.handle(&path, Origin::Capture);
+            if self.stalled.is_some() {
+                // new inputs wait in their folders (the queue is bounded) until the disk is back
+                std::thread::sleep(Duration::from_millis(50));
+                self.retry_stalled();
+            } else {
+                if let Some(path) = folder.recv_timeout(Duration::from_millis(50)) {
+                    self.handle(&path, Origin::Watch);
+                }
+                if let Some(path) = captured.as_ref().and_then(|c| c.recv_timeout(Duration::ZERO)) {
+                    self.handle(&path, Origin::Capture);
+                }
             }
             self.serve_events();
             self.queue = folder.pending() + captured.as_ref().map_or(0, WatchFolder::pending);
@@ -286,7 +348,7 @@ impl Daemon {
             return; // taken already (a duplicate event) or removed by the user
         }
         let input = Input {
-            path,
+            path: path.to_path_buf(),
             name: path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -335,7 +397,57 @@ impl Daemon {
                 message: format!("{}: internal error: {}", path.display(), panic_text(&panic)),
             })
         });
-        self.record(&input, sha, outcome);
+        if let Err(why) = self.record(&input, sha.clone(), &outcome) {
+            self.stall(Stalled {
+                input,
+                sha,
+                outcome,
+                why,
+                retry_at: Instant::now() + STALL_RETRY,
+            });
+        }
+    }
+
+    /// Start waiting for the disk: say so once (log, host, screen through the status).
+    fn stall(&mut self, stalled: Stalled) {
+        let why = &stalled.why;
+        log::error!(
+            "{}: result NOT recorded, the input stays in its folder: {}; retrying every {} s",
+            stalled.input.name,
+            why.message,
+            STALL_RETRY.as_secs()
+        );
+        if let Some(link) = &self.link {
+            link.send_error(why.state().as_str(), &why.advice());
+        }
+        self.stalled = Some(stalled);
+    }
+
+    /// Try the stalled outcome's durable steps again, when due.
+    fn retry_stalled(&mut self) {
+        let Some(stalled) = self.stalled.as_mut() else { return };
+        if Instant::now() < stalled.retry_at {
+            return;
+        }
+        if !stalled.input.path.is_file() {
+            log::warn!(
+                "{}: removed while waiting for the disk; nothing recorded",
+                stalled.input.name
+            );
+            self.stalled = None;
+            return;
+        }
+        let stalled = self.stalled.take().expect("checked above");
+        match self.record(&stalled.input, stalled.sha.clone(), &stalled.outcome) {
+            Ok(()) => log::info!("{}: recorded; the disk is writable again, resuming", stalled.input.name),
+            Err(why) => {
+                self.stalled = Some(Stalled {
+                    why,
+                    retry_at: Instant::now() + STALL_RETRY,
+                    ..stalled
+                })
+            }
+        }
     }
 
     /// Decode and analyze one file's bytes; the error names the file.
@@ -358,27 +470,30 @@ impl Daemon {
 
     /// One outcome, in the order that loses nothing: its files, the journal (from here on
     /// the result exists), the input moved out of the folder, then the sinks.
-    fn record(&mut self, input: &Input<'_>, sha: Option<String>, outcome: Result<Analysis, Failure>) {
+    /// When a durable step fails (a full disk), nothing is journaled or moved and the caller
+    /// stalls.
+    fn record(
+        &mut self,
+        input: &Input,
+        sha: Option<String>,
+        outcome: &Result<Analysis, Failure>,
+    ) -> Result<(), Unwritten> {
         let models = self.analyzer.versions();
-        let record = match &outcome {
+        let record = match outcome {
             Ok(analysis) => {
                 let mut record = Record::new(input.source(), sha, models, analysis.verdict);
                 record.probability = analysis.probability;
                 record.findings = analysis.findings.clone();
                 record.error_kind = analysis.error_kind();
                 record.error = analysis.not_chest.as_ref().map(ToString::to_string);
-                (record.overlay, record.mask) = self.write_files(input, analysis, &record);
+                (record.overlay, record.mask) = self.write_files(input, analysis, &record)?;
                 record
             }
             Err(failure) => Record::failure(input.source(), sha, models, failure),
         };
-        let r = match self.journal.append(record) {
-            Ok(r) => r,
-            Err(e) => {
-                log::error!("{}: NOT recorded, left in the watch folder: {e}", input.path.display());
-                return;
-            }
-        };
+        let r = self.journal.append(record).map_err(|e| match e {
+            JournalError::Io { path, source, .. } => Unwritten::new(&path, &source),
+        })?;
         let analysis = outcome.as_ref().ok();
         match (analysis, &r.error) {
             (Some(a), None) => log::info!(
@@ -401,10 +516,10 @@ impl Daemon {
         }
         if r.failed() {
             self.summary.failed += 1;
-            self.move_input(input.path, self.config.failed_dir(), r.error.as_deref());
+            self.move_input(&input.path, self.config.failed_dir(), r.error.as_deref());
         } else {
             self.summary.analyzed += 1;
-            self.move_input(input.path, self.config.done_dir(), None);
+            self.move_input(&input.path, self.config.done_dir(), None);
         }
         self.last_result = Some(summary_line(&r));
         let delivery = Delivery {
@@ -417,11 +532,19 @@ impl Daemon {
         sinks.extend(self.screen.as_mut().map(|s| s as &mut dyn Sink));
         sinks.extend(self.link.as_mut().map(|s| s as &mut dyn Sink));
         sink::deliver(&mut sinks, &delivery, &mut self.sink_health);
+        Ok(())
     }
 
     /// The overlay (and, for a positive, the mask) PNG, written durably before the record
-    /// that names them. A file that cannot be written is logged and named as null.
-    fn write_files(&self, input: &Input<'_>, analysis: &Analysis, record: &Record) -> (Option<String>, Option<String>) {
+    /// that names them. A full disk stalls the result (nothing is lost); a file that cannot
+    /// be written for another reason (a folder made read-only) is logged and named as null,
+    /// so a misconfigured output cannot stop the service.
+    fn write_files(
+        &self,
+        input: &Input,
+        analysis: &Analysis,
+        record: &Record,
+    ) -> Result<(Option<String>, Option<String>), Unwritten> {
         let seq = self.journal.next_seq();
         let stem = input
             .path
@@ -429,20 +552,23 @@ impl Daemon {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let write = |path: PathBuf, png: Vec<u8>| match journal::write_durably(&path, &png) {
-            Ok(()) => Some(path.display().to_string()),
-            Err(e) => {
-                log::error!("{}: cannot write it: {e}", path.display());
-                None
-            }
+            Ok(()) => Ok(Some(path.display().to_string())),
+            Err(e) => match Unwritten::new(&path, &e) {
+                full if full.full => Err(full),
+                _ => {
+                    log::error!("{}: cannot write it: {e}", path.display());
+                    Ok(None)
+                }
+            },
         };
         let output = &self.config.output;
         let fb = screen::result_frame(analysis, output.overlay_size, &record.models, &record.time, &input.name);
-        let overlay = write(output.overlay_dir.join(format!("{seq:08}-{stem}.png")), fb.to_png());
+        let overlay = write(output.overlay_dir.join(format!("{seq:08}-{stem}.png")), fb.to_png())?;
         let mask = match (&analysis.mask, &output.mask_dir) {
-            (Some(mask), Some(dir)) => write(dir.join(format!("{seq:08}-{stem}.png")), mask.to_png()),
+            (Some(mask), Some(dir)) => write(dir.join(format!("{seq:08}-{stem}.png")), mask.to_png())?,
             _ => None,
         };
-        (overlay, mask)
+        Ok((overlay, mask))
     }
 
     /// Answer what the host and the buttons asked for since the last look.
@@ -524,12 +650,14 @@ impl Daemon {
             (Some(_), LinkState::Down) => "DOWN (results wait in the journal)",
         };
         let v = self.analyzer.versions();
+        let state = match (&self.stalled, self.capture_state) {
+            (Some(stalled), _) => stalled.why.state(),
+            (None, CaptureState::Lost) => ServiceState::CaptureLost,
+            (None, _) => ServiceState::Ready,
+        };
         StatusView {
-            state: if self.capture_state == CaptureState::Lost {
-                ServiceState::CaptureLost
-            } else {
-                ServiceState::Ready
-            },
+            state,
+            problem: self.stalled.as_ref().map(|s| s.why.advice()),
             models: format!("{} / {}", v.classifier, v.segmenter),
             queue: self.queue,
             last_result: self.last_result.clone(),

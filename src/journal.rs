@@ -364,12 +364,15 @@ pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         ".{}.tmp",
         path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
     ));
-    {
-        let mut f = File::create(&tmp)?;
+    let written = File::create(&tmp).and_then(|mut f| {
         f.write_all(bytes)?;
-        f.sync_all()?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        // a half-written temporary on a full disk would keep it full
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, path)?;
     sync_parent(path)
 }
 

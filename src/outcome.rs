@@ -104,6 +104,12 @@ pub enum ServiceState {
     Ready,
     /// The capture device failed or was unplugged and is being reopened; files are still served.
     CaptureLost,
+    /// A result could not be written: no space left on the disk. Its input waits in the
+    /// watch folder with every later one, and ptxd retries by itself until space returns.
+    DiskFull,
+    /// The journal (or an output file) could not be written for another reason; handled as
+    /// [`ServiceState::DiskFull`] is.
+    StorageError,
 }
 
 impl ServiceState {
@@ -112,6 +118,8 @@ impl ServiceState {
         match self {
             ServiceState::Ready => "ready",
             ServiceState::CaptureLost => "capture-lost",
+            ServiceState::DiskFull => "disk-full",
+            ServiceState::StorageError => "storage-error",
         }
     }
 
@@ -120,7 +128,14 @@ impl ServiceState {
         match self {
             ServiceState::Ready => "READY",
             ServiceState::CaptureLost => "CAPTURE LOST",
+            ServiceState::DiskFull => "DISK FULL",
+            ServiceState::StorageError => "CANNOT WRITE RESULTS",
         }
+    }
+
+    /// Nothing is being analyzed until it clears: the screen says so over any result.
+    pub fn stalls(self) -> bool {
+        matches!(self, ServiceState::DiskFull | ServiceState::StorageError)
     }
 }
 

@@ -369,19 +369,26 @@ pub struct StatusView {
     pub link: String,
     /// "/dev/video0 streaming", "/dev/video0 lost", or "not configured".
     pub capture: String,
+    /// What is wrong and what to do, first under the banner (a full disk).
+    pub problem: Option<String>,
 }
 
 /// Draw the idle screen: a slate banner with the state, then one fact per line.
 pub fn draw_status<D: DrawTarget<Color = Rgb888>>(target: &mut D, view: &StatusView) -> Result<(), D::Error> {
     let ready = view.state == ServiceState::Ready;
     let colour = if ready { SLATE } else { AMBER };
-    let lines = [
-        format!("Waiting: {}", view.queue),
-        format!("Last result: {}", view.last_result.as_deref().unwrap_or("none yet")),
-        format!("Host link: {}", view.link),
-        format!("Capture: {}", view.capture),
-        format!("Models: {}", view.models),
-    ];
+    let lines: Vec<String> = view
+        .problem
+        .iter()
+        .cloned()
+        .chain([
+            format!("Waiting: {}", view.queue),
+            format!("Last result: {}", view.last_result.as_deref().unwrap_or("none yet")),
+            format!("Host link: {}", view.link),
+            format!("Capture: {}", view.capture),
+            format!("Models: {}", view.models),
+        ])
+        .collect();
     draw_text_screen(target, &format!("ptxd {}", view.state.banner()), colour, &lines)
 }
 

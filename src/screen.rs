@@ -222,7 +222,12 @@ impl Screen {
     /// run of them, and the draw is tried again at the next refresh: a display that comes
     /// back catches up.
     fn redraw(&mut self) {
-        let (due, fb) = match self.presenter.current() {
+        // a stalled service (a full disk) says so over any result: nothing new is analyzed
+        let current = match self.idle.state.stalls() {
+            true => None,
+            false => self.presenter.current(),
+        };
+        let (due, fb) = match current {
             Some(shown) => {
                 let due = Drawn::Result {
                     seq: shown.seq,

@@ -608,3 +608,130 @@ fn systemd_hears_ready_and_watchdog_pings() {
     assert!(ready < first_ping, "{messages:?}");
     terminate(child);
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount a tmpfs on {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fill the filesystem holding `dir` to the last byte; returns the filler's path.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 4096];
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+                break;
+            }
+        }
+    }
+    path
+}
+
+#[test]
+fn a_full_disk_stalls_without_losing_anything_and_resumes_when_space_returns() {
+    // SAFETY: geteuid has no preconditions
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: mounting small filesystems needs root (CI runs as root)");
+        return;
+    }
+    let _lock = PTYS.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new(4);
+    // a small filesystem for the journal's folder, and one each for the overlays and masks
+    let state = rig.path("state");
+    let (overlays, masks) = (rig.path("state/overlays"), rig.path("state/masks"));
+    let _state_fs = Tmpfs::mount(&state, "1m");
+    let _overlay_fs = Tmpfs::mount(&overlays, "1m");
+    let _mask_fs = Tmpfs::mount(&masks, "1m");
+    let base = std::fs::read_to_string(&rig.config).unwrap();
+    let (mut host, port) = host_port();
+    let extra = format!(
+        "\n[serial]\nport = \"{port}\"\nheartbeat_s = 1\n\
+         \n[display]\nkind = \"png\"\ndir = \"screen\"\nsize = [320, 240]\n"
+    );
+    std::fs::write(&rig.config, format!("{base}{extra}")).unwrap();
+    let mut child = rig.start();
+    wait_until_watching(&rig);
+    let mut seen = Vec::new();
+    let disk_full = |s: &[Value]| {
+        s.iter()
+            .filter(|f| f["type"] == "error" && f["reason"] == "disk-full")
+            .count()
+    };
+    // each durable step in turn, in the order the first one can be forced: the journal
+    // first, while it is empty (a later append could fit in its last page)
+    for (round, (step, dir)) in [("journal", &state), ("overlay", &overlays), ("mask", &masks)]
+        .into_iter()
+        .enumerate()
+    {
+        let filler = fill(dir);
+        let name = format!("{step}-full.png");
+        std::fs::write(rig.path(&format!("incoming/{name}")), real_png()).unwrap();
+        read_until(&mut host, &mut seen, |s| disk_full(s) > round);
+        let error = seen.iter().rev().find(|f| f["reason"] == "disk-full").unwrap();
+        assert!(error["detail"].as_str().unwrap().contains("No space left"), "{error}");
+        // nothing journaled, the input where it was, the screen and the status say so
+        assert_eq!(rig.journal().len(), round, "{step}: nothing journaled while full");
+        assert!(
+            rig.path(&format!("incoming/{name}")).is_file(),
+            "{step}: the input stays"
+        );
+        wait_for_banner(&rig, AMBER, &format!("{step}: disk-full screen"), &mut child);
+        host.write_all(b"STATUS\n").unwrap();
+        read_until(&mut host, &mut seen, |s| {
+            s.iter().any(|f| f["type"] == "status" && f["state"] == "disk-full")
+        });
+        // space returns: the daemon resumes by itself, and the result is recorded once
+        std::fs::remove_file(&filler).unwrap();
+        let seq = round as u64 + 1;
+        read_until(&mut host, &mut seen, |s| results(s, seq) >= 1);
+        let records = rig.journal();
+        assert_eq!(records.len(), round + 1, "{step}: {records:?}");
+        let r = &records[round];
+        assert_eq!(r["source"], format!("watch:{name}"));
+        assert_eq!(r["verdict"], "positive", "{r}");
+        for key in ["overlay", "mask"] {
+            let file = r[key].as_str().unwrap_or_else(|| panic!("{step}: no {key} in {r}"));
+            assert!(Path::new(file).is_file(), "{file}");
+        }
+        assert!(rig.path(&format!("incoming/done/{name}")).is_file(), "{step}: moved on");
+        wait_for_banner(
+            &rig,
+            RED,
+            &format!("{step}: the result after the disk returned"),
+            &mut child,
+        );
+    }
+    let log = terminate(child);
+    assert!(log.contains("stopped: 3 analyzed, 0 failed"), "{log}");
+    // no half-written temporary files left to keep a disk full
+    for dir in [&state, &overlays, &masks] {
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(names.is_empty(), "{}: {names:?}", dir.display());
+    }
+}

@@ -236,6 +236,11 @@ fn the_longest_real_strings_stay_on_screen_at_320x240_and_1920x1080() {
             last_result: Some("#123456 2026-11-26T19:03:04Z not_chest_radiograph".into()),
             link: "port open, no host seen yet".into(),
             capture: "/dev/v4l/by-id/usb-Digitizer_Corp_XR-2000_0123456789-video-index0 LOST, retrying".into(),
+            problem: Some(
+                "No space left on the disk (/var/lib/ptxd/overlays/00000042-1.2.276.0.7230010.3.1.4.8323329.1080.png): \
+                 free space there; images wait in the watch folder and are analyzed when it returns"
+                    .into(),
+            ),
         };
         let Ok(()) = draw_status(&mut b, &view);
         screens.push(("idle", b));
