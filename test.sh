@@ -30,7 +30,8 @@ PY=${PTXD_PYTHON:-$(models/training/setup-venv.sh)}
 #   qemu-system and cpio for the QEMU device test, whose guest kernel and busybox are arm64
 #   packages (tests/qemu).
 install_packages() {
-    local want=(systemd)
+    # time: GNU time measures the decompression-bomb test's peak memory (tests/bombs.rs)
+    local want=(systemd time)
     # Debian 12 names libclang by version; elsewhere (Ubuntu, Debian 13) libclang-dev
     # pulls the distribution's own
     if apt-cache show libclang1-14 >/dev/null 2>&1; then

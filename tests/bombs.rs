@@ -1,0 +1,227 @@
+//! Decompression bombs and files that claim more than they hold: each is refused (or read
+//! harmlessly) by `ptxd analyze`, and the process's peak memory is measured (GNU time's
+//! maximum resident set size) and held under [`MAX_RSS_MB`], models loaded included.
+//!
+//! The files are made here with independent encoders: `image`'s PNG encoder, the `tiff`
+//! crate, `flate2`, dicom-rs's writer.
+
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use dicom_core::value::PrimitiveValue;
+use dicom_core::{DataElement, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use image::ImageEncoder;
+use serde_json::Value;
+
+mod common;
+
+/// The bound from the issue: a bomb must not cost more than this, models loaded included.
+const MAX_RSS_MB: u64 = 200;
+
+const SIDE: u32 = 8000; // 64 megapixels: within the default pixel limit
+
+fn chunk(out: &mut Vec<u8>, kind: &[u8], body: &[u8]) {
+    let mut typed = kind.to_vec();
+    typed.extend(body);
+    out.extend((body.len() as u32).to_be_bytes());
+    out.extend(&typed);
+    out.extend(crc32fast::hash(&typed).to_be_bytes());
+}
+
+fn zlib(bytes: &[u8]) -> Vec<u8> {
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(bytes).unwrap();
+    z.finish().unwrap()
+}
+
+/// An 8-bit grey PNG of `w` x `h` zeros, compressed as far as deflate goes (about 1,000:1).
+fn png_zeros(w: u32, h: u32, depth16: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let encoder = image::codecs::png::PngEncoder::new_with_quality(
+        &mut out,
+        image::codecs::png::CompressionType::Best,
+        image::codecs::png::FilterType::NoFilter,
+    );
+    let (colour, bytes) = match depth16 {
+        true => (image::ExtendedColorType::L16, 2),
+        false => (image::ExtendedColorType::L8, 1),
+    };
+    let zeros = vec![0u8; (w * h) as usize * bytes];
+    encoder.write_image(&zeros, w, h, colour).unwrap();
+    out
+}
+
+/// A PNG whose header claims `w` x `h` and whose data is `idat` (zlib).
+fn png_raw(w: u32, h: u32, extra: Option<(&[u8], Vec<u8>)>, idat: &[u8]) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 0, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &ihdr);
+    if let Some((kind, body)) = extra {
+        chunk(&mut out, kind, &body);
+    }
+    chunk(&mut out, b"IDAT", idat);
+    chunk(&mut out, b"IEND", b"");
+    out
+}
+
+fn tiff_deflate_zeros(w: u32, h: u32, rgb: bool) -> Vec<u8> {
+    use tiff::encoder::{colortype, Compression, DeflateLevel, TiffEncoder};
+    let mut out = Cursor::new(Vec::new());
+    let mut enc = TiffEncoder::new(&mut out)
+        .unwrap()
+        .with_compression(Compression::Deflate(DeflateLevel::Best));
+    if rgb {
+        let zeros = vec![0u8; (w * h * 3) as usize];
+        enc.write_image::<colortype::RGB8>(w, h, &zeros).unwrap();
+    } else {
+        let zeros = vec![0u8; (w * h) as usize];
+        enc.write_image::<colortype::Gray8>(w, h, &zeros).unwrap();
+    }
+    out.into_inner()
+}
+
+/// A DICOM file that claims `w` x `h` 16-bit pixels and holds 100 bytes of them.
+fn dicom_claiming(path: &Path, w: u16, h: u16) {
+    let mut obj = InMemDicomObject::new_empty();
+    let mut put = |tag, vr, value: PrimitiveValue| obj.put(DataElement::new(tag, vr, value));
+    put(
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION.into(),
+    );
+    put(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.1143.2".into());
+    put(tags::MODALITY, VR::CS, "DX".into());
+    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+    put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2".into());
+    put(tags::ROWS, VR::US, PrimitiveValue::from(h));
+    put(tags::COLUMNS, VR::US, PrimitiveValue::from(w));
+    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
+    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16));
+    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16));
+    put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+    put(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(vec![0u16; 50].into()));
+    obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .unwrap()
+        .write_to_file(path)
+        .unwrap();
+}
+
+/// `ptxd analyze --json FILE`: its line and the process's peak RSS in MB, as GNU time
+/// measures it. Not wait4 from here: Linux carries the parent's high-water mark over the
+/// exec of a spawned child, so every child would report this test's own memory.
+fn analyze_measured(file: &Path) -> (Value, u64) {
+    let time = Path::new("/usr/bin/time");
+    assert!(
+        time.is_file(),
+        "GNU time is needed: apt-get install time (./test.sh does)"
+    );
+    let report = file.with_extension("rss");
+    let out = Command::new(time)
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&report)
+        .arg(env!("CARGO_BIN_EXE_ptxd"))
+        .args(["analyze", "--json", "--manifest"])
+        .arg(common::root().join("models/manifest.toml"))
+        .arg(file)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    let line = out
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("{}: no output", file.display()));
+    let kb: u64 = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{}: no peak RSS from GNU time", file.display()));
+    (serde_json::from_str(line).unwrap(), kb / 1024)
+}
+
+#[test]
+fn bombs_are_refused_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let put = |name: &str, bytes: Vec<u8>| -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    // (file, what it is, refused as a bomb?)
+    let mut cases = vec![
+        (
+            put("png-8k-zeros.png", png_zeros(SIDE, SIDE, false)),
+            "PNG, 8000x8000 of zeros (deflate)",
+            true,
+        ),
+        (
+            put("png-8k-zeros-16bit.png", png_zeros(SIDE, SIDE, true)),
+            "PNG, 8000x8000 16-bit zeros",
+            true,
+        ),
+        (
+            put("png-8k-claimed.png", png_raw(SIDE, SIDE, None, &zlib(&[0; 100]))),
+            "PNG claiming 8000x8000, holding 100 bytes",
+            true,
+        ),
+        (
+            put(
+                "png-100k-claimed.png",
+                png_raw(100_000, 100_000, None, &zlib(&[0; 100])),
+            ),
+            "PNG claiming 100000x100000 (above the pixel limit)",
+            true,
+        ),
+        (
+            put("tiff-8k-deflate.tif", tiff_deflate_zeros(SIDE, SIDE, false)),
+            "TIFF, 8000x8000 grey zeros (deflate)",
+            true,
+        ),
+        (
+            put("tiff-8k-rgb-deflate.tif", tiff_deflate_zeros(SIDE, SIDE, true)),
+            "TIFF, 8000x8000 colour zeros (deflate)",
+            true,
+        ),
+    ];
+    // a 64x64 image carrying a 200 MB colour profile in 200 KB: the profile is not read
+    let profile = [b"icc\0\0".to_vec(), zlib(&vec![0u8; 200 << 20])].concat();
+    let idat = zlib(&[0u8; 65 * 64]);
+    cases.push((
+        put("png-iccp-200mb.png", png_raw(64, 64, Some((b"iCCP", profile)), &idat)),
+        "PNG, 64x64 with a 200 MB colour profile",
+        false,
+    ));
+    let dcm = dir.path().join("dicom-8k-claimed.dcm");
+    dicom_claiming(&dcm, SIDE as u16, SIDE as u16);
+    cases.push((dcm, "DICOM claiming 8000x8000 16-bit, holding 100 bytes", true));
+
+    let mut table = Vec::new();
+    for (file, what, bomb) in &cases {
+        let size = std::fs::metadata(file).unwrap().len();
+        let (line, rss) = analyze_measured(file);
+        table.push(format!(
+            "{what}: {size} bytes -> {} ({}), peak RSS {rss} MB",
+            line["verdict"], line["error_kind"]
+        ));
+        assert!(rss < MAX_RSS_MB, "{what}: peak RSS {rss} MB: {line}");
+        if *bomb {
+            assert_eq!(line["verdict"], "not_analyzed", "{what}: {line}");
+            let error = line["error"].as_str().unwrap();
+            assert!(
+                error.contains("decompression bomb") || error.contains("limit of"),
+                "{what}: {error}"
+            );
+        } else {
+            assert_ne!(line["verdict"], "not_analyzed", "{what}: read, harmlessly: {line}");
+        }
+    }
+    eprintln!("{}", table.join("\n"));
+}
