@@ -47,7 +47,7 @@ use crate::render::StatusView;
 use crate::report::{self, LinkService, LinkSetup};
 use crate::screen::{self, Screen};
 use crate::sink::{self, Delivery, Sink};
-use crate::source::{SourceError, WatchFolder};
+use crate::source::{self, SourceError, WatchFolder};
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -344,15 +344,12 @@ impl Daemon {
     /// Handle one file from the watch folder (or, `Origin::Capture`, the capture spool);
     /// never panics, never returns an error: every outcome is journaled or logged.
     pub fn handle(&mut self, path: &Path, origin: Origin) {
-        if !path.is_file() {
+        if !source::takeable(path) {
             return; // taken already (a duplicate event) or removed by the user
         }
         let input = Input {
             path: path.to_path_buf(),
-            name: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            name: source::name_text(path.file_name().unwrap_or_default()),
             origin,
         };
         let started = Instant::now();
@@ -429,7 +426,7 @@ impl Daemon {
         if Instant::now() < stalled.retry_at {
             return;
         }
-        if !stalled.input.path.is_file() {
+        if !source::takeable(&stalled.input.path) {
             log::warn!(
                 "{}: removed while waiting for the disk; nothing recorded",
                 stalled.input.name
@@ -546,11 +543,7 @@ impl Daemon {
         record: &Record,
     ) -> Result<(Option<String>, Option<String>), Unwritten> {
         let seq = self.journal.next_seq();
-        let stem = input
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let stem = source::name_text(input.path.file_stem().unwrap_or_default());
         let write = |path: PathBuf, png: Vec<u8>| match journal::write_durably(&path, &png) {
             Ok(()) => Ok(Some(path.display().to_string())),
             Err(e) => match Unwritten::new(&path, &e) {
@@ -688,20 +681,24 @@ impl Daemon {
     /// Move the input into `dir` (`name.2.png`, `name.3.png`... on a name clash), and the error text
     /// beside it for a failure.
     fn move_input(&self, path: &Path, dir: &Path, error: Option<&str>) {
+        // names are built as OS strings: a name that is not UTF-8 keeps its bytes
         let name = path.file_name().unwrap_or_default();
-        let stem = path.file_stem().unwrap_or_default().to_string_lossy();
-        let ext = path
-            .extension()
-            .map(|e| format!(".{}", e.to_string_lossy()))
-            .unwrap_or_default();
         let mut target = dir.join(name);
         let mut n = 2;
-        while target.exists() {
-            target = dir.join(format!("{stem}.{n}{ext}"));
+        while target.symlink_metadata().is_ok() {
+            let mut other = path.file_stem().unwrap_or_default().to_os_string();
+            other.push(format!(".{n}"));
+            if let Some(ext) = path.extension() {
+                other.push(".");
+                other.push(ext);
+            }
+            target = dir.join(other);
             n += 1;
         }
         if let Some(error) = error {
-            let txt = PathBuf::from(format!("{}.error.txt", target.display()));
+            let mut txt = target.clone().into_os_string();
+            txt.push(".error.txt");
+            let txt = PathBuf::from(txt);
             if let Err(e) = journal::write_durably(&txt, format!("{error}\n").as_bytes()) {
                 log::error!("{}: {e}", txt.display());
             }

@@ -6,7 +6,9 @@
 //! time then stayed put for `settle` (a writer that closes and reopens to append is waited
 //! for). Files already in the folder at start-up are taken the same way, oldest first.
 //! Names starting with `.` or ending in `.tmp`/`.part` are ignored: writers use those while
-//! writing and rename when done.
+//! writing and rename when done. Only regular files are taken, and symlinks: one to a file is
+//! analyzed, one to nothing is refused with its reason; folders, FIFOs and devices are
+//! never read (a FIFO would block the service).
 //!
 //! Between this source and the pipeline is a bounded queue (`queue` files). When it is
 //! full, nothing is dropped and nothing blocks the watcher: ready files stay in the folder,
@@ -46,8 +48,38 @@ pub struct WatchFolder {
 type Stamp = (u64, Option<SystemTime>);
 
 fn stamp(path: &Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    let m = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => m,
+        // a folder, a FIFO, a device: never taken (reading a FIFO would block the service)
+        Ok(_) => return None,
+        // a symlink to nothing: taken, so it is refused with its reason once instead of
+        // sitting in the folder unexplained
+        Err(_) => std::fs::symlink_metadata(path)
+            .ok()
+            .filter(|m| m.file_type().is_symlink())?,
+    };
     Some((m.len(), m.modified().ok()))
+}
+
+/// Whether the watch folder hands `path` over: a regular file, or a symlink to one (or to
+/// nothing, to be refused).
+pub fn takeable(path: &Path) -> bool {
+    stamp(path).is_some()
+}
+
+/// A file name as text for records, logs and screens: UTF-8 as it is, any other byte as
+/// `\xNN`. Lossless, so two names that differ only in such bytes stay two sources (a lossy
+/// conversion would make the second look already journaled).
+pub fn name_text(name: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut text = String::new();
+    for chunk in name.as_bytes().utf8_chunks() {
+        text.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            text.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    text
 }
 
 /// True for names a writer uses while a file is incomplete, and our own by-products.
@@ -193,6 +225,14 @@ impl State {
                     self.consider(p.clone());
                 }
             }
+            // a symlink is complete when it is made (no close follows)
+            EventKind::Create(_) => {
+                for p in &event.paths {
+                    if p.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+                        self.consider(p.clone());
+                    }
+                }
+            }
             // more data written: restart the settling clock of a file already closed once
             EventKind::Modify(ModifyKind::Data(_)) => {
                 for p in &event.paths {
@@ -226,7 +266,7 @@ impl State {
         settled.sort_by_key(|p| self.settling.get(p).map(|e| e.2));
         for path in settled {
             self.settling.remove(&path);
-            if path.exists() && self.waiting_set.insert(path.clone()) {
+            if takeable(&path) && self.waiting_set.insert(path.clone()) {
                 self.waiting.push_back(path);
             }
         }

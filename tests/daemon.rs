@@ -62,23 +62,38 @@ overlay_size = [320, 240]
     }
 
     fn start(&self) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_ptxd"))
-            .args(["run", "--config", self.config.to_str().unwrap()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        self.start_as(None)
     }
 
+    /// Start ptxd, as the user `uid` (and its group) when given.
+    fn start_as(&self, uid: Option<u32>) -> Child {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ptxd"));
+        command
+            .args(["run", "--config", self.config.to_str().unwrap()])
+            .stderr(Stdio::piped());
+        if let Some(uid) = uid {
+            command.uid(uid).gid(uid);
+        }
+        command.spawn().unwrap()
+    }
+
+    /// The journal's complete lines (one being appended while we read has no newline yet).
     fn journal(&self) -> Vec<Value> {
         std::fs::read_to_string(self.path("state/journal.log"))
             .unwrap_or_default()
-            .lines()
+            .split_inclusive('\n')
+            .filter_map(|l| l.strip_suffix('\n'))
             .map(|l| serde_json::from_str(decode_line(l).expect("CRC ok")).unwrap())
             .collect()
     }
 
     fn wait_for_records(&self, n: usize, child: &mut Child) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(120);
+        self.wait_for_records_within(n, child, Duration::from_secs(120))
+    }
+
+    fn wait_for_records_within(&self, n: usize, child: &mut Child, within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
         loop {
             let records = self.journal();
             if records.len() >= n {
@@ -734,4 +749,131 @@ fn a_full_disk_stalls_without_losing_anything_and_resumes_when_space_returns() {
             .collect();
         assert!(names.is_empty(), "{}: {names:?}", dir.display());
     }
+}
+
+/// How ptxd writes a file name that is not UTF-8: `\xNN` for each byte that is not.
+fn escaped(name: &[u8]) -> String {
+    let mut text = String::new();
+    for chunk in name.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            text.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    text
+}
+
+#[test]
+fn a_burst_of_10000_odd_files_is_each_recorded_exactly_once() {
+    use std::collections::BTreeSet;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let rig = Rig::new(4);
+    let incoming = rig.path("incoming");
+    // as root, ptxd runs as nobody, so that a file can be unreadable to it
+    // SAFETY: geteuid has no preconditions
+    let nobody = (unsafe { libc::geteuid() } == 0).then_some(65534);
+    if nobody.is_some() {
+        let status = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(rig.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let mut child = rig.start_as(nobody);
+    // one log line per refused file: read them as they come, or the pipe fills and blocks ptxd
+    let mut stderr = child.stderr.take().unwrap();
+    let drain = std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+        log
+    });
+    wait_until_watching(&rig);
+
+    let mut expected = Vec::new();
+    let started = Instant::now();
+    for i in 0..10_000 {
+        let name: Vec<u8> = match i % 8 {
+            0 => format!("empty {i}.png").into_bytes(),
+            1 => [b"raw-\xff\xfe-".as_slice(), i.to_string().as_bytes(), b".png"].concat(),
+            2 => format!("\u{fc}n\u{ef}c\u{f8}d\u{e9}-{i}.dcm").into_bytes(),
+            3 => format!("-{i}.png").into_bytes(),
+            4 => format!("{}-{i}.jpg", "long".repeat(50)).into_bytes(),
+            _ => format!("f{i:05}.png").into_bytes(),
+        };
+        let bytes = match i % 3 {
+            0 => Vec::new(),
+            _ => format!("not an image {i}").into_bytes(),
+        };
+        std::fs::write(incoming.join(OsStr::from_bytes(&name)), bytes).unwrap();
+        expected.push(format!("watch:{}", escaped(&name)));
+    }
+    // same bytes, names that differ only in bytes that are not UTF-8: two sources
+    for name in [b"twin-\xff.png".as_slice(), b"twin-\xfe.png"] {
+        std::fs::write(incoming.join(OsStr::from_bytes(name)), b"").unwrap();
+        expected.push(format!("watch:{}", escaped(name)));
+    }
+    let made = started.elapsed();
+    // a symlink to a real radiograph outside the folder, one to nothing
+    std::os::unix::fs::symlink(data(REAL_PNG), incoming.join("link-to-radiograph.png")).unwrap();
+    std::os::unix::fs::symlink(rig.path("nowhere.png"), incoming.join("dangling.png")).unwrap();
+    expected.extend(["watch:link-to-radiograph.png".to_string(), "watch:dangling.png".into()]);
+    if nobody.is_some() {
+        let p = incoming.join("unreadable.png");
+        std::fs::write(&p, real_png()).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        expected.push("watch:unreadable.png".into());
+    }
+    // never taken: a FIFO (reading it would block) and a folder
+    let fifo = std::ffi::CString::new(incoming.join("pipe.png").as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    std::fs::create_dir(incoming.join("folder.png")).unwrap();
+
+    let records = rig.wait_for_records_within(expected.len(), &mut child, Duration::from_secs(300));
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(1000)); // the last move
+    terminate(child);
+    let log = drain.join().unwrap();
+    assert!(
+        log.contains(&format!("stopped: 1 analyzed, {} failed", expected.len() - 1)),
+        "{log}"
+    );
+    eprintln!("{} files made in {made:?}, all recorded in {took:?}", expected.len());
+    let sources: Vec<String> = records
+        .iter()
+        .map(|r| r["source"].as_str().unwrap().to_string())
+        .collect();
+    let unique: BTreeSet<&String> = sources.iter().collect();
+    assert_eq!(unique.len(), sources.len(), "a file recorded twice");
+    let wanted: BTreeSet<&String> = expected.iter().collect();
+    assert_eq!(unique, wanted, "every file recorded once");
+    let by_source = |s: &str| records.iter().find(|r| r["source"] == s).unwrap();
+    assert_eq!(by_source("watch:link-to-radiograph.png")["verdict"], "positive");
+    for (source, kind) in [
+        ("watch:dangling.png", "io"),
+        ("watch:empty 0.png", "decode"),
+        ("watch:f00005.png", "unsupported"),
+    ] {
+        let r = by_source(source);
+        assert_eq!(
+            (r["verdict"].as_str(), r["error_kind"].as_str()),
+            (Some("not_analyzed"), Some(kind)),
+            "{r}"
+        );
+    }
+    if nobody.is_some() {
+        assert_eq!(by_source("watch:unreadable.png")["error_kind"], "io");
+    }
+    // what is left in the folder: the two that are never taken, and ptxd's own folders
+    let mut left = rig.names("incoming");
+    left.retain(|n| !["done", "failed"].contains(&n.as_str()));
+    assert_eq!(left, ["folder.png", "pipe.png"], "{log}");
+    assert_eq!(rig.names("incoming/done").len(), 1, "the radiograph");
+    assert_eq!(
+        rig.names("incoming/failed").len(),
+        2 * (expected.len() - 1),
+        "every refused file and its .error.txt"
+    );
 }
