@@ -160,10 +160,10 @@ pub fn decode_hashed(bytes: &[u8], sha256: String, limits: Limits) -> Result<Rad
         return Err("file is empty".into());
     }
     let (image, format, orientation) = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
-        let (image, orientation) = decode_dicom(&bytes[128..], limits)?;
+        let (image, orientation) = guarded("DICOM", || decode_dicom(&bytes[128..], limits))?;
         (image, "dicom", orientation)
     } else {
-        let (image, format) = decode_picture(bytes, limits)?;
+        let (image, format) = guarded("image", || decode_picture(bytes, limits))?;
         (image, format, Orientation::CONVENTION)
     };
     Ok(Radiograph {
@@ -171,6 +171,20 @@ pub fn decode_hashed(bytes: &[u8], sha256: String, limits: Limits) -> Result<Rad
         sha256,
         format,
         orientation,
+    })
+}
+
+/// Run a third-party decoder so that a panic in it is a refusal of this file, not a crash of
+/// the caller. Found by fuzzing (`fuzz/`): dicom-pixeldata 0.10's RLE decoder indexes out of
+/// bounds on a frame whose segments decode to different lengths.
+fn guarded<T>(what: &str, decode: impl FnOnce() -> Result<T, Refusal>) -> Result<T, Refusal> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(format!("{what} data is inconsistent: the decoder failed on it ({why})").into())
     })
 }
 

@@ -159,7 +159,12 @@ pub fn encode_line(json: &str) -> String {
 /// The JSON text of a line (without its newline) whose CRC matches, or None.
 pub fn decode_line(line: &str) -> Option<&str> {
     let (json, crc) = line.rsplit_once('*')?;
-    let crc = u32::from_str_radix(crc, 16).ok().filter(|_| crc.len() == 8)?;
+    // exactly as written: 8 uppercase hex digits (from_str_radix alone would take "+",
+    // lowercase, and so two spellings of one line)
+    if crc.len() != 8 || !crc.bytes().all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'F')) {
+        return None;
+    }
+    let crc = u32::from_str_radix(crc, 16).ok()?;
     (crc32fast::hash(json.as_bytes()) == crc).then_some(json)
 }
 
@@ -345,7 +350,8 @@ pub fn read_records(path: &Path, from: u64) -> Result<Vec<Record>, JournalError>
     Ok(out)
 }
 
-fn parse_record(line: &[u8]) -> Option<Record> {
+/// One journal line (without its newline) as a record, or None when its CRC or JSON is bad.
+pub fn parse_record(line: &[u8]) -> Option<Record> {
     let json = decode_line(std::str::from_utf8(line).ok()?)?;
     serde_json::from_str(json).ok()
 }
@@ -391,6 +397,11 @@ mod tests {
         assert!(line.ends_with('\n'));
         let body = line.trim_end();
         assert_eq!(decode_line(body), Some(r#"{"a":1}"#));
+        // found by fuzzing: another spelling of the same CRC is not the line as written
+        let lower = format!("{}{}", &body[..body.len() - 8], body[body.len() - 8..].to_lowercase());
+        assert_ne!(lower, body, "561BACAF has letters");
+        assert_eq!(decode_line(&lower), None);
+        assert_eq!(decode_line(&body.replace("*561BACAF", "*+61BACAF")), None);
         assert_eq!(
             &body[body.len() - 8..],
             format!("{:08X}", crc32fast::hash(br#"{"a":1}"#))

@@ -62,3 +62,53 @@ fn damaged_files_give_errors_not_panics() {
         }
     }
 }
+
+/// An RLE Lossless DICOM of 48x48 16-bit pixels whose second segment (the low bytes)
+/// decodes to 128 bytes instead of 2,304: found by fuzzing (`fuzz/`, target `decode`),
+/// where dicom-pixeldata 0.10 indexes out of bounds. Refused, not a crash.
+#[test]
+fn rle_segments_of_unequal_length_are_refused_not_a_panic() {
+    use dicom_core::value::{PixelFragmentSequence, Value};
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::{tags, uids};
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+    // RLE runs: 0x81 then a byte = that byte 128 times
+    let full: Vec<u8> = std::iter::repeat_n([0x81u8, 0x10], 2304 / 128).flatten().collect();
+    let short = vec![0x81u8, 0x20];
+    let mut frame = vec![0u8; 64];
+    frame[..4].copy_from_slice(&2u32.to_le_bytes());
+    frame[4..8].copy_from_slice(&64u32.to_le_bytes());
+    frame[8..12].copy_from_slice(&(64 + full.len() as u32).to_le_bytes());
+    frame.extend(&full);
+    frame.extend(&short);
+    let mut obj = InMemDicomObject::new_empty();
+    let mut put = |tag, vr, value: PrimitiveValue| obj.put(DataElement::new(tag, vr, value));
+    put(
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION.into(),
+    );
+    put(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.1143.3".into());
+    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+    put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2".into());
+    put(tags::ROWS, VR::US, PrimitiveValue::from(48u16));
+    put(tags::COLUMNS, VR::US, PrimitiveValue::from(48u16));
+    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
+    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16));
+    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16));
+    put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        Value::from(PixelFragmentSequence::new(Vec::<u32>::new(), vec![frame])),
+    ));
+    let mut bytes = Vec::new();
+    obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::RLE_LOSSLESS))
+        .unwrap()
+        .write_all(&mut bytes)
+        .unwrap();
+    let outcome = std::panic::catch_unwind(|| decode_bytes(&bytes, Limits::default()));
+    let refusal = outcome.expect("no panic escapes the decoder").unwrap_err();
+    assert!(refusal.to_string().contains("inconsistent"), "{refusal}");
+}
