@@ -21,7 +21,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
-use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_object::{DefaultDicomObject, OpenFileOptions, StandardDataDictionary};
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use sha2::{Digest, Sha256};
@@ -188,7 +188,94 @@ fn guarded<T>(what: &str, decode: impl FnOnce() -> Result<T, Refusal>) -> Result
     })
 }
 
+/// Check every length a DICOM file declares against the bytes that follow it, before
+/// dicom-rs reads it. Why: dicom-rs 0.10 reserves and zero-fills a value's declared length
+/// before reading it, so a 3 KB file declaring an 800 MB value made ptxd touch 983 MB before
+/// the read failed (found by fuzzing, `fuzz/`). No value can be longer than what is left of
+/// the file, so such a length is a damaged or hostile file.
+///
+/// The walk follows the encoding (the meta group is explicit VR little endian; the data set
+/// is in its transfer syntax) and goes into sequences and their items, whose elements dicom-rs
+/// also reads, but not into encapsulated pixel data fragments (bytes, not elements).
+/// `file` starts at the `DICM` magic.
+fn check_declared_lengths(file: &[u8]) -> Result<(), Refusal> {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    const UNDEFINED: u32 = u32::MAX;
+    let (mut explicit, mut big_endian, mut in_meta, mut fragments) = (true, false, true, false);
+    let mut syntax = String::new();
+    let mut pos = 4;
+    while pos + 8 <= file.len() {
+        if in_meta && u16::from_le_bytes([file[pos], file[pos + 1]]) != 0x0002 {
+            in_meta = false;
+            match syntax.as_str() {
+                "1.2.840.10008.1.2" => explicit = false,
+                "1.2.840.10008.1.2.2" => big_endian = true,
+                // a deflated data set is not elements until inflated (and is refused later)
+                "1.2.840.10008.1.2.1.99" => return Ok(()),
+                _ => {}
+            }
+        }
+        let u16_at = |at: usize| match big_endian {
+            true => u16::from_be_bytes([file[at], file[at + 1]]),
+            false => u16::from_le_bytes([file[at], file[at + 1]]),
+        };
+        let u32_at = |at: usize| match big_endian {
+            true => u32::from_be_bytes([file[at], file[at + 1], file[at + 2], file[at + 3]]),
+            false => u32::from_le_bytes([file[at], file[at + 1], file[at + 2], file[at + 3]]),
+        };
+        let (group, element) = (u16_at(pos), u16_at(pos + 2));
+        let vr = &file[pos + 4..pos + 6];
+        let long_vr = [
+            b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+        ];
+        let (len, header) = if group == 0xFFFE || !explicit {
+            (u32_at(pos + 4), 8) // items, delimiters, implicit VR: tag and a 4-byte length
+        } else if long_vr.iter().any(|v| v.as_slice() == vr) {
+            if pos + 12 > file.len() {
+                break;
+            }
+            (u32_at(pos + 8), 12)
+        } else {
+            (u32::from(u16_at(pos + 6)), 8)
+        };
+        pos += header;
+        let tag = (group, element);
+        if tag == (0xFFFE, 0xE0DD) {
+            fragments = false; // the end of a sequence (or of the pixel data's fragments)
+        }
+        if len == UNDEFINED {
+            // a sequence, an item or encapsulated pixel data: its content follows as headers
+            fragments |= tag == (0x7FE0, 0x0010);
+            continue;
+        }
+        let left = file.len() - pos;
+        if len as usize > left {
+            return Err(format!(
+                "DICOM element ({group:04X},{element:04X}) declares {len} bytes but only {left} remain: a damaged or truncated file"
+            )
+            .into());
+        }
+        let sequence = match explicit {
+            true => vr == b"SQ",
+            false => StandardDataDictionary
+                .by_tag(dicom_object::Tag(group, element))
+                .is_some_and(|e| e.vr() == VirtualVr::Exact(dicom_core::VR::SQ)),
+        };
+        let item = tag == (0xFFFE, 0xE000) && !fragments;
+        if in_meta && tag == (0x0002, 0x0010) {
+            syntax = String::from_utf8_lossy(&file[pos..pos + len as usize])
+                .trim_end_matches(['\0', ' '])
+                .to_string();
+        }
+        if !(sequence || item) {
+            pos += len as usize; // a value: skip it; a sequence's or item's content is walked
+        }
+    }
+    Ok(())
+}
+
 fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, Orientation), Refusal> {
+    check_declared_lengths(after_preamble)?;
     let obj = OpenFileOptions::new().from_reader(after_preamble).map_err(|e| {
         let reason = format!("not a readable DICOM file: {e}");
         // dicom-object 0.10 reads datasets in the transfer syntaxes it knows; the others
