@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README):
-#   ./test.sh          everything, what CI runs: Python, then Rust on x86, then the aarch64
-#                      build, its tests under qemu-user, and the QEMU device test (an arm64
-#                      guest booting ptxd)
+#   ./test.sh          everything, what CI runs: Python, then Rust on x86, a short fuzz run
+#                      of each parser (fuzz/run.sh, PTXD_FUZZ_SECONDS each, default 20), then
+#                      the aarch64 build, its tests under qemu-user, and the QEMU device test
+#                      (an arm64 guest booting ptxd)
 #   ./test.sh quick    the Python tests, cargo fmt and the x86 tests only, no clippy (10.7
 #                      minutes on 2 cores from a fresh clone, most of it the first build)
 # It first makes the Python venv (.venv-ci/, always) and installs the Debian/Ubuntu packages
@@ -90,6 +91,13 @@ if [[ $mode == quick ]]; then
     echo "== quick: done (the aarch64 build and the QEMU tests run in ./test.sh)"
     exit 0
 fi
+
+echo "== fuzz: each parser for ${PTXD_FUZZ_SECONDS:-20} s (fuzz/run.sh; nightly and cargo-fuzz)"
+if [[ -z "${PTXD_NO_INSTALL:-}" ]]; then
+    rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal >/dev/null
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
+fi
+PY="$PY" fuzz/run.sh "${PTXD_FUZZ_SECONDS:-20}"
 
 echo "== aarch64: release build, tests under qemu-user, static glibc"
 A64=aarch64-unknown-linux-gnu

@@ -225,18 +225,21 @@ fn check_declared_lengths(file: &[u8]) -> Result<(), Refusal> {
         };
         let (group, element) = (u16_at(pos), u16_at(pos + 2));
         let vr = &file[pos + 4..pos + 6];
-        let long_vr = [
-            b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+        // the VRs with a 2-byte length; any other, an unknown one too, has a 4-byte length
+        // after 2 reserved bytes (dicom-rs reads an unknown VR as UN)
+        let short_vr = [
+            b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL",
+            b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
         ];
         let (len, header) = if group == 0xFFFE || !explicit {
             (u32_at(pos + 4), 8) // items, delimiters, implicit VR: tag and a 4-byte length
-        } else if long_vr.iter().any(|v| v.as_slice() == vr) {
+        } else if short_vr.iter().any(|v| v.as_slice() == vr) {
+            (u32::from(u16_at(pos + 6)), 8)
+        } else {
             if pos + 12 > file.len() {
                 break;
             }
             (u32_at(pos + 8), 12)
-        } else {
-            (u32::from(u16_at(pos + 6)), 8)
         };
         pos += header;
         let tag = (group, element);
