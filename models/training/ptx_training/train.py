@@ -203,12 +203,12 @@ def train_lungs(args):
     history = []
     tr = np.flatnonzero(~val)
     for epoch in range(args.epochs):
-        items = [(imgs[i], masks[i], 1.0, False) for i in tr] * args.repeat
+        items = [(imgs[i], masks[i], 1.0, False, True) for i in tr] * args.repeat
         ds = Items(items, None, args.seed, epoch)
         loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, shuffle=True, generator=torch.Generator().manual_seed(epoch))
         model.train()
         t0, losses = time.time(), []
-        for x, _, m in loader:
+        for x, _, m, _ in loader:
             out = model(x)
             loss = F.binary_cross_entropy_with_logits(out, m) + dice_loss(out, m)
             opt.zero_grad()
