@@ -391,7 +391,7 @@ impl Daemon {
         .unwrap_or_else(|panic| {
             Err(Failure {
                 kind: ErrorKind::Internal,
-                message: format!("{}: internal error: {}", path.display(), panic_text(&panic)),
+                message: format!("{}: internal error: {}", path.display(), panic_text(&*panic)),
             })
         });
         if let Err(why) = self.record(&input, sha.clone(), &outcome) {
@@ -714,4 +714,4 @@ fn summary_line(r: &Record) -> String {
     format!("#{} {} {}", r.seq, r.time, r.verdict)
 }
 
-pub use crate::sink::panic_text;
+pub use crate::outcome::panic_text;

@@ -179,11 +179,7 @@ pub fn decode_hashed(bytes: &[u8], sha256: String, limits: Limits) -> Result<Rad
 /// bounds on a frame whose segments decode to different lengths.
 fn guarded<T>(what: &str, decode: impl FnOnce() -> Result<T, Refusal>) -> Result<T, Refusal> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).unwrap_or_else(|panic| {
-        let why = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let why = crate::outcome::panic_text(&*panic);
         Err(format!("{what} data is inconsistent: the decoder failed on it ({why})").into())
     })
 }

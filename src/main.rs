@@ -239,7 +239,7 @@ fn analyze(
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(analyze)).unwrap_or_else(|panic| {
             Err(Failure {
                 kind: ErrorKind::Internal,
-                message: format!("{}: internal error: {}", file.display(), daemon::panic_text(&panic)),
+                message: format!("{}: internal error: {}", file.display(), daemon::panic_text(&*panic)),
             })
         });
         all_ok &= result.is_ok();

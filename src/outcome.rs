@@ -172,9 +172,27 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// The message of a caught panic (for the failure it becomes).
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_caught_panic_keeps_its_message() {
+        // the payload must be unboxed: a Box<dyn Any> is itself an Any, of the wrong type
+        let panic = std::panic::catch_unwind(|| panic!("index {} out of bounds", 7)).unwrap_err();
+        assert_eq!(panic_text(&*panic), "index 7 out of bounds");
+        let panic = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
+        assert_eq!(panic_text(&*panic), "static");
+    }
 
     #[test]
     fn only_a_negative_clears_an_image() {

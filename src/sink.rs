@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use crate::analysis::Analysis;
 use crate::journal::Record;
+use crate::outcome::panic_text;
 
 /// One journaled result, as the sinks see it.
 #[derive(Debug, Clone, Copy)]
@@ -81,18 +82,9 @@ pub fn deliver(sinks: &mut [&mut dyn Sink], delivery: &Delivery<'_>, health: &mu
     for sink in sinks.iter_mut() {
         let name = sink.name();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| sink.deliver(delivery)))
-            .unwrap_or_else(|panic| Err(SinkError(format!("internal error: {}", panic_text(&panic)))));
+            .unwrap_or_else(|panic| Err(SinkError(format!("internal error: {}", panic_text(&*panic)))));
         health.note(name, result);
     }
-}
-
-/// The message of a caught panic.
-pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 #[cfg(test)]
