@@ -12,7 +12,7 @@ mod common;
 use common::{data, models_with_tampered_segmenter, root, REAL_PNG};
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::{tags, uids};
-use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_object::FileMetaTableBuilder;
 use serde_json::Value;
 
 fn ptxd(args: &[&str], files: &[PathBuf]) -> (i32, Vec<Value>, String) {
@@ -58,28 +58,10 @@ fn write_dicom_u16(
             }
         })
         .collect();
-    let mut obj = InMemDicomObject::new_empty();
-    let mut put = |tag, vr, value: PrimitiveValue| obj.put(DataElement::new(tag, vr, value));
-    put(
-        tags::SOP_CLASS_UID,
-        VR::UI,
-        uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION.into(),
-    );
-    put(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.1143.1".into());
-    put(tags::MODALITY, VR::CS, "DX".into());
-    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
-    put(
-        tags::PHOTOMETRIC_INTERPRETATION,
-        VR::CS,
-        if monochrome1 { "MONOCHROME1" } else { "MONOCHROME2" }.into(),
-    );
     let (cw, ch) = claimed.unwrap_or((w as u16, h as u16));
-    put(tags::ROWS, VR::US, PrimitiveValue::from(ch));
-    put(tags::COLUMNS, VR::US, PrimitiveValue::from(cw));
-    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
-    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16));
-    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16));
-    put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+    let photometric = if monochrome1 { "MONOCHROME1" } else { "MONOCHROME2" };
+    let mut obj = common::dicom_grey_image("1.2.826.0.1.3680043.2.1143.1", cw, ch, 12, photometric);
+    let mut put = |tag, vr, value: PrimitiveValue| obj.put(DataElement::new(tag, vr, value));
     // a window over the whole 12-bit range used: centre 2040.5, width 4081
     put(tags::WINDOW_CENTER, VR::DS, "2040.5".into());
     put(tags::WINDOW_WIDTH, VR::DS, "4081".into());

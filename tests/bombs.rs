@@ -117,24 +117,12 @@ fn dicom_declaring_a_huge_value(path: &Path) {
 
 /// A DICOM file that claims `w` x `h` 16-bit pixels and holds 100 bytes of them.
 fn dicom_claiming(path: &Path, w: u16, h: u16) {
-    let mut obj = InMemDicomObject::new_empty();
-    let mut put = |tag, vr, value: PrimitiveValue| obj.put(DataElement::new(tag, vr, value));
-    put(
-        tags::SOP_CLASS_UID,
-        VR::UI,
-        uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION.into(),
-    );
-    put(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.1143.2".into());
-    put(tags::MODALITY, VR::CS, "DX".into());
-    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
-    put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2".into());
-    put(tags::ROWS, VR::US, PrimitiveValue::from(h));
-    put(tags::COLUMNS, VR::US, PrimitiveValue::from(w));
-    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
-    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16));
-    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16));
-    put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
-    put(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(vec![0u16; 50].into()));
+    let mut obj = common::dicom_grey_image("1.2.826.0.1.3680043.2.1143.2", w, h, 12, "MONOCHROME2");
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(vec![0u16; 50].into()),
+    ));
     obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
         .unwrap()
         .write_to_file(path)

@@ -69,9 +69,9 @@ fn damaged_files_give_errors_not_panics() {
 #[test]
 fn rle_segments_of_unequal_length_are_refused_not_a_panic() {
     use dicom_core::value::{PixelFragmentSequence, Value};
-    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_core::{DataElement, VR};
     use dicom_dictionary_std::{tags, uids};
-    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+    use dicom_object::FileMetaTableBuilder;
 
     // RLE runs: 0x81 then a byte = that byte 128 times
     let full: Vec<u8> = std::iter::repeat_n([0x81u8, 0x10], 2304 / 128).flatten().collect();
@@ -82,22 +82,7 @@ fn rle_segments_of_unequal_length_are_refused_not_a_panic() {
     frame[8..12].copy_from_slice(&(64 + full.len() as u32).to_le_bytes());
     frame.extend(&full);
     frame.extend(&short);
-    let mut obj = InMemDicomObject::new_empty();
-    let mut put = |tag, vr, value: PrimitiveValue| obj.put(DataElement::new(tag, vr, value));
-    put(
-        tags::SOP_CLASS_UID,
-        VR::UI,
-        uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION.into(),
-    );
-    put(tags::SOP_INSTANCE_UID, VR::UI, "1.2.826.0.1.3680043.2.1143.3".into());
-    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
-    put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2".into());
-    put(tags::ROWS, VR::US, PrimitiveValue::from(48u16));
-    put(tags::COLUMNS, VR::US, PrimitiveValue::from(48u16));
-    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
-    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(16u16));
-    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(15u16));
-    put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+    let mut obj = common::dicom_grey_image("1.2.826.0.1.3680043.2.1143.3", 48, 48, 16, "MONOCHROME2");
     obj.put(DataElement::new(
         tags::PIXEL_DATA,
         VR::OB,

@@ -4,6 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::InMemDicomObject;
 use ptxd::findings::{Finding, Side, Verdict};
 use ptxd::infer::ModelVersions;
 use ptxd::journal::Record;
@@ -74,4 +77,29 @@ pub fn models_with_tampered_segmenter(dir: &Path) -> PathBuf {
     bytes[n - 100] ^= 0xff;
     std::fs::write(&model, bytes).unwrap();
     dir.join("manifest.toml")
+}
+
+/// The attributes every test DICOM image shares: a digital X-ray of `w` x `h` grey pixels,
+/// 16 bits allocated with `bits_stored` of them used, unsigned, `photometric`
+/// ("MONOCHROME1"/"MONOCHROME2"), SOP instance `instance`. Pixel data and anything else
+/// are the caller's.
+pub fn dicom_grey_image(instance: &str, w: u16, h: u16, bits_stored: u16, photometric: &str) -> InMemDicomObject {
+    let mut obj = InMemDicomObject::new_empty();
+    let mut put = |tag, vr, value: PrimitiveValue| obj.put(DataElement::new(tag, vr, value));
+    put(
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION.into(),
+    );
+    put(tags::SOP_INSTANCE_UID, VR::UI, instance.into());
+    put(tags::MODALITY, VR::CS, "DX".into());
+    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+    put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric.into());
+    put(tags::ROWS, VR::US, PrimitiveValue::from(h));
+    put(tags::COLUMNS, VR::US, PrimitiveValue::from(w));
+    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16));
+    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(bits_stored));
+    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(bits_stored - 1));
+    put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+    obj
 }
