@@ -2,11 +2,19 @@
 # Build the fuzz targets (cargo-fuzz, nightly) and run each for SECONDS (default 30) from
 # freshly made seeds; prints each target's executions and fails on the first crash, leak
 # of memory past 1 GB, or timeout. Used by ./test.sh (a short run) and for the long runs
-# recorded in docs/reliability.md. Usage: fuzz/run.sh [SECONDS] [TARGET...]
+# recorded in docs/reliability.md. Usage: fuzz/run.sh [SECONDS] [TARGET...], or
+# fuzz/run.sh --runs N [TARGET...] to run each target for N executions (the long runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-30}
-shift || true
+if [[ ${1:-} == --runs ]]; then
+    budget=(-runs="$2")
+    what="$2 runs"
+    shift 2
+else
+    budget=(-max_total_time="${1:-30}")
+    what="${1:-30} s"
+    shift || true
+fi
 targets=("$@")
 ((${#targets[@]})) || targets=(decode host_command frame_codec config journal_line)
 "${PY:-python3}" fuzz/seeds.py
@@ -15,13 +23,15 @@ targets=("$@")
 cargo +nightly fuzz build -s none 2>&1 | tail -n 1
 for t in "${targets[@]}"; do
     log=$(mktemp)
+    start=$SECONDS
     if ! cargo +nightly fuzz run -s none "$t" "fuzz/corpus/$t" -- \
-        -max_total_time="$secs" -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
+        "${budget[@]}" -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
         tail -n 40 "$log"
         echo "fuzz $t: FAILED (the input is in fuzz/artifacts/$t/)" >&2
         exit 1
     fi
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$')
-    echo "fuzz $t: ${runs:-?} executions in ${secs} s, no crash"
+    peak=$(grep -o 'stat::peak_rss_mb: *[0-9]*' "$log" | grep -o '[0-9]*$')
+    echo "fuzz $t: ${runs:-?} executions ($what) in $((SECONDS - start)) s, peak RSS ${peak:-?} MB, no crash"
     rm -f "$log"
 done

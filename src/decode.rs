@@ -106,14 +106,40 @@ impl Orientation {
     };
 }
 
+/// The kind of file a radiograph came in, found from its bytes (never from its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    Dicom,
+    Png,
+    Jpeg,
+    Tiff,
+}
+
+impl InputFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputFormat::Dicom => "dicom",
+            InputFormat::Png => "png",
+            InputFormat::Jpeg => "jpeg",
+            InputFormat::Tiff => "tiff",
+        }
+    }
+}
+
+impl std::fmt::Display for InputFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A decoded radiograph with what the rest of the pipeline needs to know about its file.
 #[derive(Debug, Clone)]
 pub struct Radiograph {
     pub image: GreyImage,
     /// sha256 of the file's bytes, recorded in the journal.
     pub sha256: String,
-    /// "dicom", "png", "jpeg" or "tiff".
-    pub format: &'static str,
+    pub format: InputFormat,
     pub orientation: Orientation,
 }
 
@@ -161,7 +187,7 @@ pub fn decode_hashed(bytes: &[u8], sha256: String, limits: Limits) -> Result<Rad
     }
     let (image, format, orientation) = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
         let (image, orientation) = guarded("DICOM", || decode_dicom(&bytes[128..], limits))?;
-        (image, "dicom", orientation)
+        (image, InputFormat::Dicom, orientation)
     } else {
         let (image, format) = guarded("image", || decode_picture(bytes, limits))?;
         (image, format, Orientation::CONVENTION)
@@ -476,7 +502,7 @@ fn check_size(width: u64, height: u64, limits: Limits) -> Result<(), Refusal> {
 /// the header. Without a bound, a 200 KB file with a 200 MB compressed profile costs 200 MB.
 const METADATA_BUDGET: u64 = 8 << 20;
 
-fn decode_picture(bytes: &[u8], limits: Limits) -> Result<(GreyImage, &'static str), Refusal> {
+fn decode_picture(bytes: &[u8], limits: Limits) -> Result<(GreyImage, InputFormat), Refusal> {
     let reader = || {
         let mut reader = ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
@@ -487,9 +513,9 @@ fn decode_picture(bytes: &[u8], limits: Limits) -> Result<(GreyImage, &'static s
         Ok::<_, Refusal>(reader)
     };
     let format = match reader()?.format() {
-        Some(image::ImageFormat::Png) => "png",
-        Some(image::ImageFormat::Jpeg) => "jpeg",
-        Some(image::ImageFormat::Tiff) => "tiff",
+        Some(image::ImageFormat::Png) => InputFormat::Png,
+        Some(image::ImageFormat::Jpeg) => InputFormat::Jpeg,
+        Some(image::ImageFormat::Tiff) => InputFormat::Tiff,
         _ => return Err(Refusal::unsupported("not a DICOM, PNG, JPEG or TIFF file".into())),
     };
     let header = reader()?

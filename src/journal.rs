@@ -333,21 +333,83 @@ impl Journal {
 }
 
 /// Every good record with `seq >= from` in the journal at `path`, read-only: for readers
-/// beside the writer (the serial link), which must never repair the file themselves.
+/// beside the writer, which must never repair the file themselves. Holds every match in
+/// memory: for a journal's tail; to walk a long stretch use [`Records`].
 pub fn read_records(path: &Path, from: u64) -> Result<Vec<Record>, JournalError> {
-    let io = |source| JournalError::Io {
-        path: path.to_path_buf(),
-        action: "read",
-        source,
-    };
-    let reader = BufReader::new(File::open(path).map_err(io)?);
-    let mut out = Vec::new();
-    for line in reader.split(b'\n') {
-        if let Some(r) = parse_record(&line.map_err(io)?).filter(|r| r.seq >= from) {
-            out.push(r);
+    Records::open(path, from)?.collect()
+}
+
+/// The journal's good records with `seq >= from`, read one line at a time (a journal can
+/// hold years of results; a reader holds one). Read-only, like [`read_records`]. Each line
+/// read is bounded by the file, never by what a reader is willing to hold: the file is
+/// ptxd's own.
+pub struct Records {
+    path: PathBuf,
+    reader: BufReader<File>,
+    from: u64,
+    /// Byte offset of the next line: a line start, to resume from with [`Records::open_at`].
+    offset: u64,
+    line: Vec<u8>,
+}
+
+impl Records {
+    pub fn open(path: &Path, from: u64) -> Result<Records, JournalError> {
+        Records::open_at(path, 0, from)
+    }
+
+    /// Start reading at byte `offset`, a line start that an earlier reader's
+    /// [`Records::offset`] gave (the journal is append-only, so it stays one). An offset past
+    /// the end (a journal replaced meanwhile) reads from the start instead.
+    pub fn open_at(path: &Path, offset: u64, from: u64) -> Result<Records, JournalError> {
+        let io = |source| JournalError::Io {
+            path: path.to_path_buf(),
+            action: "read",
+            source,
+        };
+        let mut file = File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let offset = if offset <= len { offset } else { 0 };
+        file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        Ok(Records {
+            path: path.to_path_buf(),
+            reader: BufReader::new(file),
+            from,
+            offset,
+            line: Vec::new(),
+        })
+    }
+
+    /// Where the line after the last record returned starts.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<Record, JournalError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            self.line.clear();
+            let n = match self.reader.read_until(b'\n', &mut self.line) {
+                Ok(0) => return None,
+                Ok(n) => n,
+                Err(source) => {
+                    return Some(Err(JournalError::Io {
+                        path: self.path.clone(),
+                        action: "read",
+                        source,
+                    }))
+                }
+            };
+            // a last line without its newline is being appended (or torn): not a record yet
+            let line = self.line.strip_suffix(b"\n")?;
+            self.offset += n as u64;
+            if let Some(record) = parse_record(line).filter(|r| r.seq >= self.from) {
+                return Some(Ok(record));
+            }
         }
     }
-    Ok(out)
 }
 
 /// One journal line (without its newline) as a record, or None when its CRC or JSON is bad.

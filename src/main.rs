@@ -296,7 +296,7 @@ struct AnalyzeLine<'a> {
     findings: &'a [ptxd::findings::Finding],
     width: Option<usize>,
     height: Option<usize>,
-    format: Option<&'static str>,
+    format: Option<ptxd::decode::InputFormat>,
     orientation: Option<ptxd::decode::Orientation>,
     input_sha256: Option<&'a str>,
     mask: Option<String>,

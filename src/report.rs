@@ -11,10 +11,12 @@
 //! [`Link`] runs the protocol over any byte stream (a serial port, a pty in the tests):
 //! `hello` on open, then every result the host has not acknowledged, in seq order, at most
 //! [`WINDOW`] unacknowledged at a time (so a long backlog after an outage does not hold up
-//! commands or new results for minutes at 115200 baud); each result resent with exponential
-//! backoff until its `ACK`; a host that stops reading (writes time out) keeps the link open
-//! and is resent to later; `NAK`, `REPLAY` and `STATUS`
-//! answered from the journal. Acknowledgements are kept on disk in [`AckState`], so a
+//! commands or new results for minutes at 115200 baud), the backlog read from the journal as
+//! the window opens rather than held in memory; each result resent with exponential backoff
+//! until its `ACK`; a host that stops reading (writes time out) keeps the link open, is tried
+//! once per ACK timeout and resent to later; `NAK`, `REPLAY` and `STATUS` answered from the
+//! journal, a record at a time. A host that floods garbage gets a bounded answer
+//! ([`MAX_BAD_COMMAND_ERRORS`]). Acknowledgements are kept on disk in [`AckState`], so a
 //! reboot or a crash replays exactly what the host has not confirmed. [`LinkService`] is
 //! the thread the daemon starts: it opens the configured port, notices an unplug (a read or
 //! write error) and reopens with backoff.
@@ -31,7 +33,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::SerialConfig;
 use crate::infer::ModelVersions;
-use crate::journal::{encode_line, read_records, write_durably, JournalError, Record};
+use crate::journal::{encode_line, write_durably, JournalError, Record, Records};
 use crate::outcome::ServiceState;
 use crate::sink::{Delivery, Sink, SinkError};
 use crate::worker::{nap, Backoff, Worker};
@@ -44,6 +46,11 @@ pub const WINDOW: usize = 8;
 
 /// The longest host line accepted, without its newline.
 pub const MAX_COMMAND_LEN: usize = 64;
+
+/// `bad-command` error frames answered per [`Link::poll`] at most; the bad lines beyond are
+/// counted in one more. A host flooding garbage must not make ptxd talk as much back (the
+/// line is shared with results, and the frames would queue in memory on both sides).
+pub const MAX_BAD_COMMAND_ERRORS: usize = 8;
 
 /// A command from the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,15 +234,23 @@ pub struct Link<P> {
     acks: AckState,
     config: LinkConfig,
     pending: BTreeMap<u64, Pending>,
-    /// Results to send once the window has room, in seq order.
-    backlog: BTreeMap<u64, Record>,
+    /// The backlog, kept on disk: every journaled result from seq `next` on that is not
+    /// acknowledged waits for room in the window, and is read from the journal when it gets
+    /// some. Holding it in memory instead would hold the whole journal for a host that never
+    /// ACKs. Every result in flight has a seq below `next`.
+    next: u64,
+    /// Where in the journal to start looking for `next` (a line start at or before it).
+    cursor: u64,
     /// A write timed out part-way: the host's next line starts with a torn frame.
     torn: bool,
     /// Writes are timing out (the host is not reading); logged once per stall.
-    stalled: bool,
+    /// When a write last timed out, while writes are timing out.
+    stalled: Option<Instant>,
     inbox: Vec<u8>,
     /// Inside an over-long host line: drop bytes up to its newline.
     discarding: bool,
+    /// Bad lines in this poll (see [`MAX_BAD_COMMAND_ERRORS`]).
+    bad_lines: usize,
     /// A whole line (any line) has come from the host since the port opened.
     host_seen: bool,
     last_seq: u64,
@@ -253,40 +268,60 @@ impl<P: Read + Write> Link<P> {
     /// Say hello, then send every journaled result the host has not acknowledged, in order.
     /// `port` should have a short read timeout: [`Link::poll`] reads until it times out.
     pub fn open(port: P, hello: &Hello<'_>, journal: &Path, acks: AckState, config: LinkConfig) -> io::Result<Self> {
+        let next = acks.through + 1;
         let mut link = Link {
             port,
             journal: journal.to_path_buf(),
             acks,
             config,
             pending: BTreeMap::new(),
-            backlog: BTreeMap::new(),
+            next,
+            cursor: 0,
             torn: false,
-            stalled: false,
+            stalled: None,
             inbox: Vec::new(),
             discarding: false,
+            bad_lines: 0,
             host_seen: false,
             last_seq: hello.last_seq,
             queue: 0,
             state: ServiceState::Ready,
         };
         link.write(&hello_frame(hello))?;
-        let backlog = read_records(&link.journal, link.acks.through + 1).map_err(journal_io)?;
-        for record in backlog {
-            if !link.acks.is_acked(record.seq) {
-                link.backlog.insert(record.seq, record);
-            }
-        }
         link.feed()?;
         Ok(link)
     }
 
-    /// Send waiting results while the window has room.
+    /// Send waiting results, read from the journal, while the window has room.
     fn feed(&mut self) -> io::Result<()> {
-        while self.pending.len() < WINDOW {
-            let Some((_, record)) = self.backlog.pop_first() else {
-                return Ok(());
-            };
-            self.transmit(&record)?;
+        let room = WINDOW - self.pending.len();
+        if room == 0 || self.next > self.last_seq {
+            return Ok(());
+        }
+        let mut records = Records::open_at(&self.journal, self.cursor, self.next).map_err(journal_io)?;
+        let mut batch = Vec::with_capacity(room);
+        let mut seen = self.next - 1;
+        for record in records.by_ref() {
+            let record = record.map_err(journal_io)?;
+            seen = seen.max(record.seq);
+            if !self.acks.is_acked(record.seq) && !self.pending.contains_key(&record.seq) {
+                batch.push(record);
+                if batch.len() == room {
+                    break;
+                }
+            }
+        }
+        self.cursor = records.offset();
+        // at the journal's end everything up to `last_seq` has been looked at (a seq the
+        // journal lacks is a corrupt line, logged when it was opened: never sent)
+        let through = if batch.len() == room {
+            seen
+        } else {
+            self.last_seq.max(seen)
+        };
+        self.next = through + 1;
+        for record in &batch {
+            self.transmit(record)?;
         }
         Ok(())
     }
@@ -295,17 +330,20 @@ impl<P: Read + Write> Link<P> {
     /// A result already in flight or acknowledged is skipped: a record can reach the link
     /// both from the journal's backlog and from the pipeline around a reopen.
     pub fn send_result(&mut self, record: &Record) -> io::Result<()> {
-        if self.pending.contains_key(&record.seq) || self.acks.is_acked(record.seq) {
+        if record.seq < self.next || self.acks.is_acked(record.seq) {
             return Ok(());
         }
         self.last_seq = self.last_seq.max(record.seq);
-        self.backlog.insert(record.seq, record.clone());
+        if record.seq == self.next && self.pending.len() < WINDOW {
+            // nothing waits before it: send it as it came, without reading it back
+            self.next += 1;
+            return self.transmit(record);
+        }
         self.feed()
     }
 
     fn transmit(&mut self, record: &Record) -> io::Result<()> {
         let frame = result_frame(record);
-        self.last_seq = self.last_seq.max(record.seq);
         self.write(&frame)?;
         self.pending.insert(
             record.seq,
@@ -338,7 +376,14 @@ impl<P: Read + Write> Link<P> {
 
     /// Results not yet acknowledged: in flight or waiting for room in the window.
     pub fn unacked(&self) -> usize {
-        self.pending.len() + self.backlog.len()
+        // the backlog, counted without reading it: seqs from `next` to `last_seq`, less
+        // those acknowledged out of order
+        let from = self.next.max(self.acks.through + 1);
+        let waiting = match self.last_seq.checked_sub(from) {
+            Some(span) => span + 1 - self.acks.above.range(from..=self.last_seq).count() as u64,
+            None => 0,
+        };
+        self.pending.len() + waiting as usize
     }
 
     pub fn acks(&self) -> &AckState {
@@ -350,6 +395,7 @@ impl<P: Read + Write> Link<P> {
     pub fn poll(&mut self) -> io::Result<Vec<Event>> {
         let mut events = Vec::new();
         let mut buf = [0u8; 256];
+        self.bad_lines = 0;
         // bounded, so a host that never stops talking cannot starve the resends
         for _ in 0..64 {
             match self.port.read(&mut buf) {
@@ -371,6 +417,10 @@ impl<P: Read + Write> Link<P> {
                 Err(e) => return Err(e),
             }
         }
+        if let Some(more) = self.bad_lines.checked_sub(MAX_BAD_COMMAND_ERRORS).filter(|&n| n > 0) {
+            let detail = format!("{more} more bad line(s) ignored without an answer each");
+            self.write(&error_frame(self.last_seq, "bad-command", &detail))?;
+        }
         self.resend_overdue()?;
         self.feed()?;
         Ok(events)
@@ -386,8 +436,7 @@ impl<P: Read + Write> Link<P> {
                 // +1: a CR before the newline is allowed
                 self.inbox.clear();
                 self.discarding = true;
-                let detail = format!("line longer than {MAX_COMMAND_LEN} bytes, ignored");
-                self.write(&error_frame(self.last_seq, "bad-command", &detail))?;
+                self.bad_command(format!("line longer than {MAX_COMMAND_LEN} bytes, ignored"))?;
             }
             return Ok(None);
         }
@@ -398,10 +447,18 @@ impl<P: Read + Write> Link<P> {
         match parse_command(&line) {
             Ok(command) => self.execute(command),
             Err(detail) => {
-                self.write(&error_frame(self.last_seq, "bad-command", &detail))?;
+                self.bad_command(detail)?;
                 Ok(None)
             }
         }
+    }
+
+    fn bad_command(&mut self, detail: String) -> io::Result<()> {
+        self.bad_lines += 1;
+        if self.bad_lines > MAX_BAD_COMMAND_ERRORS {
+            return Ok(());
+        }
+        self.write(&error_frame(self.last_seq, "bad-command", &detail))
     }
 
     fn execute(&mut self, command: Command) -> io::Result<Option<Event>> {
@@ -416,7 +473,6 @@ impl<P: Read + Write> Link<P> {
             }
             Command::Ack(seq) => {
                 self.pending.remove(&seq);
-                self.backlog.remove(&seq);
                 self.acks.ack(seq)?;
                 return Ok(Some(Event::Acked(seq)));
             }
@@ -435,18 +491,31 @@ impl<P: Read + Write> Link<P> {
     }
 
     /// Send journaled results from `from` (only `only` when given), in order.
+    /// Read one record at a time: a `REPLAY 1` walks the whole journal. A host that stops
+    /// reading midway ends the replay (it can ask again), rather than having every remaining
+    /// frame wait out a write timeout.
     fn replay(&mut self, from: u64, only: Option<u64>) -> io::Result<()> {
-        let records = read_records(&self.journal, from).map_err(journal_io)?;
-        let wanted: Vec<&Record> = records.iter().filter(|r| only.is_none_or(|s| r.seq == s)).collect();
-        if wanted.is_empty() {
+        if self.muted() {
+            return Ok(()); // the answer would be dropped: do not read the journal for it
+        }
+        let mut sent = false;
+        for record in Records::open(&self.journal, from).map_err(journal_io)? {
+            let record = record.map_err(journal_io)?;
+            if only.is_some_and(|s| s != record.seq) {
+                continue;
+            }
+            self.write(&result_frame(&record))?;
+            sent = true;
+            if only.is_some() || self.stalled.is_some() {
+                return Ok(());
+            }
+        }
+        if !sent {
             let detail = format!(
                 "no journaled result with seq {from}{}",
                 if only.is_some() { "" } else { " or later" }
             );
-            return self.write(&error_frame(self.last_seq, "unknown-seq", &detail));
-        }
-        for record in wanted {
-            self.write(&result_frame(record))?;
+            self.write(&error_frame(self.last_seq, "unknown-seq", &detail))?;
         }
         Ok(())
     }
@@ -477,10 +546,22 @@ impl<P: Read + Write> Link<P> {
         Ok(())
     }
 
+    /// A write timed out less than an ACK timeout ago: frames are dropped without trying.
+    fn muted(&self) -> bool {
+        self.stalled
+            .is_some_and(|since| since.elapsed() < self.config.ack_timeout)
+    }
+
     /// Write one frame. A host that does not read makes writes time out: that is not a
     /// broken link (an unplugged port fails reads too), so the frame is dropped, the link
-    /// stays up, and unacknowledged results go again when their resend is due.
+    /// stays up, and unacknowledged results go again when their resend is due. While writes
+    /// time out, one is tried per ACK timeout and the frames between are dropped at once:
+    /// otherwise each would wait out the port's timeout, and a host that floods commands
+    /// without reading the answers would slow the link to a crawl.
     fn write(&mut self, frame: &str) -> io::Result<()> {
+        if self.muted() {
+            return Ok(());
+        }
         let mut bytes = Vec::with_capacity(frame.len() + 1);
         if self.torn {
             bytes.push(b'\n'); // end the torn line: the host drops it (bad CRC)
@@ -493,18 +574,21 @@ impl<P: Read + Write> Link<P> {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
-                    self.torn = done > 0;
-                    if !self.stalled {
-                        log::warn!("serial: the host is not reading (write timed out); results will be resent");
-                        self.stalled = true;
+                    // a line is left open when what went out does not end one
+                    if done > 0 {
+                        self.torn = bytes[done - 1] != b'\n';
                     }
+                    if self.stalled.is_none() {
+                        log::warn!("serial: the host is not reading (write timed out); results will be resent");
+                    }
+                    self.stalled = Some(Instant::now());
                     return Ok(());
                 }
                 Err(e) => return Err(e),
             }
         }
         self.torn = false;
-        if std::mem::take(&mut self.stalled) {
+        if self.stalled.take().is_some() {
             log::info!("serial: the host is reading again");
         }
         // no flush (tcdrain): the kernel sends what it holds, and waiting for the wire here
@@ -607,10 +691,10 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Sender<Event>, 
                         status = (queue, state);
                     }
                 }
-                let last_seq = read_records(&setup.journal, 0)
+                let last_seq = Records::open(&setup.journal, 0)
                     .map_err(journal_io)?
-                    .last()
-                    .map_or(0, |r| r.seq);
+                    .try_fold(0, |last, r| r.map(|r| last.max(r.seq)))
+                    .map_err(journal_io)?;
                 let acks = AckState::open(&acks_path).unwrap_or_else(|e| {
                     log::error!("serial: {e}; every journaled result will be offered to the host again");
                     AckState::new(&acks_path)

@@ -880,3 +880,127 @@ fn a_burst_of_10000_odd_files_is_each_recorded_exactly_once() {
         "every refused file and its .error.txt"
     );
 }
+
+/// Peak resident memory of a running process (VmHWM), in MB.
+fn peak_rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kb / 1024
+}
+
+#[test]
+fn a_host_that_floods_and_never_reads_leaves_memory_bounded_and_analysis_going() {
+    use std::io::Read;
+    let _lock = PTYS.lock().unwrap_or_else(|e| e.into_inner());
+    const BACKLOG: u64 = 40_000;
+    let rig = Rig::new(2);
+    // years of results the host never acknowledged (26 MB): the link must read them from
+    // the journal as the window opens, not hold them
+    std::fs::create_dir_all(rig.path("state")).unwrap();
+    let mut journal = std::io::BufWriter::new(std::fs::File::create(rig.path("state/journal.log")).unwrap());
+    for seq in 1..=BACKLOG {
+        let mut record = common::record();
+        record.seq = seq;
+        record.source = format!("watch:{seq:08}.dcm");
+        let json = serde_json::to_string(&record).unwrap();
+        journal.write_all(ptxd::journal::encode_line(&json).as_bytes()).unwrap();
+    }
+    drop(journal);
+    let (mut host, port) = host_port();
+    let base = std::fs::read_to_string(&rig.config).unwrap();
+    std::fs::write(
+        &rig.config,
+        format!("{base}\n[serial]\nport = \"{port}\"\nack_timeout_ms = 500\nheartbeat_s = 1\n"),
+    )
+    .unwrap();
+    let mut child = rig.start();
+    read_until(&mut host, &mut Vec::new(), |s| s.iter().any(|f| f["type"] == "hello"));
+
+    // the host writes 6 MB and reads nothing: over-long lines, binary noise, bad words, and
+    // commands whose answers it never takes (every REPLAY 1 asks for all 40,000 results)
+    let mut writer = host.try_clone_native().unwrap();
+    let flood = std::thread::spawn(move || {
+        let mut noise = 0x2545_f491_4f6c_dd1du64;
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        for i in 0..96 {
+            let chunk = match i % 4 {
+                0 => vec![b'A'; 65536],
+                1 => (0..65536)
+                    .map(|_| {
+                        noise ^= noise << 13;
+                        noise ^= noise >> 7;
+                        noise ^= noise << 17;
+                        noise as u8
+                    })
+                    .collect(),
+                2 => b"REPLAY 1\nNAK 7\nSTATUS\n".repeat(2978),
+                _ => b"HELLO THERE\n".repeat(5461),
+            };
+            chunks.push(chunk);
+        }
+        // a link that answers every bad line, or waits out a write timeout for each answer
+        // the host does not read, takes the flood for minutes
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut written = 0usize;
+        for chunk in &chunks {
+            let mut done = 0;
+            while done < chunk.len() && Instant::now() < deadline {
+                match writer.write(&chunk[done..]) {
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(e) => panic!("host write: {e}"),
+                }
+            }
+            written += done;
+        }
+        writer.write_all(b"\n").unwrap();
+        written
+    });
+    // meanwhile files keep being analyzed and journaled
+    std::fs::write(rig.path("incoming/broken.dcm"), b"DICM? no").unwrap();
+    let written = flood.join().unwrap();
+    assert!(
+        written > 6_000_000,
+        "ptxd took only {written} bytes of the flood in 90 s"
+    );
+    let records = rig.wait_for_records(BACKLOG as usize + 1, &mut child);
+    assert_eq!(records.last().unwrap()["source"], "watch:broken.dcm");
+    let peak = peak_rss_mb(child.id());
+
+    // the host reads again: after the frames the pty held, it gets answers, with the whole
+    // backlog counted as unacknowledged
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut pending, mut buf, mut status) = (Vec::new(), [0u8; 65536], None);
+    let mut asked = Instant::now() - Duration::from_secs(10);
+    while status.is_none() {
+        assert!(Instant::now() < deadline, "no status frame after the flood");
+        if asked.elapsed() > Duration::from_secs(1) {
+            std::io::Write::write_all(&mut host, b"STATUS\n").unwrap();
+            asked = Instant::now();
+        }
+        if let Ok(n) = host.read(&mut buf) {
+            pending.extend_from_slice(&buf[..n]);
+        }
+        while let Some(nl) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=nl).collect();
+            // a frame cut short when the pty filled is dropped by its CRC, as a host would
+            let Some(json) = std::str::from_utf8(&line).ok().and_then(|l| decode_line(l.trim_end())) else {
+                continue;
+            };
+            let frame: Value = serde_json::from_str(json).unwrap();
+            // frames the pty held from before are stale: wait for one that knows the new record
+            if frame["type"] == "status" && frame["last_seq"] == BACKLOG + 1 {
+                status = Some(frame);
+            }
+        }
+    }
+    let status = status.unwrap();
+    assert_eq!(status["unacked"], BACKLOG + 1, "{status}");
+    eprintln!("ptxd peak RSS with a 40,000-result backlog and a 6 MB flood: {peak} MB");
+    assert!(peak < 120, "peak RSS {peak} MB");
+    terminate(child);
+}

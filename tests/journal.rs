@@ -5,7 +5,7 @@ use std::path::Path;
 
 mod common;
 
-use ptxd::journal::{decode_line, Journal, Record};
+use ptxd::journal::{decode_line, Journal, Record, Records};
 
 /// The shared fixture, for `source` (its input hash differs per source).
 fn record(source: &str) -> Record {
@@ -117,6 +117,35 @@ fn a_corrupt_middle_line_is_skipped_and_kept() {
     let seqs: Vec<u64> = j.records_from(0).unwrap().iter().map(|r| r.seq).collect();
     assert_eq!(seqs, vec![1, 3]);
     assert_eq!(j.append(record("watch:next.png")).unwrap().seq, 4);
+}
+
+#[test]
+fn a_reader_resumes_at_its_offset_and_leaves_a_line_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.log");
+    write_three(&path);
+    let seqs = |records: Records| records.map(|r| r.unwrap().seq).collect::<Vec<_>>();
+    assert_eq!(seqs(Records::open(&path, 2).unwrap()), [2, 3]);
+    let mut reader = Records::open(&path, 0).unwrap();
+    assert_eq!(reader.next().unwrap().unwrap().seq, 1);
+    let after_first = reader.offset();
+    assert_eq!(seqs(Records::open_at(&path, after_first, 0).unwrap()), [2, 3]);
+    // an append in progress (no newline yet) is not a record, even when its CRC is whole
+    let mut tail = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    tail = tail.replace("\"seq\":1", "\"seq\":4");
+    let json = tail.rsplit_once('*').unwrap().0;
+    let line = ptxd::journal::encode_line(json);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(line.trim_end().as_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(seqs(Records::open(&path, 0).unwrap()), [1, 2, 3]);
+    // an offset past the end (a journal replaced meanwhile) reads from the start
+    assert_eq!(seqs(Records::open_at(&path, 1 << 40, 2).unwrap()), [2, 3]);
 }
 
 #[test]

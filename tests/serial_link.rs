@@ -303,3 +303,72 @@ fn a_host_that_stops_reading_does_not_bring_the_link_down() {
     let got = frames(&mut host);
     assert!(seqs_of(&got, "result").contains(&1), "{got:?}");
 }
+
+#[test]
+fn a_flood_of_bad_lines_gets_a_bounded_answer_and_commands_still_work() {
+    let _lock = PTYS.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new(1);
+    let (mut link, mut host) = rig.connect(SLOW);
+    frames(&mut host);
+    let flood: Vec<u8> = (0..1000).flat_map(|i| format!("FOO {i}\n").into_bytes()).collect();
+    say(&mut host, &flood);
+    say(&mut host, b"STATUS\n");
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        link.poll().unwrap();
+        got.extend(frames(&mut host));
+    }
+    let errors: Vec<&str> = got
+        .iter()
+        .filter(|f| f["type"] == "error")
+        .map(|f| f["detail"].as_str().unwrap())
+        .collect();
+    // a poll reads at most 16 KiB: the flood can take two, each answering 8 lines and
+    // counting the rest in one more frame
+    assert!(
+        errors.len() <= 2 * (ptxd::report::MAX_BAD_COMMAND_ERRORS + 1),
+        "{errors:?}"
+    );
+    let counted: usize = errors
+        .iter()
+        .filter_map(|e| {
+            e.split_once(" more bad line(s)")
+                .map(|(n, _)| n.parse::<usize>().unwrap())
+        })
+        .sum();
+    let answered = errors.iter().filter(|e| e.contains("FOO")).count();
+    assert_eq!(
+        answered + counted,
+        1000,
+        "every bad line answered or counted: {errors:?}"
+    );
+    assert!(
+        got.iter().any(|f| f["type"] == "status"),
+        "STATUS answered after the flood"
+    );
+}
+
+#[test]
+fn the_backlog_is_read_from_the_journal_past_a_corrupt_line() {
+    let _lock = PTYS.lock().unwrap_or_else(|e| e.into_inner());
+    let rig = Rig::new(12);
+    // a flipped bit in record 10 (a disk fault): it can never be sent
+    let path = rig.journal.path().to_path_buf();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let tenth = bytes.iter().enumerate().filter(|(_, &b)| b == b'\n').nth(8).unwrap().0 + 10;
+    bytes[tenth] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+    let (mut link, mut host) = rig.connect(SLOW);
+    assert_eq!(seqs_of(&frames(&mut host), "result"), (1..=8).collect::<Vec<_>>());
+    let acks: String = (1..=8).map(|s| format!("ACK {s}\n")).collect();
+    say(&mut host, acks.as_bytes());
+    link.poll().unwrap();
+    assert_eq!(seqs_of(&frames(&mut host), "result"), [9, 11, 12]);
+    assert_eq!(link.unacked(), 3, "the lost line is no longer counted once passed");
+    // a result journaled now goes out at once, from memory
+    let mut journal = Journal::open(&path).unwrap();
+    let record = journal.append(common::record()).unwrap();
+    link.send_result(&record).unwrap();
+    assert_eq!(seqs_of(&frames(&mut host), "result"), [13]);
+    assert_eq!(link.unacked(), 4);
+}
