@@ -27,6 +27,7 @@ use crate::config::OverlaySize;
 use crate::display::Display;
 use crate::findings::Verdict;
 use crate::infer::ModelVersions;
+use crate::logging::Failing;
 use crate::render::{self, Framebuffer, ResultView, StatusView};
 use crate::sink::{Delivery, Sink, SinkError};
 
@@ -175,8 +176,8 @@ pub struct Screen {
     drawn: Drawn,
     /// The idle screen's facts as last given ([`Screen::refresh`]).
     idle: StatusView,
-    /// A draw failed and was logged; the next failure is not logged again.
-    failing: bool,
+    /// Draws are failing: logged when that starts and ends.
+    failing: Failing,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -195,7 +196,7 @@ impl Screen {
             presenter: Presenter::new(hold, acknowledgeable),
             drawn: Drawn::Nothing,
             idle: StatusView::default(),
-            failing: false,
+            failing: Failing::default(),
         }
     }
 
@@ -255,17 +256,16 @@ impl Screen {
         };
         match self.display.show(&fb) {
             Ok(()) => {
-                if self.failing {
+                if self.failing.worked() {
                     log::info!("{}: working again", self.display.name());
                 }
-                self.failing = false;
                 self.drawn = due;
             }
-            Err(e) if !self.failing => {
-                log::error!("{e}; results are still journaled and reported");
-                self.failing = true;
+            Err(e) => {
+                if self.failing.failed() {
+                    log::error!("{e}; results are still journaled and reported");
+                }
             }
-            Err(_) => {}
         }
     }
 }

@@ -12,13 +12,14 @@
 //! The overlay and mask files are written *before* the journal, not as sinks: the record
 //! names them, and a record must never point at a file that was not written.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 
 use thiserror::Error;
 
 use crate::analysis::Analysis;
 use crate::journal::Record;
+use crate::logging::Failing;
 use crate::outcome::panic_text;
 
 /// One journaled result, as the sinks see it.
@@ -45,23 +46,24 @@ pub trait Sink {
     fn deliver(&mut self, delivery: &Delivery<'_>) -> Result<(), SinkError>;
 }
 
-/// Which sinks failed last time, so that a run of failures is logged once.
+/// How each sink did last time, so that a run of failures is logged once.
 #[derive(Debug, Default)]
 pub struct Health {
-    failing: BTreeSet<&'static str>,
+    sinks: BTreeMap<&'static str, Failing>,
 }
 
 impl Health {
     /// Note how `sink` did; log a failure when it starts failing and when it recovers.
     pub fn note(&mut self, sink: &'static str, result: Result<(), SinkError>) {
+        let failing = self.sinks.entry(sink).or_default();
         match result {
             Ok(()) => {
-                if self.failing.remove(sink) {
+                if failing.worked() {
                     log::info!("{sink}: working again");
                 }
             }
             Err(e) => {
-                if self.failing.insert(sink) {
+                if failing.failed() {
                     log::error!(
                         "{sink}: {e}; results are still journaled (further failures are not logged until it recovers)"
                     );
@@ -72,7 +74,7 @@ impl Health {
 
     /// The sinks failing now.
     pub fn failing(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.failing.iter().copied()
+        self.sinks.iter().filter(|(_, f)| f.is_failing()).map(|(&name, _)| name)
     }
 }
 

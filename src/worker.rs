@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::logging::Failing;
+
 /// A running thread; dropping it asks the loop to stop and waits for it.
 pub struct Worker {
     stop: Arc<AtomicBool>,
@@ -58,7 +60,7 @@ pub fn nap(d: Duration, stop: &AtomicBool) {
 pub struct Backoff {
     wait: Duration,
     max: Duration,
-    failing: bool,
+    failing: Failing,
 }
 
 impl Backoff {
@@ -68,20 +70,20 @@ impl Backoff {
         Backoff {
             wait: Backoff::FIRST,
             max: max.max(Backoff::FIRST),
-            failing: false,
+            failing: Failing::default(),
         }
     }
 
     /// An attempt failed. True when it is the first failure of a run: log it then.
     pub fn failed(&mut self) -> bool {
-        !std::mem::replace(&mut self.failing, true)
+        self.failing.failed()
     }
 
     /// An attempt worked: the next failure waits one second again. True when it ends a run
     /// of failures: log the recovery then.
     pub fn worked(&mut self) -> bool {
         self.wait = Backoff::FIRST;
-        std::mem::replace(&mut self.failing, false)
+        self.failing.worked()
     }
 
     /// Sleep the current wait (ending early on `stop`), then double it up to the maximum.
