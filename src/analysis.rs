@@ -3,7 +3,7 @@
 //! `ptxd analyze` and by the daemon, so both give the same answer.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -77,6 +77,30 @@ pub struct Analysis {
     pub findings: Vec<Finding>,
     /// Wall time of decode + inference + localisation, seconds.
     pub seconds: f64,
+    /// Where that time went.
+    pub stages: Stages,
+}
+
+/// Wall time of each step of one analysis (`ptxd bench --pipeline` reports them). A model's
+/// time is its run alone; resizing and building its input tensor is `preprocess`. Steps that
+/// did not run (the segmenter for a negative) stay zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stages {
+    pub decode: Duration,
+    pub preprocess: Duration,
+    pub lungs: Duration,
+    pub classifier: Duration,
+    pub segmenter: Duration,
+    /// Lung-field check and localisation: what turns model outputs into a verdict and findings.
+    pub findings: Duration,
+}
+
+/// Time `step`, adding its duration to `total`.
+fn timed<T>(total: &mut Duration, step: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let out = step();
+    *total += started.elapsed();
+    out
 }
 
 impl Analysis {
@@ -138,18 +162,31 @@ impl Analyzer {
     pub fn analyze_file(&self, path: &Path) -> Result<Analysis, AnalysisError> {
         let started = Instant::now();
         let radiograph = decode::decode_file(path, self.limits)?;
-        self.analyze(radiograph, started)
+        let decode = started.elapsed();
+        let mut analysis = self
+            .analyze(radiograph, started)
             .map_err(|source| AnalysisError::Infer {
                 file: path.display().to_string(),
                 source: Box::new(source),
-            })
+            })?;
+        analysis.stages.decode = decode;
+        Ok(analysis)
     }
 
     /// The lung fields of a decoded image.
     pub fn lung_field(&self, image: &GreyImage) -> Result<LungField, InferError> {
+        self.timed_lung_field(image, &mut Stages::default())
+    }
+
+    fn timed_lung_field(&self, image: &GreyImage, stages: &mut Stages) -> Result<LungField, InferError> {
         let pre = &self.lung_pre;
-        let resized = resize_pil_bilinear(image, pre.width, pre.height);
-        let outputs = self.lungs.run_all(to_tensor(&resized, pre))?;
+        let (resized, input) = timed(&mut stages.preprocess, || {
+            let resized = resize_pil_bilinear(image, pre.width, pre.height);
+            let input = to_tensor(&resized, pre);
+            (resized, input)
+        });
+        let outputs = timed(&mut stages.lungs, || self.lungs.run_all(input))?;
+        let started = Instant::now();
         let (w, h) = self.lung_grid;
         let (probs, chest) = match &outputs[..] {
             [probs, chest] if probs.len() == w * h && chest.len() == 1 => (probs, chest[0]),
@@ -161,21 +198,17 @@ impl Analyzer {
                 })
             }
         };
-        Ok(LungField::new(
-            probs,
-            w,
-            h,
-            &resized.pixels,
-            chest,
-            &self.lung_thresholds,
-        ))
+        let field = LungField::new(probs, w, h, &resized.pixels, chest, &self.lung_thresholds);
+        stages.findings += started.elapsed();
+        Ok(field)
     }
 
     /// Analyze an already decoded radiograph (`started`: when its handling began): lung
     /// fields first (is it a chest radiograph?), then the classifier, then the segmenter
     /// when the classifier is positive.
     pub fn analyze(&self, radiograph: Radiograph, started: Instant) -> Result<Analysis, InferError> {
-        let lungs = self.lung_field(&radiograph.image)?;
+        let mut stages = Stages::default();
+        let lungs = self.timed_lung_field(&radiograph.image, &mut stages)?;
         let mut analysis = Analysis {
             radiograph,
             probability: None,
@@ -184,16 +217,22 @@ impl Analyzer {
             mask: None,
             findings: Vec::new(),
             seconds: 0.0,
+            stages: Stages::default(),
         };
-        if let Err(why) = lungs.check(&self.lung_thresholds) {
+        if let Err(why) = timed(&mut stages.findings, || lungs.check(&self.lung_thresholds)) {
             analysis.not_chest = Some(why);
             analysis.seconds = started.elapsed().as_secs_f64();
+            analysis.stages = stages;
             return Ok(analysis);
         }
         let image = &analysis.radiograph.image;
         let pre = &self.classifier_pre;
-        let resized = resize_pil_bilinear(image, pre.width, pre.height);
-        let probability = match self.classifier.run(to_tensor(&resized, pre))?[..] {
+        let (resized, input) = timed(&mut stages.preprocess, || {
+            let resized = resize_pil_bilinear(image, pre.width, pre.height);
+            let input = to_tensor(&resized, pre);
+            (resized, input)
+        });
+        let probability = match timed(&mut stages.classifier, || self.classifier.run(input))?[..] {
             [p] => p,
             ref other => return Err(output_error(Role::Classifier, 1, other.len())),
         };
@@ -201,23 +240,28 @@ impl Analyzer {
         analysis.verdict = self.thresholds.verdict(probability);
         if analysis.verdict == Verdict::Positive {
             let seg_pre = &self.segmenter_pre;
-            let input = if (seg_pre.width, seg_pre.height) == (pre.width, pre.height) {
-                to_tensor(&resized, seg_pre)
-            } else {
-                to_tensor(&resize_pil_bilinear(image, seg_pre.width, seg_pre.height), seg_pre)
-            };
-            let probs = self.segmenter.run(input)?;
+            let input = timed(&mut stages.preprocess, || {
+                if (seg_pre.width, seg_pre.height) == (pre.width, pre.height) {
+                    to_tensor(&resized, seg_pre)
+                } else {
+                    to_tensor(&resize_pil_bilinear(image, seg_pre.width, seg_pre.height), seg_pre)
+                }
+            });
+            let probs = timed(&mut stages.segmenter, || self.segmenter.run(input))?;
             let cells = self.thresholds.grid.0 * self.thresholds.grid.1;
             if probs.len() != cells {
                 return Err(output_error(Role::Segmenter, cells, probs.len()));
             }
             let (w, h) = (image.width, image.height);
             let orientation = analysis.radiograph.orientation;
-            let (mask, findings) = findings::localise(&probs, w, h, orientation, &lungs, &self.thresholds);
+            let (mask, findings) = timed(&mut stages.findings, || {
+                findings::localise(&probs, w, h, orientation, &lungs, &self.thresholds)
+            });
             analysis.mask = Some(mask);
             analysis.findings = findings;
         }
         analysis.seconds = started.elapsed().as_secs_f64();
+        analysis.stages = stages;
         Ok(analysis)
     }
 }

@@ -225,9 +225,17 @@ fn check_declared_lengths(file: &[u8]) -> Result<(), Refusal> {
     const UNDEFINED: u32 = u32::MAX;
     let (mut explicit, mut big_endian, mut in_meta, mut fragments) = (true, false, true, false);
     let mut syntax = String::new();
+    // dicom-rs reads the meta group as explicit VR LE until the bytes its group length
+    // (0002,0000) declares are read, whatever the groups in them (found by fuzzing: a walk
+    // that ended the meta at the first other group read a different data set)
+    let mut meta_end: Option<usize> = None;
     let mut pos = 4;
     while pos + 8 <= file.len() {
-        if in_meta && u16::from_le_bytes([file[pos], file[pos + 1]]) != 0x0002 {
+        let meta_over = match meta_end {
+            Some(end) => pos >= end,
+            None => u16::from_le_bytes([file[pos], file[pos + 1]]) != 0x0002,
+        };
+        if in_meta && meta_over {
             in_meta = false;
             match syntax.as_str() {
                 "1.2.840.10008.1.2" => explicit = false,
@@ -287,6 +295,11 @@ fn check_declared_lengths(file: &[u8]) -> Result<(), Refusal> {
                 .is_some_and(|e| e.vr() == VirtualVr::Exact(dicom_core::VR::SQ)),
         };
         let item = tag == (0xFFFE, 0xE000) && !fragments;
+        if in_meta && tag == (0x0002, 0x0000) && len == 4 && meta_end.is_none() {
+            let at = pos;
+            meta_end =
+                Some(pos + 4 + u32::from_le_bytes([file[at], file[at + 1], file[at + 2], file[at + 3]]) as usize);
+        }
         if in_meta && tag == (0x0002, 0x0010) {
             syntax = String::from_utf8_lossy(&file[pos..pos + len as usize])
                 .trim_end_matches(['\0', ' '])

@@ -16,6 +16,7 @@
 
 pub mod alert;
 pub mod analysis;
+pub mod bench;
 pub mod capture;
 pub mod config;
 pub mod daemon;

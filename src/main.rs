@@ -88,11 +88,23 @@ enum Command {
         #[arg(long)]
         variant: Option<String>,
     },
-    /// Time ONNX files in tract (median of --runs after one warm-up run) on a 1x3x256x256 input.
+    /// Time ONNX files in tract (median of --runs after one warm-up run) on a 1x3x256x256 input;
+    /// with --pipeline, time each step of the whole pipeline on radiograph files instead.
     Bench {
         /// Timed runs per file.
         #[arg(long, default_value_t = 10)]
         runs: usize,
+        /// The files are radiographs: run each through the daemon's steps with the manifest's
+        /// models and print each step's median, fastest and slowest time, and peak RSS.
+        #[arg(long)]
+        pipeline: bool,
+        /// With --pipeline: the model variant (default: the manifest's).
+        #[arg(long, requires = "pipeline")]
+        variant: Option<String>,
+        /// With --pipeline: where the overlay, mask and journal are written (and removed):
+        /// the disk the daemon writes to, since fsync is what costs there.
+        #[arg(long, requires = "pipeline")]
+        scratch: Option<PathBuf>,
         /// One JSON object per line instead of text.
         #[arg(long)]
         json: bool,
@@ -105,7 +117,8 @@ enum Command {
         /// Write the first output of the last run here (raw little-endian f32).
         #[arg(long)]
         output: Option<PathBuf>,
-        /// ONNX files to time (any variant: int8, int8-qdq, fp32 twins).
+        /// ONNX files to time (any variant: int8, int8-qdq, fp32 twins), or radiographs with
+        /// --pipeline.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -182,11 +195,21 @@ fn main() -> ExitCode {
         Command::CheckModels { variant } => check_models(&manifest, variant.as_deref()),
         Command::Bench {
             runs,
+            pipeline: true,
+            json,
+            variant,
+            scratch,
+            files,
+            ..
+        } => bench_pipeline(&manifest, variant.as_deref(), &files, runs, json, scratch),
+        Command::Bench {
+            runs,
             json,
             input,
             size,
             output,
             files,
+            ..
         } => bench(&files, runs, json, input.as_deref(), size, output.as_deref()),
     };
     match result {
@@ -411,6 +434,43 @@ fn check_models(manifest: &std::path::Path, variant: Option<&str>) -> Result<(),
             entry.output.name,
             entry.output.meaning,
         );
+    }
+    Ok(())
+}
+
+fn bench_pipeline(
+    manifest: &Path,
+    variant: Option<&str>,
+    files: &[PathBuf],
+    runs: usize,
+    json: bool,
+    scratch: Option<PathBuf>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let manifest = Manifest::load(manifest)?;
+    let analyzer = Analyzer::load(&manifest, variant, Limits::default())?;
+    let scratch = scratch.unwrap_or_else(std::env::temp_dir);
+    let size = OverlaySize {
+        width: 1280,
+        height: 720,
+    };
+    let reports = ptxd::bench::pipeline(&analyzer, files, runs, size, &scratch)?;
+    let peak = ptxd::bench::peak_rss();
+    for report in &reports {
+        if json {
+            println!("{}", report.to_json());
+        } else {
+            print!("{report}");
+        }
+    }
+    let mb = peak.map(|b| b as f64 / 1048576.0);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"peak_rss_mb": mb, "models": analyzer.versions()})
+        );
+    } else {
+        let mb = mb.map_or("unknown".into(), |mb| format!("{mb:.1} MB"));
+        println!("peak RSS (all models loaded): {mb}");
     }
     Ok(())
 }

@@ -115,6 +115,28 @@ fn dicom_declaring_a_huge_value(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// 194 bytes of DICOM whose data set opens with a group length (a UL) declaring 4 GB:
+/// dicom-rs reserved it (4.3 GB touched; found by the long fuzz run). The meta group's own
+/// length covers one more element after the transfer syntax, of an unknown VR, which is read
+/// as part of the meta; a length check that ended the meta at the first element of another
+/// group read the data set 4 bytes off and missed the huge length.
+fn dicom_with_a_4gb_group_length(path: &Path) {
+    let mut bytes = vec![0u8; 128];
+    bytes.extend_from_slice(b"DICM");
+    let syntax = b"1.2.840.10008.1.2\0"; // implicit VR little endian
+    let extra = [0u8; 12]; // (0000,0000), VR "\0\0" (unknown), 2 reserved, 4-byte length 0
+    let meta_len = (8 + syntax.len() + extra.len()) as u32;
+    bytes.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+    bytes.extend_from_slice(&meta_len.to_le_bytes());
+    bytes.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', syntax.len() as u8, 0]);
+    bytes.extend_from_slice(syntax);
+    bytes.extend_from_slice(&extra);
+    // the data set: (0000,0000) with 0xFFFFFFF7 bytes, then 4 bytes the misaligned walk
+    // took for an undefined length
+    bytes.extend_from_slice(&[0, 0, 0, 0, 0xF7, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+    std::fs::write(path, bytes).unwrap();
+}
+
 /// A DICOM file that claims `w` x `h` 16-bit pixels and holds 100 bytes of them.
 fn dicom_claiming(path: &Path, w: u16, h: u16) {
     let mut obj = common::dicom_grey_image("1.2.826.0.1.3680043.2.1143.2", w, h, 12, "MONOCHROME2");
@@ -223,6 +245,13 @@ fn bombs_are_refused_in_bounded_memory() {
     let dcm = dir.path().join("dicom-940mb-value.dcm");
     dicom_declaring_a_huge_value(&dcm);
     cases.push((dcm, "DICOM declaring a 940 MB value in a few hundred bytes", true));
+    let dcm = dir.path().join("dicom-4gb-group-length.dcm");
+    dicom_with_a_4gb_group_length(&dcm);
+    cases.push((
+        dcm,
+        "DICOM whose meta hides a 4 GB group length from a naive walk",
+        true,
+    ));
 
     let mut table = Vec::new();
     for (file, what, bomb) in &cases {
