@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README):
-#   ./test.sh          everything, what CI runs: Python, then Rust on x86, a short fuzz run
+#   ./test.sh          everything, what CI runs: Python, then Rust on x86, tract against
+#                      onnxruntime (benches/onnxruntime_ratio.py, figures only), a short fuzz run
 #                      of each parser (fuzz/run.sh, PTXD_FUZZ_SECONDS each, default 20), then
 #                      the aarch64 build, its tests under qemu-user, and the QEMU device test
 #                      (an arm64 guest booting ptxd)
@@ -91,6 +92,10 @@ if [[ $mode == quick ]]; then
     echo "== quick: done (the aarch64 build and the QEMU tests run in ./test.sh)"
     exit 0
 fi
+
+echo "== bench: tract against onnxruntime on the shipped files, same input, same run"
+# figures for the log (docs/performance.md), not a pass/fail: machines here are noisy
+"$PY" benches/onnxruntime_ratio.py --ptxd target/debug/ptxd --runs 1
 
 echo "== fuzz: each parser for ${PTXD_FUZZ_SECONDS:-20} s (fuzz/run.sh; nightly and cargo-fuzz)"
 if [[ -z "${PTXD_NO_INSTALL:-}" ]]; then

@@ -499,3 +499,48 @@ fn the_models_are_found_from_any_folder_or_the_error_names_the_flag() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_pipeline_times_every_step_of_a_positive_and_reports_peak_memory() {
+    let image = data(REAL_PNG);
+    let (code, lines, stderr) = ptxd(&["bench", "--pipeline", "--json", "--runs", "1"], &[image]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(lines.len(), 2, "one line for the image, one for the process: {lines:?}");
+    let report = &lines[0];
+    assert_eq!(
+        report["verdict"], "positive",
+        "the segmenter must be in the figures: {report}"
+    );
+    assert_eq!(report["runs"], 1);
+    let median = |step: &str| {
+        report["steps"][step]["median_s"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{step} missing: {report}"))
+    };
+    let steps = [
+        "decode",
+        "preprocess",
+        "lungs",
+        "classifier",
+        "segmenter",
+        "findings",
+        "render",
+        "write files",
+        "journal",
+    ];
+    for step in steps {
+        assert!(median(step) > 0.0, "{step} took no time: {report}");
+    }
+    // the steps are the whole image, less the bookkeeping between them
+    let sum: f64 = steps.iter().map(|s| median(s)).sum();
+    let total = median("total");
+    assert!(
+        sum <= total && sum > 0.95 * total,
+        "steps {sum} s of {total} s: {report}"
+    );
+    let peak = lines[1]["peak_rss_mb"].as_f64().unwrap();
+    assert!(
+        peak > 20.0 && peak < 150.0,
+        "peak RSS {peak} MB (the issue's bound is 150)"
+    );
+}

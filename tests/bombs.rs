@@ -137,6 +137,26 @@ fn dicom_with_a_4gb_group_length(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// A DICOM file whose Samples per Pixel is a UL of 2 bytes: dicom-rs reads no value from it
+/// and the next header from those 2 bytes, where the next element's value becomes a 1.3 GB
+/// length (found by the long fuzz run, 1.36 GB touched for 3 KB).
+fn dicom_with_a_short_ul(path: &Path) {
+    let mut bytes = vec![0u8; 128];
+    bytes.extend_from_slice(b"DICM");
+    let syntax = b"1.2.840.10008.1.2.1\0"; // explicit VR little endian
+    bytes.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+    bytes.extend_from_slice(&((8 + syntax.len()) as u32).to_le_bytes());
+    bytes.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', syntax.len() as u8, 0]);
+    bytes.extend_from_slice(syntax);
+    // (0028,0002) UL, 2 bytes: 1
+    bytes.extend_from_slice(&[0x28, 0x00, 0x02, 0x00, b'U', b'L', 2, 0, 1, 0]);
+    // (0028,0004) CS "MONOCHROME2 ": read 2 bytes early, "MO" ends a 4-byte length
+    bytes.extend_from_slice(&[0x28, 0x00, 0x04, 0x00, b'C', b'S', 12, 0]);
+    bytes.extend_from_slice(b"MONOCHROME2 ");
+    bytes.extend_from_slice(&[0u8; 64]);
+    std::fs::write(path, bytes).unwrap();
+}
+
 /// A DICOM file that claims `w` x `h` 16-bit pixels and holds 100 bytes of them.
 fn dicom_claiming(path: &Path, w: u16, h: u16) {
     let mut obj = common::dicom_grey_image("1.2.826.0.1.3680043.2.1143.2", w, h, 12, "MONOCHROME2");
@@ -252,6 +272,9 @@ fn bombs_are_refused_in_bounded_memory() {
         "DICOM whose meta hides a 4 GB group length from a naive walk",
         true,
     ));
+    let dcm = dir.path().join("dicom-short-ul.dcm");
+    dicom_with_a_short_ul(&dcm);
+    cases.push((dcm, "DICOM with a 2-byte UL hiding a 1.3 GB length", true));
 
     let mut table = Vec::new();
     for (file, what, bomb) in &cases {
@@ -266,7 +289,7 @@ fn bombs_are_refused_in_bounded_memory() {
             assert_eq!(line["verdict"], "not_analyzed", "{what}: {line}");
             let error = line["error"].as_str().unwrap();
             assert!(
-                ["decompression bomb", "limit of", "bytes but only"]
+                ["decompression bomb", "limit of", "bytes but only", "whole number"]
                     .iter()
                     .any(|w| error.contains(w)),
                 "{what}: {error}"
