@@ -243,8 +243,8 @@ pub struct Link<P> {
     cursor: u64,
     /// A write timed out part-way: the host's next line starts with a torn frame.
     torn: bool,
-    /// Writes are timing out (the host is not reading); logged once per stall.
-    /// When a write last timed out, while writes are timing out.
+    /// Writes are timing out (the host is not reading): when the last one did. Logged once
+    /// per stall.
     stalled: Option<Instant>,
     inbox: Vec<u8>,
     /// Inside an over-long host line: drop bytes up to its newline.
