@@ -3,7 +3,8 @@
 #   ./test.sh          everything, what CI runs: Python, then Rust on x86, tract against
 #                      onnxruntime (benches/onnxruntime_ratio.py, figures only), a short fuzz run
 #                      of each parser (fuzz/run.sh, PTXD_FUZZ_SECONDS each, default 20), then
-#                      the aarch64 build, its tests under qemu-user, and the QEMU device test
+#                      the aarch64 build, its tests under qemu-user (the reference vectors on
+#                      both int8 kernel paths, SDOT and SMLAL), and the QEMU device test
 #                      (an arm64 guest booting ptxd)
 #   ./test.sh quick    the Python tests, cargo fmt and the x86 tests only, no clippy (10.7
 #                      minutes on 2 cores from a fresh clone, most of it the first build)
@@ -112,9 +113,15 @@ echo "== aarch64: release build, tests under qemu-user, static glibc"
 A64=aarch64-unknown-linux-gnu
 cargo build --quiet --release --target $A64
 # tests that spawn the ptxd binary run above on x86 (no binfmt_misc here to run an aarch64
-# child); these exercise tract's aarch64 int8 kernels, the serial link over ptys, the journal
-cargo test --quiet --release --target $A64 --lib --test reference_vectors --test serial_link \
-    --test journal --test render --test serial_protocol --test decode_robustness
+# child); these exercise tract's aarch64 int8 kernels, the serial link over ptys, the journal.
+# qemu-user emulates a Cortex-A76 first (dot product: tract's SDOT int8 kernel, the Pi 5's and
+# Orin's path), then the reference vectors again as a Cortex-A72 (none: the SMLAL kernel, the
+# Pi 4's); PTXD_EXPECT_CPU makes the test fail if tract took the other path
+QEMU_CPU=cortex-a76 PTXD_EXPECT_CPU=+dotprod cargo test --quiet --release --target $A64 --lib \
+    --test reference_vectors --test serial_link --test journal --test render --test serial_protocol \
+    --test decode_robustness
+QEMU_CPU=cortex-a72 PTXD_EXPECT_CPU=-dotprod cargo test --quiet --release --target $A64 \
+    --test reference_vectors
 export PTXD_AARCH64=target/$A64/release/ptxd
 "$PY" -m pytest -q tests/qemu/test_binary.py
 

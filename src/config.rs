@@ -71,8 +71,41 @@ pub struct ModelsConfig {
     /// Inference threads (tract's matrix kernels). Default 1.
     #[serde(default = "one")]
     pub threads: NonZeroUsize,
-    /// Model variant ("int8", "int8-qdq"); default: the manifest's.
-    pub variant: Option<String>,
+    /// Model variant: a name ("int8", "int8-qdq") pins it; "auto" runs the fastest one that
+    /// reproduces the reference outputs on this CPU; unset, the manifest's default.
+    #[serde(default, deserialize_with = "variant_setting")]
+    pub variant: VariantSetting,
+}
+
+/// Which variant of the models to load (`[models] variant`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum VariantSetting {
+    /// Not set: the manifest's `default_variant`.
+    #[default]
+    ManifestDefault,
+    /// `"auto"`: the fastest variant within the manifest's tolerance on this CPU, measured at
+    /// the first start (or by `ptxd bench --choose`) and cached beside the journal.
+    Fastest,
+    /// A variant by name.
+    Pinned(String),
+}
+
+impl VariantSetting {
+    /// The variant named in the config, if one is.
+    pub fn pinned(&self) -> Option<&str> {
+        match self {
+            VariantSetting::Pinned(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+fn variant_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VariantSetting, D::Error> {
+    let name = String::deserialize(d)?;
+    Ok(match name.as_str() {
+        "auto" => VariantSetting::Fastest,
+        _ => VariantSetting::Pinned(name),
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -624,6 +657,12 @@ impl Config {
     pub fn captured_dir(&self) -> &Path {
         self.watch.captured.as_deref().expect("set by Config::parse")
     }
+
+    /// Where `variant = "auto"` keeps its choice: `variant.json` beside the journal.
+    pub fn variant_cache(&self) -> PathBuf {
+        let journal = &self.journal.path;
+        journal.parent().unwrap_or(Path::new(".")).join("variant.json")
+    }
 }
 
 #[cfg(test)]
@@ -701,7 +740,7 @@ overlay_dir = "state/overlays"
                 "{}",
                 profile.name
             );
-            assert_eq!(c.models.variant.as_deref(), Some("int8"), "{}", profile.name);
+            assert_eq!(c.models.variant.pinned(), Some("int8"), "{}", profile.name);
             names.push(path.file_stem().unwrap().to_string_lossy().into_owned());
         }
         names.sort();
@@ -714,7 +753,7 @@ overlay_dir = "state/overlays"
         );
         let c = Config::parse(&text, Path::new("/etc/ptxd")).unwrap();
         assert_eq!(c.models.threads.get(), 1);
-        assert_eq!(c.models.variant.as_deref(), Some("int8"), "kept from the profile");
+        assert_eq!(c.models.variant.pinned(), Some("int8"), "kept from the profile");
         let spi = format!(
             "{text}\n[display]\nkind = \"spi\"\npanel = \"ili9341\"\nspi = \"/dev/spidev0.0\"\nsize = [320, 240]\nrotation = 90\ndc = 25\nreset = 27\n"
         );

@@ -36,7 +36,7 @@ use thiserror::Error;
 use crate::alert::{AlertService, Press};
 use crate::analysis::{Analysis, AnalysisError, Analyzer, SetupError};
 use crate::capture::{CaptureService, CaptureState};
-use crate::config::Config;
+use crate::config::{Config, VariantSetting};
 use crate::decode::{self, DecodeError};
 use crate::display;
 use crate::infer;
@@ -48,6 +48,7 @@ use crate::report::{self, LinkService, LinkSetup};
 use crate::screen::{self, Screen};
 use crate::sink::{self, Delivery, Sink};
 use crate::source::{self, SourceError, WatchFolder};
+use crate::variant::{self, Choice, VariantError};
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -57,6 +58,8 @@ pub enum DaemonError {
     Setup(#[from] SetupError),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    Variant(#[from] VariantError),
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error("{}: cannot create this folder: {source}", path.display())]
@@ -193,13 +196,49 @@ impl Unwritten {
     }
 }
 
+/// The variant the config asks for; for "auto", the cached choice or one measured now.
+fn choose_variant(config: &Config, manifest: &Manifest) -> Result<Option<String>, DaemonError> {
+    match &config.models.variant {
+        VariantSetting::ManifestDefault => Ok(None),
+        VariantSetting::Pinned(name) => Ok(Some(name.clone())),
+        VariantSetting::Fastest => {
+            let key = variant::Key::here(&config.models.manifest, config.models.threads.get())?;
+            let cache = config.variant_cache();
+            if let Some(dir) = cache.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| DaemonError::Folder {
+                    path: dir.into(),
+                    source,
+                })?;
+            }
+            if Choice::cached(&cache, &key).is_none() {
+                log::info!(
+                    "variant = \"auto\": timing each model variant on this CPU (once; cached in {})",
+                    cache.display()
+                );
+            }
+            let (choice, cached) = variant::cached_or_measured(manifest, key, &cache, VARIANT_RUNS)?;
+            log::info!(
+                "variant = \"auto\": {} ({}; {})",
+                choice.variant,
+                if cached { "cached" } else { "measured now" },
+                variant::describe(&choice.trials)
+            );
+            Ok(Some(choice.variant))
+        }
+    }
+}
+
+/// Timed runs a model when "auto" measures at start-up (after the reference runs).
+const VARIANT_RUNS: usize = 3;
+
 impl Daemon {
     /// Load and verify the models, open (and repair) the journal, create the output folders.
     /// Any failure here stops start-up with a message saying what to fix.
     pub fn start(config: Config) -> Result<Daemon, DaemonError> {
         infer::set_threads(config.models.threads.get());
         let manifest = Manifest::load(&config.models.manifest)?;
-        let analyzer = Analyzer::load(&manifest, config.models.variant.as_deref(), config.limits())?;
+        let variant = choose_variant(&config, &manifest)?;
+        let analyzer = Analyzer::load(&manifest, variant.as_deref(), config.limits())?;
         let journal = Journal::open(&config.journal.path)?;
         let mut folders = vec![
             config.watch.dir.clone(),

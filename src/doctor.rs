@@ -18,11 +18,12 @@ use v4l::video::Capture;
 use v4l::Device;
 
 use crate::capture;
-use crate::config::{fourcc_name, Config, DisplayConfig, PixelFormat};
+use crate::config::{fourcc_name, Config, DisplayConfig, PixelFormat, VariantSetting};
 use crate::display::{self, fb_info};
 use crate::gpio::line_offset;
 use crate::infer::{self, Model};
 use crate::manifest::{Manifest, Role};
+use crate::variant::{self, Choice};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
@@ -113,10 +114,10 @@ pub enum ModelCheck {
 /// config when given.
 pub fn examine(dev: &Path, manifest: &Path, config: Option<&Config>, check: ModelCheck) -> Report {
     let manifest = config.map_or(manifest, |c| c.models.manifest.as_path());
-    let variant = config.and_then(|c| c.models.variant.as_deref());
+    let variant = config.and_then(configured_variant);
     Report {
         sections: vec![
-            models(manifest, variant, check),
+            models(manifest, variant.as_deref(), check),
             video(dev),
             framebuffers(dev),
             serial_ports(dev),
@@ -124,6 +125,18 @@ pub fn examine(dev: &Path, manifest: &Path, config: Option<&Config>, check: Mode
             spi(dev),
             configured(config),
         ],
+    }
+}
+
+/// The variant the service would load: the pinned one, or for "auto" its cached choice
+/// (None, the manifest's default, until the service or `bench --choose` has measured).
+fn configured_variant(config: &Config) -> Option<String> {
+    match &config.models.variant {
+        VariantSetting::Fastest => {
+            let key = variant::Key::here(&config.models.manifest, config.models.threads.get()).ok()?;
+            Choice::cached(&config.variant_cache(), &key).map(|c| c.variant)
+        }
+        other => other.pinned().map(str::to_string),
     }
 }
 
@@ -136,6 +149,10 @@ fn models(manifest: &Path, variant: Option<&str>, check: ModelCheck) -> Section 
             return s;
         }
     };
+    s.push(
+        Mark::Info,
+        format!("tract picks its kernels for CPU features {}", infer::cpu_features()),
+    );
     for role in Role::ALL {
         if check == ModelCheck::Checksums {
             match checksum(&manifest, role, variant) {

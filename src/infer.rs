@@ -72,6 +72,14 @@ pub fn set_threads(threads: usize) {
     }
 }
 
+/// The instruction-set features tract found on this CPU, which pick its kernels: on aarch64,
+/// "dotprod" means the SDOT int8 kernel (Pi 5, Orin) and its absence the SMLAL one (Pi 4).
+/// tract's `TRACT_DOTPROD_DISABLE=1` and `TRACT_CPU_ISA` edit the set, so one binary can be
+/// tested on either path. Printed by `check-models` and `doctor` as evidence of the path taken.
+pub fn cpu_features() -> String {
+    format!("{:?}", tract_linalg::isa::native())
+}
+
 /// One role's file, found through the manifest and checked against its sha256.
 pub struct VerifiedFile<'m> {
     pub files: ModelFiles<'m>,

@@ -4,7 +4,8 @@
 //! - [`outcome`]: the result contract's words (verdict, needs_attention, error kinds);
 //! - [`manifest`], [`config`]: what the models are and how the daemon is set up, parsed once;
 //! - [`decode`], [`preprocess`], [`infer`], [`lungs`], [`findings`]: one radiograph's way
-//!   through the models, put together by [`analysis`];
+//!   through the models, put together by [`analysis`]; [`reference`]: onnxruntime's outputs
+//!   that tract must reproduce, and [`variant`]: which shipped variant this CPU runs;
 //! - [`render`], [`journal`], [`source`]: drawing, recording and receiving results;
 //! - [`sink`] and the sinks a journaled result goes to: [`screen`] (the display),
 //!   [`alert`] (LED, buzzer), [`report`] (the serial link, framing `journal` records);
@@ -32,9 +33,11 @@ pub mod lungs;
 pub mod manifest;
 pub mod outcome;
 pub mod preprocess;
+pub mod reference;
 pub mod render;
 pub mod report;
 pub mod screen;
 pub mod sink;
 pub mod source;
+pub mod variant;
 pub mod worker;

@@ -13,6 +13,7 @@ use ptxd::infer::{self, Model};
 use ptxd::journal;
 use ptxd::manifest::{Manifest, Role};
 use ptxd::outcome::{self, ErrorKind, Failure, Verdict};
+use ptxd::variant;
 
 #[derive(Parser)]
 #[command(
@@ -89,7 +90,9 @@ enum Command {
         variant: Option<String>,
     },
     /// Time ONNX files in tract (median of --runs after one warm-up run) on a 1x3x256x256 input;
-    /// with --pipeline, time each step of the whole pipeline on radiograph files instead.
+    /// with --pipeline, time each step of the whole pipeline on radiograph files instead; with
+    /// --choose, time every shipped variant and choose the fastest that reproduces the
+    /// reference outputs on this CPU.
     Bench {
         /// Timed runs per file.
         #[arg(long, default_value_t = 10)]
@@ -98,6 +101,15 @@ enum Command {
         /// models and print each step's median, fastest and slowest time, and peak RSS.
         #[arg(long)]
         pipeline: bool,
+        /// Time each variant the manifest ships (all three models, on the reference inputs
+        /// shipped with them) and choose the fastest one within the manifest's tolerance of
+        /// onnxruntime's outputs: what `[models] variant = "auto"` loads.
+        #[arg(long, conflicts_with = "pipeline")]
+        choose: bool,
+        /// With --choose: the service's config; its manifest and threads are used, and the
+        /// choice is cached where the service reads it (beside the journal).
+        #[arg(long, requires = "choose")]
+        config: Option<PathBuf>,
         /// With --pipeline: the model variant (default: the manifest's).
         #[arg(long, requires = "pipeline")]
         variant: Option<String>,
@@ -119,7 +131,7 @@ enum Command {
         output: Option<PathBuf>,
         /// ONNX files to time (any variant: int8, int8-qdq, fp32 twins), or radiographs with
         /// --pipeline.
-        #[arg(required = true)]
+        #[arg(required_unless_present = "choose")]
         files: Vec<PathBuf>,
     },
 }
@@ -193,6 +205,13 @@ fn main() -> ExitCode {
             };
         }
         Command::CheckModels { variant } => check_models(&manifest, variant.as_deref()),
+        Command::Bench {
+            runs,
+            choose: true,
+            config,
+            json,
+            ..
+        } => bench_choose(&manifest, config.as_deref(), cli.threads, runs, json),
         Command::Bench {
             runs,
             pipeline: true,
@@ -412,8 +431,75 @@ fn run(config: &Path) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// `bench --choose`: every variant timed and checked here, the choice printed (and cached
+/// for the service when its config is given).
+fn bench_choose(
+    manifest: &Path,
+    config: Option<&Path>,
+    threads: usize,
+    runs: usize,
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (manifest, threads, cache) = match config {
+        Some(path) => {
+            let c = Config::load(path)?;
+            infer::set_threads(c.models.threads.get());
+            let cache = c.variant_cache();
+            (c.models.manifest, c.models.threads.get(), Some(cache))
+        }
+        None => (manifest.to_path_buf(), threads, None),
+    };
+    let key = variant::Key::here(&manifest, threads)?;
+    let trials = variant::try_all(&Manifest::load(&manifest)?, runs)?;
+    let chosen = variant::fastest(&trials).map(|t| t.variant.clone());
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "chosen": chosen, "key": key, "trials": trials })
+        );
+    } else {
+        println!("CPU {}, {threads} thread(s); median of {runs} runs a model", key.cpu);
+        for t in &trials {
+            let models: Vec<String> = t
+                .models
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} {:.1} ms (differs {:.4}, tolerance {})",
+                        m.role, m.median_ms, m.worst, m.tolerance
+                    )
+                })
+                .collect();
+            let verdict = if t.admitted() { "within tolerance" } else { "OUT" };
+            println!(
+                "{:>9}: {:7.1} ms  {verdict}; {}",
+                t.variant,
+                t.total_ms(),
+                models.join("; ")
+            );
+        }
+    }
+    let Some(variant) = chosen else {
+        return Err(variant::VariantError::NoneAdmitted(variant::describe(&trials)).into());
+    };
+    if !json {
+        println!("chosen: {variant}");
+    }
+    if let Some(cache) = cache {
+        variant::Choice { variant, key, trials }.save(&cache)?;
+        if !json {
+            println!("cached in {} for the service's variant = \"auto\"", cache.display());
+        }
+    }
+    Ok(())
+}
+
 fn check_models(manifest: &std::path::Path, variant: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
     let manifest = Manifest::load(manifest)?;
+    println!(
+        "tract picks its kernels for CPU features {}",
+        ptxd::infer::cpu_features()
+    );
     for role in Role::ALL {
         let started = Instant::now();
         let model = Model::load(&manifest, role, variant)?;

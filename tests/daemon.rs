@@ -300,6 +300,92 @@ fn watch_folder_end_to_end() {
     assert!(log.contains("2 already journaled"), "{log}");
 }
 
+/// `variant = "auto"`: the first start times every variant and checks it against the
+/// reference vectors, caches the fastest within tolerance beside the journal, and loads it;
+/// later starts load the cached choice without measuring; `bench --choose --config` measures
+/// again and caches for the service.
+#[test]
+fn variant_auto_is_measured_once_cached_and_loaded() {
+    let rig = Rig::new(1);
+    let text = std::fs::read_to_string(&rig.config)
+        .unwrap()
+        .replace("threads = 1", "threads = 1\nvariant = \"auto\"");
+    std::fs::write(&rig.config, text).unwrap();
+    let cache = rig.path("state/variant.json");
+    let loaded = |record: &Value| record["models"]["classifier"].as_str().unwrap().to_string();
+    let chosen = |choice: &Value| {
+        // the fastest trial within tolerance, from the trials the choice records
+        let trials = choice["trials"].as_array().unwrap();
+        assert!(trials.len() >= 2, "every shipped variant is tried: {choice}");
+        let total = |t: &Value| {
+            t["models"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["median_ms"].as_f64().unwrap())
+                .sum::<f64>()
+        };
+        let within = |t: &&Value| {
+            t["models"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["worst"].as_f64() <= m["tolerance"].as_f64())
+        };
+        let best = trials
+            .iter()
+            .filter(within)
+            .min_by(|a, b| total(a).total_cmp(&total(b)))
+            .expect("one within tolerance");
+        best["variant"].as_str().unwrap().to_string()
+    };
+
+    std::fs::write(rig.path("incoming/a.png"), phantom("phantom-ptx.png")).unwrap();
+    let mut child = rig.start();
+    let records = rig.wait_for_records(1, &mut child);
+    let log = terminate(child);
+    assert!(log.contains("measured now"), "{log}");
+    let first: Value = serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    let variant = first["variant"].as_str().unwrap().to_string();
+    assert_eq!(variant, chosen(&first));
+    assert!(loaded(&records[0]).ends_with(&format!(" {variant}")), "{}", records[0]);
+
+    // while the key holds the cache is trusted, not measured again: an edited choice is loaded
+    let other = if variant == "int8" { "int8-qdq" } else { "int8" };
+    let edited = std::fs::read_to_string(&cache).unwrap().replacen(
+        &format!("\"variant\": \"{variant}\""),
+        &format!("\"variant\": \"{other}\""),
+        1,
+    );
+    std::fs::write(&cache, edited).unwrap();
+    std::fs::write(rig.path("incoming/b.png"), phantom("phantom-clear.png")).unwrap();
+    let mut child = rig.start();
+    let records = rig.wait_for_records(2, &mut child);
+    let log = terminate(child);
+    assert!(log.contains(&format!("auto\": {other} (cached")), "{log}");
+    assert!(loaded(&records[1]).ends_with(&format!(" {other}")), "{}", records[1]);
+
+    // bench --choose measures again, prints the trials, and caches its choice for the service
+    let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
+        .args([
+            "bench",
+            "--choose",
+            "--runs",
+            "1",
+            "--json",
+            "--config",
+            rig.config.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cached: Value = serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    assert_eq!(printed["chosen"], cached["variant"]);
+    assert_eq!(printed["trials"], cached["trials"]);
+    assert_eq!(cached["variant"].as_str().unwrap(), chosen(&cached));
+}
+
 #[test]
 fn bad_config_names_the_key() {
     let rig = Rig::new(1);

@@ -14,6 +14,7 @@ use common::{data, root};
 use ptxd::infer::Model;
 use ptxd::manifest::{hex, Manifest, Role};
 use ptxd::preprocess::{resize_pil_bilinear, to_tensor, GreyImage};
+use ptxd::reference::Vectors;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -108,6 +109,7 @@ fn check_model_of(manifest: Manifest, role: Role, variant: &str, only_repo_input
     let entry = manifest.files(role);
     let full_tolerance = entry.variants[variant].tolerance;
     let file = &entry.variants[variant].file;
+    let reference = Vectors::load(&root().join("models/reference/vectors.json")).expect("reference vectors");
     let v = vectors();
     for (label, rec, resized) in inputs(&v, role) {
         if only_repo_inputs && rec["origin"] != "repo" {
@@ -122,67 +124,38 @@ fn check_model_of(manifest: Manifest, role: Role, variant: &str, only_repo_input
         } else {
             full_tolerance
         };
-        let mut outputs = model
+        let outputs = model
             .run_all(to_tensor(&resized, entry.preprocess))
             .expect("model runs");
-        let expected = &rec["outputs"][file.as_str()];
-        if role == Role::Lungs {
-            // the second output: the chest-or-not score, held to the same tolerance
-            assert_eq!(outputs.len(), 2, "{file}: lungs and chest");
-            let chest = outputs.pop().unwrap();
-            let want = expected["chest"].as_f64().expect("vectors carry the chest score");
-            let diff = (chest[0] as f64 - want).abs();
-            eprintln!("{file} {label}: chest tract {:.5} onnxruntime {want:.5}", chest[0]);
-            assert!(
-                chest.len() == 1 && diff <= tolerance,
-                "{file} on {label}: chest {chest:?} vs onnxruntime {want} (tolerance {tolerance})"
-            );
-        }
-        let out = outputs.swap_remove(0);
-        if role == Role::Classifier {
-            let p = expected["probability"].as_f64().unwrap();
-            assert_eq!(out.len(), 1);
-            let diff = (out[0] as f64 - p).abs();
-            eprintln!("{file} {label}: tract {:.5} onnxruntime {p:.5} diff {diff:.5}", out[0]);
-            assert!(
-                diff <= tolerance,
-                "{file} on {label}: tract {} vs onnxruntime {p} (tolerance {tolerance})",
-                out[0]
-            );
-        } else {
-            let (side, _) = entry.grid().expect("a mask model");
-            assert_eq!(out.len(), side * side);
-            // 16x16 blocks of side/16 pixels each
-            let block = side / 16;
-            let grid = expected["grid16"].as_array().unwrap();
-            let mut worst = 0f64;
-            for (gy, row) in grid.iter().enumerate() {
-                for (gx, cell) in row.as_array().unwrap().iter().enumerate() {
-                    let mut sum = 0f64;
-                    for y in gy * block..(gy + 1) * block {
-                        for x in gx * block..(gx + 1) * block {
-                            sum += out[y * side + x] as f64;
-                        }
-                    }
-                    worst = worst.max((sum / (block * block) as f64 - cell.as_f64().unwrap()).abs());
-                }
-            }
-            let count = out.iter().filter(|&&p| p >= 0.5).count() as i64;
-            let expected_count = expected["count_ge_0_5"].as_i64().unwrap();
-            eprintln!(
-                "{file} {label}: grid max diff {worst:.5}, pixels >= 0.5: tract {count} onnxruntime {expected_count}"
-            );
-            assert!(
-                worst <= tolerance,
-                "{file} on {label}: 16x16 grid differs by {worst} (tolerance {tolerance})"
-            );
+        let input = reference
+            .inputs()
+            .iter()
+            .find(|i| i.label == label)
+            .expect("same vectors");
+        let d = input
+            .difference(role, &entry, file, &outputs)
+            .unwrap_or_else(|e| panic!("{e}"));
+        eprintln!(
+            "{file} {label}: differs from onnxruntime by {:.5}, mask pixels {:?}",
+            d.worst, d.mask_pixels
+        );
+        assert!(
+            d.worst <= tolerance,
+            "{file} on {label}: differs from onnxruntime by {} (tolerance {tolerance})",
+            d.worst
+        );
+        if let Some((count, expected)) = d.mask_pixels {
             // The 0.5 contour of an int8 mask moves with the runtimes' rounding (measured up to
             // a third of a small mask's pixels, 401 against 302 on a JPEG); the grid check
-            // above is the main criterion, this one catches a mask that is gone or doubled.
+            // (16x16 block means, in `worst`) is the main criterion, this one catches a mask
+            // that is gone or doubled.
             assert!(
-                (count - expected_count).abs() <= 20 + expected_count / 2,
-                "{file} on {label}: {count} vs {expected_count} mask pixels"
+                count.abs_diff(expected) <= 20 + expected / 2,
+                "{file} on {label}: {count} vs {expected} mask pixels"
             );
+        }
+        if role == Role::Lungs {
+            assert_eq!(outputs.len(), 2, "{file}: lungs and the chest-or-not score");
         }
     }
 }
@@ -255,4 +228,30 @@ fn tampered_model_is_refused() {
         .to_string();
     assert!(err.contains("missing"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The kernel path these tests ran on is the one asked for. `./test.sh` runs them under
+/// qemu-user twice: as a Cortex-A76 (`PTXD_EXPECT_CPU=+dotprod`: tract's SDOT int8 kernel, the
+/// Pi 5's and Orin's path) and as a Cortex-A72 (`-dotprod`: the SMLAL kernel, the Pi 4's).
+/// Without the variable (x86, a plain `cargo test`) it only prints what tract found.
+#[test]
+fn tract_runs_the_kernel_path_asked_for() {
+    let found = ptxd::infer::cpu_features();
+    eprintln!("tract's CPU features: {found}");
+    let Ok(expect) = std::env::var("PTXD_EXPECT_CPU") else {
+        return;
+    };
+    let has = |name: &str| found.split(',').any(|f| f == name);
+    for want in expect.split_whitespace() {
+        let (present, name) = match want.split_at(1) {
+            ("+", name) => (true, name),
+            ("-", name) => (false, name),
+            _ => panic!("PTXD_EXPECT_CPU: {want:?} is neither +feature nor -feature"),
+        };
+        assert_eq!(
+            has(name),
+            present,
+            "expected {want} in tract's CPU features, found {found}"
+        );
+    }
 }
