@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the fuzz targets (cargo-fuzz, nightly) and run each for SECONDS (default 30) from
 # freshly made seeds; prints each target's executions and fails on the first crash, leak
-# of memory past 1 GB, or timeout. Used by ./test.sh (a short run) and for the long runs
+# of memory past 512 MB, or timeout. Used by ./test.sh (a short run) and for the long runs
 # recorded in docs/reliability.md. Usage: fuzz/run.sh [SECONDS] [TARGET...], or
 # fuzz/run.sh --runs N [TARGET...] to run each target for N executions (the long runs).
 set -euo pipefail
@@ -25,7 +25,7 @@ for t in "${targets[@]}"; do
     log=$(mktemp)
     start=$SECONDS
     if ! cargo +nightly fuzz run -s none "$t" "fuzz/corpus/$t" -- \
-        "${budget[@]}" -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
+        "${budget[@]}" -rss_limit_mb=512 -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
         tail -n 40 "$log"
         echo "fuzz $t: FAILED (the input is in fuzz/artifacts/$t/)" >&2
         exit 1

@@ -215,6 +215,11 @@ fn choose_variant(config: &Config, manifest: &Manifest) -> Result<Option<String>
                     "variant = \"auto\": timing each model variant on this CPU (once; cached in {})",
                     cache.display()
                 );
+                // a Pi 4 may need a minute or two: more than the unit's start timeout allows
+                let _ = sd_notify::notify(&[
+                    sd_notify::NotifyState::ExtendTimeoutUsec(VARIANT_TIMEOUT_US),
+                    sd_notify::NotifyState::Status("timing the model variants on this CPU (first start)"),
+                ]);
             }
             let (choice, cached) = variant::cached_or_measured(manifest, key, &cache, VARIANT_RUNS)?;
             log::info!(
@@ -230,6 +235,8 @@ fn choose_variant(config: &Config, manifest: &Manifest) -> Result<Option<String>
 
 /// Timed runs a model when "auto" measures at start-up (after the reference runs).
 const VARIANT_RUNS: usize = 3;
+/// How much longer than its start timeout systemd waits while "auto" measures: 10 minutes.
+const VARIANT_TIMEOUT_US: u32 = 600_000_000;
 
 impl Daemon {
     /// Load and verify the models, open (and repair) the journal, create the output folders.

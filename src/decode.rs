@@ -210,6 +210,13 @@ fn guarded<T>(what: &str, decode: impl FnOnce() -> Result<T, Refusal>) -> Result
     })
 }
 
+/// What [`check_declared_lengths`] is inside of.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Frame {
+    Sequence,
+    Item,
+}
+
 /// Check every length a DICOM file declares against the bytes that follow it, before
 /// dicom-rs reads it. Why: dicom-rs 0.10 reserves and zero-fills a value's declared length
 /// before reading it, so a 3 KB file declaring an 800 MB value made ptxd touch 983 MB before
@@ -229,8 +236,28 @@ fn check_declared_lengths(file: &[u8]) -> Result<(), Refusal> {
     // (0002,0000) declares are read, whatever the groups in them (found by fuzzing: a walk
     // that ended the meta at the first other group read a different data set)
     let mut meta_end: Option<usize> = None;
+    // The sequences and items the walk is in, each with its end when its length is defined.
+    // dicom-rs reads an item header only directly inside a sequence; elsewhere an item tag
+    // with a defined length is a plain element whose value it reads (found by the long fuzz
+    // run: a walk that entered such an "item" read different headers and missed a 394 MB
+    // OB value, 828 MB touched for 3 KB).
+    let mut frames: Vec<(Frame, Option<usize>)> = Vec::new();
     let mut pos = 4;
     while pos + 8 <= file.len() {
+        // sequences and items of defined length end by position
+        while let Some(&(_, Some(end))) = frames.last() {
+            match end.cmp(&pos) {
+                std::cmp::Ordering::Greater => break,
+                std::cmp::Ordering::Equal => _ = frames.pop(),
+                std::cmp::Ordering::Less => {
+                    return Err(format!(
+                        "DICOM element before byte {pos} runs past the end of its sequence or item (byte {end}): a damaged file"
+                    )
+                    .into())
+                }
+            }
+        }
+        let in_sequence = matches!(frames.last(), Some((Frame::Sequence, _)));
         let meta_over = match meta_end {
             Some(end) => pos >= end,
             None => u16::from_le_bytes([file[pos], file[pos + 1]]) != 0x0002,
@@ -273,12 +300,31 @@ fn check_declared_lengths(file: &[u8]) -> Result<(), Refusal> {
         };
         pos += header;
         let tag = (group, element);
-        if tag == (0xFFFE, 0xE0DD) {
-            fragments = false; // the end of a sequence (or of the pixel data's fragments)
+        if in_sequence && group != 0xFFFE {
+            return Err(format!(
+                "DICOM element ({group:04X},{element:04X}) stands where a sequence item must: a damaged file"
+            )
+            .into());
+        }
+        match tag {
+            (0xFFFE, 0xE0DD) => {
+                fragments = false; // the end of a sequence (or of the pixel data's fragments)
+                if in_sequence {
+                    frames.pop();
+                }
+            }
+            (0xFFFE, 0xE00D) if matches!(frames.last(), Some((Frame::Item, _))) => _ = frames.pop(),
+            _ => {}
         }
         if len == UNDEFINED {
             // a sequence, an item or encapsulated pixel data: its content follows as headers
-            fragments |= tag == (0x7FE0, 0x0010);
+            if tag == (0x7FE0, 0x0010) {
+                fragments = true;
+            } else if in_sequence && tag == (0xFFFE, 0xE000) {
+                frames.push((Frame::Item, None));
+            } else if group != 0xFFFE {
+                frames.push((Frame::Sequence, None));
+            }
             continue;
         }
         let left = file.len() - pos;
@@ -318,7 +364,13 @@ fn check_declared_lengths(file: &[u8]) -> Result<(), Refusal> {
             )
             .into());
         }
-        let item = tag == (0xFFFE, 0xE000) && !fragments;
+        let item = in_sequence && tag == (0xFFFE, 0xE000) && !fragments;
+        let end = Some(pos + len as usize);
+        if item {
+            frames.push((Frame::Item, end));
+        } else if sequence {
+            frames.push((Frame::Sequence, end));
+        }
         if in_meta && tag == (0x0002, 0x0000) && len == 4 && meta_end.is_none() {
             let at = pos;
             meta_end =

@@ -157,6 +157,28 @@ fn dicom_with_a_short_ul(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// A DICOM file with an item tag outside any sequence: dicom-rs reads it as a plain element
+/// (its 4 bytes a value) and then an OB declaring 805 MB, which it reserves and zero-fills;
+/// a length check that entered the "item" read those 4 bytes as a header and skipped the OB
+/// inside a 17 KB value (found by the long fuzz run: 3 KB, 828 MB touched).
+fn dicom_with_an_item_outside_a_sequence(path: &Path) {
+    let mut bytes = vec![0u8; 128];
+    bytes.extend_from_slice(b"DICM");
+    let syntax = b"1.2.840.10008.1.2.1\0"; // explicit VR little endian
+    bytes.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+    bytes.extend_from_slice(&((8 + syntax.len()) as u32).to_le_bytes());
+    bytes.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', syntax.len() as u8, 0]);
+    bytes.extend_from_slice(syntax);
+    bytes.extend_from_slice(&[0x08, 0x00, 0x60, 0x00, b'C', b'S', 2, 0, b'D', b'X']);
+    // (FFFE,E000), 4 bytes: (0008,0000) to a walk that enters it
+    bytes.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 4, 0, 0, 0, 0x08, 0x00, 0x00, 0x00]);
+    // (0042,0011) OB of 805 MB; to the entering walk, "OB\0\0" is a length of 16,975 bytes
+    bytes.extend_from_slice(&[0x42, 0x00, 0x11, 0x00, b'O', b'B', 0, 0]);
+    bytes.extend_from_slice(&0x3000_0000u32.to_le_bytes());
+    bytes.extend_from_slice(&[0u8; 17_000]);
+    std::fs::write(path, bytes).unwrap();
+}
+
 /// A DICOM file that claims `w` x `h` 16-bit pixels and holds 100 bytes of them.
 fn dicom_claiming(path: &Path, w: u16, h: u16) {
     let mut obj = common::dicom_grey_image("1.2.826.0.1.3680043.2.1143.2", w, h, 12, "MONOCHROME2");
@@ -275,6 +297,9 @@ fn bombs_are_refused_in_bounded_memory() {
     let dcm = dir.path().join("dicom-short-ul.dcm");
     dicom_with_a_short_ul(&dcm);
     cases.push((dcm, "DICOM with a 2-byte UL hiding a 1.3 GB length", true));
+    let dcm = dir.path().join("item-outside-a-sequence.dcm");
+    dicom_with_an_item_outside_a_sequence(&dcm);
+    cases.push((dcm, "DICOM with an item outside a sequence hiding an 805 MB value", true));
 
     let mut table = Vec::new();
     for (file, what, bomb) in &cases {

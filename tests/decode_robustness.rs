@@ -97,3 +97,81 @@ fn rle_segments_of_unequal_length_are_refused_not_a_panic() {
     let refusal = outcome.expect("no panic escapes the decoder").unwrap_err();
     assert!(refusal.to_string().contains("inconsistent"), "{refusal}");
 }
+
+/// An explicit-VR little-endian element: a 2-byte length for the short VRs, else 2 reserved
+/// bytes and a 4-byte length.
+fn element(group: u16, elem: u16, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+    let mut out = [group.to_le_bytes(), elem.to_le_bytes()].concat();
+    out.extend(vr);
+    if matches!(vr, b"UI" | b"SH" | b"CS" | b"US") {
+        out.extend((value.len() as u16).to_le_bytes());
+    } else {
+        out.extend([0, 0]);
+        out.extend((value.len() as u32).to_le_bytes());
+    }
+    out.extend(value);
+    out
+}
+
+/// A sequence or item header with a 4-byte length (`u32::MAX`: undefined).
+fn header(group: u16, elem: u16, vr: Option<&[u8; 2]>, len: u32) -> Vec<u8> {
+    let mut out = [group.to_le_bytes(), elem.to_le_bytes()].concat();
+    if let Some(vr) = vr {
+        out.extend(vr);
+        out.extend([0, 0]);
+    }
+    out.extend(len.to_le_bytes());
+    out
+}
+
+/// Sequences of defined and undefined length, nested, empty, with items of both kinds: the
+/// length check walks them as dicom-rs does and refuses none of it; the image decodes.
+#[test]
+fn valid_sequences_of_every_shape_still_decode() {
+    use dicom_core::value::PrimitiveValue;
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::{tags, uids};
+    use dicom_object::FileMetaTableBuilder;
+    const UNDEFINED: u32 = u32::MAX;
+    let item_delim = header(0xFFFE, 0xE00D, None, 0);
+    let seq_delim = header(0xFFFE, 0xE0DD, None, 0);
+    let uid = |n: u8| element(0x0008, 0x1155, b"UI", format!("1.2.3.{n}\0").as_bytes());
+    // (0008,1115) SQ, defined length 0
+    let mut set = header(0x0008, 0x1115, Some(b"SQ"), 0);
+    // (0008,1140) SQ of defined length: two items of defined length
+    let items: Vec<u8> = (1..=2)
+        .flat_map(|n| [header(0xFFFE, 0xE000, None, uid(n).len() as u32), uid(n)].concat())
+        .collect();
+    set.extend(header(0x0008, 0x1140, Some(b"SQ"), items.len() as u32));
+    set.extend(&items);
+    // (0040,0275) SQ of undefined length: an item of undefined length holding a defined
+    // sequence (0040,0008) with one defined item, then an empty undefined sequence
+    let code = element(0x0008, 0x0100, b"SH", b"X1");
+    let inner = [header(0xFFFE, 0xE000, None, code.len() as u32), code].concat();
+    set.extend(header(0x0040, 0x0275, Some(b"SQ"), UNDEFINED));
+    set.extend(header(0xFFFE, 0xE000, None, UNDEFINED));
+    set.extend(header(0x0040, 0x0008, Some(b"SQ"), inner.len() as u32));
+    set.extend(&inner);
+    set.extend(header(0x0040, 0x0009, Some(b"SQ"), UNDEFINED));
+    set.extend(&seq_delim);
+    set.extend(&item_delim);
+    set.extend(&seq_delim);
+
+    let mut obj = common::dicom_grey_image("1.2.826.0.1.3680043.2.1143.5", 48, 48, 12, "MONOCHROME2");
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(vec![300u16; 48 * 48].into()),
+    ));
+    let mut bytes = Vec::new();
+    obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .unwrap()
+        .write_all(&mut bytes)
+        .unwrap();
+    // the sequences go right after the meta group, whose length is (0002,0000)'s value
+    let meta_len = u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
+    let at = 144 + meta_len;
+    bytes.splice(at..at, set);
+    let r = decode_bytes(&bytes, Limits::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((r.image.width, r.image.height), (48, 48));
+}
