@@ -34,6 +34,11 @@ for manifest in manifest.toml densenet121.toml; do
         install -D -m 0644 "$here/models/$f" "$root/usr/share/ptxd/models/$f"
     done
 done
+# onnxruntime's outputs on the shipped inputs: variant = "auto" and `bench --choose` check a
+# variant against them on the board before choosing it
+install -d -m 0755 "$root/usr/share/ptxd/models/reference"
+install -m 0644 "$here"/models/reference/vectors.json "$here"/models/reference/phantom-*.png \
+    "$root/usr/share/ptxd/models/reference/"
 install -d -m 0755 "$root/usr/share/ptxd/board"
 install -m 0644 "$here"/board/*.toml "$root/usr/share/ptxd/board/"
 install -D -m 0644 "$here/deploy/ptxd.service" "$root/lib/systemd/system/ptxd.service"

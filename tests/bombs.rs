@@ -299,7 +299,11 @@ fn bombs_are_refused_in_bounded_memory() {
     cases.push((dcm, "DICOM with a 2-byte UL hiding a 1.3 GB length", true));
     let dcm = dir.path().join("item-outside-a-sequence.dcm");
     dicom_with_an_item_outside_a_sequence(&dcm);
-    cases.push((dcm, "DICOM with an item outside a sequence hiding an 805 MB value", true));
+    cases.push((
+        dcm,
+        "DICOM with an item outside a sequence hiding an 805 MB value",
+        true,
+    ));
 
     let mut table = Vec::new();
     for (file, what, bomb) in &cases {

@@ -92,6 +92,28 @@ fn install_puts_binary_models_unit_rules_and_config_in_place() {
     let text = String::from_utf8_lossy(&doctor.stdout);
     assert!(text.contains("ptx-cls-densenet121"), "{text}");
     assert_eq!(text.matches("sha256 ok").count(), 3, "{text}");
+    // the reference vectors came along: the installed models can be checked and a variant
+    // chosen on this CPU (variant = "auto")
+    let choose = Command::new(dest.path().join("usr/bin/ptxd"))
+        .args([
+            "bench",
+            "--choose",
+            "--runs",
+            "1",
+            "--json",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&choose.stdout);
+    assert!(
+        choose.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&choose.stderr)
+    );
+    let choice: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(choice["chosen"].is_string(), "{choice}");
     // the unit runs what was installed, with the installed config
     let unit = std::fs::read_to_string(dest.path().join("lib/systemd/system/ptxd.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/bin/ptxd run --config /etc/ptxd/ptxd.toml"));
