@@ -114,10 +114,14 @@ pub enum ModelCheck {
 /// config when given.
 pub fn examine(dev: &Path, manifest: &Path, config: Option<&Config>, check: ModelCheck) -> Report {
     let manifest = config.map_or(manifest, |c| c.models.manifest.as_path());
-    let variant = config.and_then(configured_variant);
+    let (variant, note) = config.map(configured_variant).unwrap_or_default();
+    let mut models = models(manifest, variant.as_deref(), check);
+    if let Some(line) = note {
+        models.push(Mark::Info, line);
+    }
     Report {
         sections: vec![
-            models(manifest, variant.as_deref(), check),
+            models,
             video(dev),
             framebuffers(dev),
             serial_ports(dev),
@@ -129,14 +133,30 @@ pub fn examine(dev: &Path, manifest: &Path, config: Option<&Config>, check: Mode
 }
 
 /// The variant the service would load: the pinned one, or for "auto" its cached choice
-/// (None, the manifest's default, until the service or `bench --choose` has measured).
-fn configured_variant(config: &Config) -> Option<String> {
+/// (None, the manifest's default, until the service or `bench --choose` has measured), and
+/// for "auto" a line saying which.
+fn configured_variant(config: &Config) -> (Option<String>, Option<String>) {
     match &config.models.variant {
         VariantSetting::Fastest => {
-            let key = variant::Key::here(&config.models.manifest, config.models.threads.get()).ok()?;
-            Choice::cached(&config.variant_cache(), &key).map(|c| c.variant)
+            let cache = config.variant_cache();
+            let chosen = variant::Key::here(&config.models.manifest, config.models.threads.get())
+                .ok()
+                .and_then(|key| Choice::cached(&cache, &key));
+            let line = match &chosen {
+                Some(c) => format!(
+                    "variant = \"auto\": {} ({}), chosen on this CPU",
+                    c.variant,
+                    variant::describe(&c.trials)
+                ),
+                None => format!(
+                    "variant = \"auto\": not yet measured for these models on this CPU ({} has no choice for them); \
+                     the service measures at its first start, or run `ptxd bench --choose --config`; checking the manifest's default",
+                    cache.display()
+                ),
+            };
+            (chosen.map(|c| c.variant), Some(line))
         }
-        other => other.pinned().map(str::to_string),
+        other => (other.pinned().map(str::to_string), None),
     }
 }
 

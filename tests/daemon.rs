@@ -340,6 +340,16 @@ fn variant_auto_is_measured_once_cached_and_loaded() {
         best["variant"].as_str().unwrap().to_string()
     };
 
+    let doctor = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
+            .args(["doctor", "--quick", "--config", rig.config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = doctor();
+    assert!(text.contains("variant = \"auto\": not yet measured"), "{text}");
+
     std::fs::write(rig.path("incoming/a.png"), phantom("phantom-ptx.png")).unwrap();
     let mut child = rig.start();
     let records = rig.wait_for_records(1, &mut child);
@@ -349,6 +359,10 @@ fn variant_auto_is_measured_once_cached_and_loaded() {
     let variant = first["variant"].as_str().unwrap().to_string();
     assert_eq!(variant, chosen(&first));
     assert!(loaded(&records[0]).ends_with(&format!(" {variant}")), "{}", records[0]);
+    // doctor reports the cached choice and checks that variant's files
+    let text = doctor();
+    assert!(text.contains(&format!("variant = \"auto\": {variant} (")), "{text}");
+    assert_eq!(text.matches(&format!("({variant}), sha256 ok")).count(), 3, "{text}");
 
     // while the key holds the cache is trusted, not measured again: an edited choice is loaded
     let other = if variant == "int8" { "int8-qdq" } else { "int8" };
