@@ -140,12 +140,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     ptxd::logging::init(cli.verbose);
     infer::set_threads(cli.threads);
-    // `run` and `doctor --config` read the config's [models] manifest; `bench` times the
-    // files it is given
+    // `run`, `doctor --config` and `bench --choose --config` read the config's [models]
+    // manifest; a plain `bench` times the files it is given
     let needs_manifest = match &cli.command {
         Command::Analyze { .. } | Command::CheckModels { .. } => true,
         Command::Doctor { config, .. } => config.is_none(),
-        Command::Run { .. } | Command::Bench { .. } => false,
+        Command::Bench {
+            pipeline,
+            choose,
+            config,
+            ..
+        } => *pipeline || (*choose && config.is_none()),
+        Command::Run { .. } => false,
     };
     let manifest = match cli
         .manifest
