@@ -215,7 +215,7 @@ fn choose_variant(config: &Config, manifest: &Manifest) -> Result<Option<String>
                     "variant = \"auto\": timing each model variant on this CPU (once; cached in {})",
                     cache.display()
                 );
-                // a Pi 4 may need a minute or two: more than the unit's start timeout allows
+                // untimed on a board: it may take longer than the unit's start timeout allows
                 let _ = sd_notify::notify(&[
                     sd_notify::NotifyState::ExtendTimeoutUsec(VARIANT_TIMEOUT_US),
                     sd_notify::NotifyState::Status("timing the model variants on this CPU (first start)"),
