@@ -272,33 +272,17 @@ fn check_declared_lengths(file: &[u8]) -> Result<(), Refusal> {
                 _ => {}
             }
         }
-        let u16_at = |at: usize| match big_endian {
-            true => u16::from_be_bytes([file[at], file[at + 1]]),
-            false => u16::from_le_bytes([file[at], file[at + 1]]),
+        let Some(Header {
+            group,
+            element,
+            vr,
+            len,
+            size,
+        }) = read_header(file, pos, explicit, big_endian)
+        else {
+            break; // too short for a header: dicom-rs stops there too
         };
-        let u32_at = |at: usize| match big_endian {
-            true => u32::from_be_bytes([file[at], file[at + 1], file[at + 2], file[at + 3]]),
-            false => u32::from_le_bytes([file[at], file[at + 1], file[at + 2], file[at + 3]]),
-        };
-        let (group, element) = (u16_at(pos), u16_at(pos + 2));
-        let vr = &file[pos + 4..pos + 6];
-        // the VRs with a 2-byte length; any other, an unknown one too, has a 4-byte length
-        // after 2 reserved bytes (dicom-rs reads an unknown VR as UN)
-        let short_vr = [
-            b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL",
-            b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
-        ];
-        let (len, header) = if group == 0xFFFE || !explicit {
-            (u32_at(pos + 4), 8) // items, delimiters, implicit VR: tag and a 4-byte length
-        } else if short_vr.iter().any(|v| v.as_slice() == vr) {
-            (u32::from(u16_at(pos + 6)), 8)
-        } else {
-            if pos + 12 > file.len() {
-                break;
-            }
-            (u32_at(pos + 8), 12)
-        };
-        pos += header;
+        pos += size;
         let tag = (group, element);
         if in_sequence && group != 0xFFFE {
             return Err(format!(
@@ -345,19 +329,7 @@ fn check_declared_lengths(file: &[u8]) -> Result<(), Refusal> {
         // reads the next header from the bytes left over: out of step with this walk, where
         // a huge length can hide (found by fuzzing: a 3 KB file, 1.3 GB). No valid value has
         // a partial number.
-        let unit = match known {
-            Some(VirtualVr::Exact(vr)) => {
-                use dicom_core::VR::*;
-                match vr {
-                    US | SS | OW => 2,
-                    UL | SL | FL | OF | OL | AT => 4,
-                    FD | OD | SV | UV | OV => 8,
-                    _ => 1,
-                }
-            }
-            Some(VirtualVr::Xs | VirtualVr::Lt | VirtualVr::Ox | VirtualVr::Px) => 2,
-            _ => 1, // unknown: read as UN, bytes
-        };
+        let unit = value_unit(known);
         if group != 0xFFFE && len % unit != 0 {
             return Err(format!(
                 "DICOM element ({group:04X},{element:04X}) holds {len} bytes, not a whole number of {unit}-byte values: a damaged file"
@@ -386,6 +358,77 @@ fn check_declared_lengths(file: &[u8]) -> Result<(), Refusal> {
         }
     }
     Ok(())
+}
+
+/// One element's header as dicom-rs reads it.
+struct Header {
+    group: u16,
+    element: u16,
+    vr: [u8; 2],
+    len: u32,
+    /// The header's own size: 8 or 12 bytes.
+    size: usize,
+}
+
+/// The header at `pos`, None when the file is too short for it.
+fn read_header(file: &[u8], pos: usize, explicit: bool, big_endian: bool) -> Option<Header> {
+    let bytes = |at: usize, n: usize| file.get(at..at + n);
+    let u16_at = |at: usize| {
+        let b: [u8; 2] = bytes(at, 2)?.try_into().ok()?;
+        Some(if big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    };
+    let u32_at = |at: usize| {
+        let b: [u8; 4] = bytes(at, 4)?.try_into().ok()?;
+        Some(if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    let (group, element) = (u16_at(pos)?, u16_at(pos + 2)?);
+    let vr: [u8; 2] = bytes(pos + 4, 2)?.try_into().ok()?;
+    // the VRs with a 2-byte length; any other, an unknown one too, has a 4-byte length
+    // after 2 reserved bytes (dicom-rs reads an unknown VR as UN)
+    const SHORT_VR: [&[u8; 2]; 21] = [
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS",
+        b"ST", b"TM", b"UI", b"UL", b"US",
+    ];
+    let (len, size) = if group == 0xFFFE || !explicit {
+        (u32_at(pos + 4)?, 8) // items, delimiters, implicit VR: tag and a 4-byte length
+    } else if SHORT_VR.contains(&&vr) {
+        (u32::from(u16_at(pos + 6)?), 8)
+    } else {
+        (u32_at(pos + 8)?, 12)
+    };
+    Some(Header {
+        group,
+        element,
+        vr,
+        len,
+        size,
+    })
+}
+
+/// The size of one value of a binary VR (1 for bytes, text and unknown VRs, read as UN).
+fn value_unit(vr: Option<dicom_core::dictionary::VirtualVr>) -> u32 {
+    use dicom_core::dictionary::VirtualVr;
+    match vr {
+        Some(VirtualVr::Exact(vr)) => {
+            use dicom_core::VR::*;
+            match vr {
+                US | SS | OW => 2,
+                UL | SL | FL | OF | OL | AT => 4,
+                FD | OD | SV | UV | OV => 8,
+                _ => 1,
+            }
+        }
+        Some(VirtualVr::Xs | VirtualVr::Lt | VirtualVr::Ox | VirtualVr::Px) => 2,
+        _ => 1,
+    }
 }
 
 fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, Orientation), Refusal> {
