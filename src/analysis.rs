@@ -14,7 +14,7 @@ use crate::infer::{InferError, Model, ModelVersions};
 use crate::lungs::{LungField, NotChest};
 use crate::manifest::{LungThresholds, Manifest, Preprocess, Role};
 use crate::outcome::{self, ErrorKind, Failure};
-use crate::preprocess::{resize_pil_bilinear, to_tensor, GreyImage};
+use crate::preprocess::{model_input, resize_pil_bilinear, to_tensor, GreyImage};
 
 #[derive(Debug, Error)]
 pub enum AnalysisError {
@@ -244,7 +244,7 @@ impl Analyzer {
                 if (seg_pre.width, seg_pre.height) == (pre.width, pre.height) {
                     to_tensor(&resized, seg_pre)
                 } else {
-                    to_tensor(&resize_pil_bilinear(image, seg_pre.width, seg_pre.height), seg_pre)
+                    model_input(image, seg_pre)
                 }
             });
             let probs = timed(&mut stages.segmenter, || self.segmenter.run(input))?;

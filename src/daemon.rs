@@ -210,22 +210,26 @@ fn choose_variant(config: &Config, manifest: &Manifest) -> Result<Option<String>
                     source,
                 })?;
             }
-            if Choice::cached(&cache, &key).is_none() {
-                log::info!(
-                    "variant = \"auto\": timing each model variant on this CPU (once; cached in {})",
-                    cache.display()
-                );
-                // untimed on a board: it may take longer than the unit's start timeout allows
-                let _ = sd_notify::notify(&[
-                    sd_notify::NotifyState::ExtendTimeoutUsec(VARIANT_TIMEOUT_US),
-                    sd_notify::NotifyState::Status("timing the model variants on this CPU (first start)"),
-                ]);
-            }
-            let (choice, cached) = variant::cached_or_measured(manifest, key, &cache, VARIANT_RUNS)?;
+            let (choice, how) = match Choice::cached(&cache, &key) {
+                Some(choice) => (choice, "cached"),
+                None => {
+                    log::info!(
+                        "variant = \"auto\": timing each model variant on this CPU (once; cached in {})",
+                        cache.display()
+                    );
+                    // untimed on a board: it may take longer than the unit's start timeout allows
+                    let _ = sd_notify::notify(&[
+                        sd_notify::NotifyState::ExtendTimeoutUsec(VARIANT_TIMEOUT_US),
+                        sd_notify::NotifyState::Status("timing the model variants on this CPU (first start)"),
+                    ]);
+                    let choice = variant::measure(manifest, key, VARIANT_RUNS)?;
+                    choice.save(&cache)?;
+                    (choice, "measured now")
+                }
+            };
             log::info!(
-                "variant = \"auto\": {} ({}; {})",
+                "variant = \"auto\": {} ({how}; {})",
                 choice.variant,
-                if cached { "cached" } else { "measured now" },
                 variant::describe(&choice.trials)
             );
             Ok(Some(choice.variant))

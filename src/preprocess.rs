@@ -152,6 +152,12 @@ pub fn resize_pil_bilinear(src: &GreyImage, width: usize, height: usize) -> Grey
     }
 }
 
+/// The model input for an image of any size: resized to the manifest's size, then
+/// [`to_tensor`].
+pub fn model_input(image: &GreyImage, p: &Preprocess) -> Vec<f32> {
+    to_tensor(&resize_pil_bilinear(image, p.width, p.height), p)
+}
+
 /// The model input: resized grey, scaled to 0..1, standardised, replicated to `channels`
 /// planes, NCHW with N = 1.
 pub fn to_tensor(resized: &GreyImage, p: &Preprocess) -> Vec<f32> {

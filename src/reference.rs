@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::manifest::{ModelFiles, Role};
-use crate::preprocess::{resize_pil_bilinear, to_tensor, GreyImage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReferenceError {
@@ -110,12 +109,6 @@ impl Input {
     /// the inputs read from `../shared/data`, which only a checkout has.
     pub fn shipped_path(&self, models_dir: &Path) -> Option<PathBuf> {
         self.label.strip_prefix("models/").map(|rest| models_dir.join(rest))
-    }
-
-    /// The model's input tensor: `image` resized and normalised as the manifest says.
-    pub fn tensor(image: &GreyImage, files: &ModelFiles) -> Vec<f32> {
-        let p = files.preprocess;
-        to_tensor(&resize_pil_bilinear(image, p.width, p.height), p)
     }
 
     /// Compare tract's `outputs` of `role`'s model `file` (every output, in the file's order)

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::decode::decode_file;
 use crate::infer::{self, InferError, Model};
 use crate::manifest::{sha256_file, Manifest, Role};
+use crate::preprocess::{model_input, GreyImage};
 use crate::reference::{Input, ReferenceError, Vectors};
 
 #[derive(Debug, thiserror::Error)]
@@ -143,23 +144,8 @@ impl Choice {
     }
 }
 
-/// The cached choice for `key`, or a new one measured now (`runs` timed runs a model) and
-/// cached at `cache`. Errors when no variant reproduces the reference outputs here.
-pub fn cached_or_measured(
-    manifest: &Manifest,
-    key: Key,
-    cache: &Path,
-    runs: usize,
-) -> Result<(Choice, bool), VariantError> {
-    if let Some(choice) = Choice::cached(cache, &key) {
-        return Ok((choice, true));
-    }
-    let choice = measure(manifest, key, runs)?;
-    choice.save(cache)?;
-    Ok((choice, false))
-}
-
-/// Try every variant and choose the fastest admitted one.
+/// Try every variant (`runs` timed runs a model) and choose the fastest admitted one; an
+/// error when no variant reproduces the reference outputs here.
 pub fn measure(manifest: &Manifest, key: Key, runs: usize) -> Result<Choice, VariantError> {
     let trials = try_all(manifest, runs)?;
     let variant = match fastest(&trials) {
@@ -212,10 +198,7 @@ pub fn try_all(manifest: &Manifest, runs: usize) -> Result<Vec<Trial>, VariantEr
 }
 
 /// The shipped inputs of the vectors, decoded (a missing or altered one is skipped).
-fn shipped_images<'v>(
-    models_dir: &Path,
-    vectors: &'v Vectors,
-) -> Result<Vec<(&'v Input, crate::preprocess::GreyImage)>, VariantError> {
+fn shipped_images<'v>(models_dir: &Path, vectors: &'v Vectors) -> Result<Vec<(&'v Input, GreyImage)>, VariantError> {
     let mut images = Vec::new();
     for input in vectors.inputs() {
         let Some(path) = input.shipped_path(models_dir) else {
@@ -242,7 +225,7 @@ fn try_model(
     role: Role,
     variant: &str,
     vectors: &Vectors,
-    images: &[(&Input, crate::preprocess::GreyImage)],
+    images: &[(&Input, GreyImage)],
     runs: usize,
 ) -> Result<ModelTrial, VariantError> {
     let files = manifest.files(role);
@@ -264,7 +247,7 @@ fn try_model(
     }
     let mut tensor = Vec::new();
     for (input, image) in images {
-        tensor = Input::tensor(image, &files);
+        tensor = model_input(image, files.preprocess);
         let outputs = model.run_all(tensor.clone())?;
         match input.difference(role, &files, &v.file, &outputs) {
             Ok(d) => trial.worst = trial.worst.max(d.worst),
