@@ -115,22 +115,30 @@ fn dicom_declaring_a_huge_value(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// A hand-made DICOM file's start: the 128-byte preamble, `DICM`, and a meta group of its
+/// group length, the transfer syntax `syntax` (with its padding) and the bytes `extra`, all
+/// counted by the group length.
+fn preamble_and_meta(syntax: &[u8], extra: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![0u8; 128];
+    bytes.extend_from_slice(b"DICM");
+    let meta_len = (8 + syntax.len() + extra.len()) as u32;
+    bytes.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+    bytes.extend_from_slice(&meta_len.to_le_bytes());
+    bytes.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', syntax.len() as u8, 0]);
+    bytes.extend_from_slice(syntax);
+    bytes.extend_from_slice(extra);
+    bytes
+}
+
 /// 194 bytes of DICOM whose data set opens with a group length (a UL) declaring 4 GB:
 /// dicom-rs reserved it (4.3 GB touched; found by the long fuzz run). The meta group's own
 /// length covers one more element after the transfer syntax, of an unknown VR, which is read
 /// as part of the meta; a length check that ended the meta at the first element of another
 /// group read the data set 4 bytes off and missed the huge length.
 fn dicom_with_a_4gb_group_length(path: &Path) {
-    let mut bytes = vec![0u8; 128];
-    bytes.extend_from_slice(b"DICM");
-    let syntax = b"1.2.840.10008.1.2\0"; // implicit VR little endian
-    let extra = [0u8; 12]; // (0000,0000), VR "\0\0" (unknown), 2 reserved, 4-byte length 0
-    let meta_len = (8 + syntax.len() + extra.len()) as u32;
-    bytes.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
-    bytes.extend_from_slice(&meta_len.to_le_bytes());
-    bytes.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', syntax.len() as u8, 0]);
-    bytes.extend_from_slice(syntax);
-    bytes.extend_from_slice(&extra);
+    // implicit VR little endian; in the meta, (0000,0000), VR "\0\0" (unknown), 2 reserved,
+    // 4-byte length 0
+    let mut bytes = preamble_and_meta(b"1.2.840.10008.1.2\0", &[0u8; 12]);
     // the data set: (0000,0000) with 0xFFFFFFF7 bytes, then 4 bytes the misaligned walk
     // took for an undefined length
     bytes.extend_from_slice(&[0, 0, 0, 0, 0xF7, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
@@ -141,14 +149,8 @@ fn dicom_with_a_4gb_group_length(path: &Path) {
 /// and the next header from those 2 bytes, where the next element's value becomes a 1.3 GB
 /// length (found by the long fuzz run, 1.36 GB touched for 3 KB).
 fn dicom_with_a_short_ul(path: &Path) {
-    let mut bytes = vec![0u8; 128];
-    bytes.extend_from_slice(b"DICM");
-    let syntax = b"1.2.840.10008.1.2.1\0"; // explicit VR little endian
-    bytes.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
-    bytes.extend_from_slice(&((8 + syntax.len()) as u32).to_le_bytes());
-    bytes.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', syntax.len() as u8, 0]);
-    bytes.extend_from_slice(syntax);
-    // (0028,0002) UL, 2 bytes: 1
+    let mut bytes = preamble_and_meta(b"1.2.840.10008.1.2.1\0", &[]); // explicit VR little endian
+                                                                      // (0028,0002) UL, 2 bytes: 1
     bytes.extend_from_slice(&[0x28, 0x00, 0x02, 0x00, b'U', b'L', 2, 0, 1, 0]);
     // (0028,0004) CS "MONOCHROME2 ": read 2 bytes early, "MO" ends a 4-byte length
     bytes.extend_from_slice(&[0x28, 0x00, 0x04, 0x00, b'C', b'S', 12, 0]);
@@ -162,13 +164,7 @@ fn dicom_with_a_short_ul(path: &Path) {
 /// a length check that entered the "item" read those 4 bytes as a header and skipped the OB
 /// inside a 17 KB value (found by the long fuzz run: 3 KB, 828 MB touched).
 fn dicom_with_an_item_outside_a_sequence(path: &Path) {
-    let mut bytes = vec![0u8; 128];
-    bytes.extend_from_slice(b"DICM");
-    let syntax = b"1.2.840.10008.1.2.1\0"; // explicit VR little endian
-    bytes.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
-    bytes.extend_from_slice(&((8 + syntax.len()) as u32).to_le_bytes());
-    bytes.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', syntax.len() as u8, 0]);
-    bytes.extend_from_slice(syntax);
+    let mut bytes = preamble_and_meta(b"1.2.840.10008.1.2.1\0", &[]); // explicit VR little endian
     bytes.extend_from_slice(&[0x08, 0x00, 0x60, 0x00, b'C', b'S', 2, 0, b'D', b'X']);
     // (FFFE,E000), 4 bytes: (0008,0000) to a walk that enters it
     bytes.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 4, 0, 0, 0, 0x08, 0x00, 0x00, 0x00]);

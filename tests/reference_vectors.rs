@@ -14,13 +14,11 @@ use common::{data, root};
 use ptxd::infer::Model;
 use ptxd::manifest::{hex, Manifest, Role};
 use ptxd::preprocess::{resize_pil_bilinear, to_tensor, GreyImage};
-use ptxd::reference::Vectors;
-use serde_json::Value;
+use ptxd::reference::{Input, Vectors};
 use sha2::{Digest, Sha256};
 
-fn vectors() -> Value {
-    let text = std::fs::read_to_string(root().join("models/reference/vectors.json")).expect("reference vectors");
-    serde_json::from_str(&text).expect("vectors.json is JSON")
+fn vectors() -> Vectors {
+    Vectors::load(&root().join("models/reference/vectors.json")).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn resolve(label: &str) -> PathBuf {
@@ -37,22 +35,22 @@ fn grey(path: &Path) -> GreyImage {
 }
 
 /// Inputs of the vectors that this test can decode, with the image resized for `role`.
-fn inputs(v: &Value, role: Role) -> Vec<(String, Value, GreyImage)> {
+fn inputs(v: &Vectors, role: Role) -> Vec<(&Input, GreyImage)> {
     let manifest = manifest();
     let p = manifest.files(role).preprocess;
     let mut out = Vec::new();
-    for rec in v["inputs"].as_array().unwrap() {
-        let label = rec["input"].as_str().unwrap();
+    for input in v.inputs() {
+        let label = &input.label;
         let path = resolve(label);
         let bytes =
             std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (the tests read ../shared/data)", path.display()));
         assert_eq!(
             hex(&Sha256::digest(&bytes)),
-            rec["input_sha256"].as_str().unwrap(),
+            input.sha256,
             "{label} is not the file the vectors were made from"
         );
         let resized = resize_pil_bilinear(&grey(&path), p.width, p.height);
-        out.push((label.to_string(), rec.clone(), resized));
+        out.push((input, resized));
     }
     assert!(out.len() >= 6, "every reference input must decode");
     out
@@ -65,8 +63,8 @@ fn manifest() -> Manifest {
 #[test]
 fn preprocessing_matches_pillow() {
     let v = vectors();
-    for (label, rec, resized) in inputs(&v, Role::Classifier) {
-        let pre = &rec["preprocessed"];
+    for (input, resized) in inputs(&v, Role::Classifier) {
+        let (label, pre) = (&input.label, &input.preprocessed);
         let mean = resized.pixels.iter().map(|&p| p as f64).sum::<f64>() / resized.pixels.len() as f64;
         if label.ends_with(".png") {
             // PNG is lossless: the resize must give Pillow's very pixels.
@@ -109,11 +107,11 @@ fn check_model_of(manifest: Manifest, role: Role, variant: &str, only_repo_input
     let entry = manifest.files(role);
     let full_tolerance = entry.variants[variant].tolerance;
     let file = &entry.variants[variant].file;
-    let reference = Vectors::load(&root().join("models/reference/vectors.json")).expect("reference vectors");
     let v = vectors();
-    for (label, rec, resized) in inputs(&v, role) {
-        if only_repo_inputs && rec["origin"] != "repo" {
-            continue;
+    for (input, resized) in inputs(&v, role) {
+        let label = &input.label;
+        if only_repo_inputs && input.shipped_path(&root().join("models")).is_none() {
+            continue; // read from ../shared/data, not shipped in the repo
         }
         // The manifest's tolerance covers JPEG inputs, whose decoders differ by a grey level
         // here and there (the per-channel int8 EfficientNets amplify that); a lossless PNG
@@ -127,11 +125,6 @@ fn check_model_of(manifest: Manifest, role: Role, variant: &str, only_repo_input
         let outputs = model
             .run_all(to_tensor(&resized, entry.preprocess))
             .expect("model runs");
-        let input = reference
-            .inputs()
-            .iter()
-            .find(|i| i.label == label)
-            .expect("same vectors");
         let d = input
             .difference(role, &entry, file, &outputs)
             .unwrap_or_else(|e| panic!("{e}"));
