@@ -197,20 +197,18 @@ pub fn try_all(manifest: &Manifest, runs: usize) -> Result<Vec<Trial>, VariantEr
     Ok(trials)
 }
 
-/// The shipped inputs of the vectors, decoded (a missing or altered one is skipped).
+/// The shipped inputs of the vectors, decoded (a missing, unreadable or altered one is
+/// skipped).
 fn shipped_images<'v>(models_dir: &Path, vectors: &'v Vectors) -> Result<Vec<(&'v Input, GreyImage)>, VariantError> {
     let mut images = Vec::new();
     for input in vectors.inputs() {
         let Some(path) = input.shipped_path(models_dir) else {
             continue;
         };
-        let unaltered = sha256_file(&path).is_ok_and(|sha| sha.eq_ignore_ascii_case(&input.sha256));
-        if !unaltered {
-            log::warn!("reference input {} is missing or altered; not used", path.display());
-            continue;
-        }
+        // the decoder hashes the bytes it reads: one read checks and decodes the file
         match decode_file(&path, Default::default()) {
-            Ok(r) => images.push((input, r.image)),
+            Ok(r) if r.sha256.eq_ignore_ascii_case(&input.sha256) => images.push((input, r.image)),
+            Ok(_) => log::warn!("reference input {} is altered; not used", path.display()),
             Err(e) => log::warn!("reference input {e}; not used"),
         }
     }
@@ -322,6 +320,31 @@ mod tests {
                 && text.contains("classifier: the reference vectors were not made from it"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn only_unaltered_shipped_inputs_are_used() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        let dir = tempfile::tempdir().unwrap();
+        let reference = dir.path().join("reference");
+        std::fs::create_dir(&reference).unwrap();
+        for name in ["vectors.json", "phantom-clear.png"] {
+            std::fs::copy(models.join("reference").join(name), reference.join(name)).unwrap();
+        }
+        // a byte more after the PNG's end: it still decodes, but it is not the file the
+        // vectors were made from
+        let mut altered = std::fs::read(models.join("reference/phantom-ptx.png")).unwrap();
+        altered.push(0);
+        std::fs::write(reference.join("phantom-ptx.png"), altered).unwrap();
+        let vectors = Vectors::load(&reference.join("vectors.json")).unwrap();
+        let images = shipped_images(dir.path(), &vectors).unwrap();
+        let used: Vec<&str> = images.iter().map(|(input, _)| input.label.as_str()).collect();
+        assert_eq!(used, ["models/reference/phantom-clear.png"]);
+        std::fs::remove_file(reference.join("phantom-clear.png")).unwrap();
+        assert!(matches!(
+            shipped_images(dir.path(), &vectors),
+            Err(VariantError::NoInputs(_))
+        ));
     }
 
     #[test]
