@@ -26,6 +26,8 @@ esac
 # Python side: the synthesiser's tests and the checks of the shipped model files
 # (onnxruntime reproduces the reference vectors). No torch: training never runs here.
 PY=${PTXD_PYTHON:-$(models/training/setup-venv.sh)}
+# tests/dicom_syntaxes.rs makes its DICOM files with it
+export PTXD_PYTHON="$PY"
 
 # Debian/Ubuntu packages:
 # - libclang for v4l's bindgen (build time); systemd-analyze to score the unit (tests/deploy.rs);
@@ -33,8 +35,10 @@ PY=${PTXD_PYTHON:-$(models/training/setup-venv.sh)}
 #   qemu-system and cpio for the QEMU device test, whose guest kernel and busybox are arm64
 #   packages (tests/qemu).
 install_packages() {
-    # time: GNU time measures the decompression-bomb test's peak memory (tests/bombs.rs)
-    local want=(systemd time)
+    # time: GNU time measures the decompression-bomb test's peak memory (tests/bombs.rs);
+    # cmake and g++ build CharLS, the JPEG-LS decoder; dcmtk and libopenjp2-tools are the
+    # independent encoders of tests/dicom_syntaxes.rs
+    local want=(systemd time cmake g++ dcmtk libopenjp2-tools)
     # Debian 12 names libclang by version; elsewhere (Ubuntu, Debian 13) libclang-dev
     # pulls the distribution's own
     if apt-cache show libclang1-14 >/dev/null 2>&1; then
@@ -43,7 +47,8 @@ install_packages() {
         want+=(libclang-dev)
     fi
     if [[ $mode == all ]]; then
-        want+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static qemu-system-arm cpio)
+        want+=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
+            qemu-system-arm cpio)
     fi
     local need=()
     for pkg in "${want[@]}"; do
@@ -119,7 +124,7 @@ cargo build --quiet --release --target $A64
 # Pi 4's); PTXD_EXPECT_CPU makes the test fail if tract took the other path
 QEMU_CPU=cortex-a76 PTXD_EXPECT_CPU=+dotprod cargo test --quiet --release --target $A64 --lib \
     --test reference_vectors --test serial_link --test journal --test render --test serial_protocol \
-    --test decode_robustness
+    --test decode_robustness --test dicom_syntaxes
 QEMU_CPU=cortex-a72 PTXD_EXPECT_CPU=-dotprod cargo test --quiet --release --target $A64 \
     --test reference_vectors
 export PTXD_AARCH64=target/$A64/release/ptxd

@@ -53,6 +53,60 @@ pub struct Config {
     pub gpio: Option<GpioConfig>,
     /// What the board profile says of itself (`[profile]` in `board/*.toml`).
     pub profile: Option<ProfileInfo>,
+    /// The DICOM listener (C-ECHO, C-STORE); absent means none.
+    pub dicom: Option<DicomConfig>,
+}
+
+/// `[dicom]`: images received over the network are written into the watch folder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomConfig {
+    /// Address and port to listen on, e.g. "0.0.0.0:11112" (port 0: any free one).
+    pub listen: std::net::SocketAddr,
+    /// ptxd's own AE title, which modalities call.
+    pub ae_title: AeTitle,
+    /// The calling AE titles accepted (the digitizers'); empty or absent: any.
+    #[serde(default)]
+    pub allowed_calling: Vec<AeTitle>,
+    /// A silent peer is dropped after this many seconds. Default 30.
+    #[serde(default = "default_dicom_timeout_s")]
+    pub timeout_s: NonZeroU64,
+}
+
+fn default_dicom_timeout_s() -> NonZeroU64 {
+    NonZeroU64::new(30).expect("not zero")
+}
+
+/// A DICOM application entity title: 1 to 16 characters of printable ASCII, no backslash,
+/// not only spaces (PS3.5 AE value representation); kept without its padding.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AeTitle(String);
+
+impl AeTitle {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AeTitle {
+    type Error = String;
+    fn try_from(text: String) -> Result<AeTitle, String> {
+        let trimmed = text.trim();
+        let printable = trimmed.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\');
+        if trimmed.is_empty() || trimmed.len() > 16 || !printable {
+            return Err(format!(
+                "AE title {text:?}: use 1 to 16 printable ASCII characters, no backslash (e.g. \"PTXD\")"
+            ));
+        }
+        Ok(AeTitle(trimmed.to_string()))
+    }
+}
+
+impl std::fmt::Display for AeTitle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// A board profile's description of the board, for the log and `ptxd doctor`.
@@ -692,6 +746,21 @@ overlay_dir = "state/overlays"
         let auto = with("variant = \"auto\"");
         assert_eq!(auto.models.variant, VariantSetting::Fastest);
         assert_eq!(auto.variant_cache(), Path::new("/etc/ptxd/state/variant.json"));
+    }
+
+    #[test]
+    fn the_dicom_listener_takes_valid_ae_titles_only() {
+        let with = |section: &str| Config::parse(&format!("{MINIMAL}[dicom]\n{section}"), Path::new("/etc/ptxd"));
+        let ok = with("listen = \"0.0.0.0:11112\"\nae_title = \"PTXD \"\nallowed_calling = [\"CR1\"]").unwrap();
+        let dicom = ok.dicom.unwrap();
+        assert_eq!(dicom.ae_title.as_str(), "PTXD"); // padding is not part of the title
+        assert_eq!(dicom.allowed_calling, [AeTitle("CR1".into())]);
+        assert_eq!(dicom.timeout_s.get(), 30);
+        for bad in ["\"\"", "\"SEVENTEEN_LETTERS\"", "\"A\\\\B\""] {
+            let err = with(&format!("listen = \"0.0.0.0:11112\"\nae_title = {bad}")).unwrap_err();
+            assert!(err.contains("1 to 16 printable ASCII characters"), "{bad}: {err}");
+        }
+        assert!(with("listen = \"not an address\"\nae_title = \"PTXD\"").is_err());
     }
 
     #[test]

@@ -43,6 +43,7 @@ use crate::infer;
 use crate::journal::{self, Journal, JournalError, Record};
 use crate::manifest::{hex, sha256_file, Manifest, ManifestError};
 use crate::outcome::{ErrorKind, Failure, Origin, ServiceState};
+use crate::receive::Listener;
 use crate::render::StatusView;
 use crate::report::{self, LinkService, LinkSetup};
 use crate::screen::{self, Screen};
@@ -68,6 +69,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("cannot start the serial link thread: {0}")]
     Serial(std::io::Error),
+    #[error("cannot listen for DICOM on {0}: {1}; free the port or change dicom.listen")]
+    Listen(std::net::SocketAddr, std::io::Error),
     #[error("cannot start the capture thread: {0}")]
     Capture(std::io::Error),
 }
@@ -109,6 +112,8 @@ pub struct Daemon {
     link_state: LinkState,
     capture: Option<CaptureService>,
     capture_state: CaptureState,
+    /// The DICOM listener, writing into the watch folder; stopped when dropped.
+    _listener: Option<Listener>,
     /// The LED and buzzer (a sink), with the buttons' presses.
     alert: Option<AlertService>,
     presses: mpsc::Receiver<Press>,
@@ -299,6 +304,13 @@ impl Daemon {
             ),
             None => None,
         };
+        let listener = match &config.dicom {
+            Some(d) => Some(
+                Listener::start(d.clone(), config.watch.dir.clone(), config.limits())
+                    .map_err(|e| DaemonError::Listen(d.listen, e))?,
+            ),
+            None => None,
+        };
         let (press_tx, presses) = mpsc::channel();
         let alert = config.gpio.as_ref().and_then(|g| AlertService::start(g, press_tx));
         let screen = config.display.as_ref().and_then(|d| match display::open(d) {
@@ -327,6 +339,7 @@ impl Daemon {
             link_state: LinkState::Down,
             capture,
             capture_state: CaptureState::Opening,
+            _listener: listener,
             alert,
             presses,
             screen,

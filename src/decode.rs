@@ -227,10 +227,67 @@ enum Frame {
 /// is in its transfer syntax) and goes into sequences and their items, whose elements dicom-rs
 /// also reads, but not into encapsulated pixel data fragments (bytes, not elements).
 /// `file` starts at the `DICM` magic.
-fn check_declared_lengths(file: &[u8]) -> Result<(), Refusal> {
+///
+/// A deflated data set is inflated here first, at most to the size any image within the
+/// limits needs, and walked inflated: dicom-rs inflates it without a bound, so 1 MB of
+/// zeros would otherwise make a 1 GB data set (deflate expands up to 1,032 times).
+fn check_declared_lengths(file: &[u8], limits: Limits) -> Result<(), Refusal> {
+    let Walked::Deflated { at } = walk_lengths(file, Part::MetaThenDataSet)? else {
+        return Ok(());
+    };
+    // what an uncompressed file within the limits may hold (`read_input`), and no more than
+    // a real data set inflates
+    let bound = (limits.max_pixels.saturating_mul(8).saturating_add(1 << 20)).min(
+        ((file.len() - at) as u64)
+            .saturating_mul(MAX_DEFLATE_EXPANSION)
+            .max(EXPANSION_FLOOR),
+    );
+    let mut data_set = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(flate2::read::DeflateDecoder::new(&file[at..]), bound + 1),
+        &mut data_set,
+    )
+    .map_err(|e| format!("deflated DICOM data set cannot be inflated: {e}"))?;
+    if data_set.len() as u64 > bound {
+        return Err(format!(
+            "deflated DICOM data set inflates to more than {} MB from {} bytes: a decompression bomb, or an image beyond the pixel limit (input.max_pixels)",
+            bound >> 20,
+            file.len() - at
+        )
+        .into());
+    }
+    walk_lengths(&data_set, Part::DataSet).map(|_| ())
+}
+
+/// Check a whole DICOM file (preamble included) as [`decode_bytes`] does before reading it:
+/// the magic, and every declared length. For a reader of the header only (the DICOM
+/// listener's chest check), which dicom-rs would otherwise read unbounded.
+pub fn check_header(file: &[u8], limits: Limits) -> Result<(), Refusal> {
+    if file.len() < 132 || &file[128..132] != b"DICM" {
+        return Err(Refusal::unsupported("not a DICOM file".into()));
+    }
+    check_declared_lengths(&file[128..], limits)
+}
+
+/// Where [`walk_lengths`] starts: at the meta group (after `DICM`), or at an inflated data set.
+#[derive(Clone, Copy, PartialEq)]
+enum Part {
+    MetaThenDataSet,
+    DataSet,
+}
+
+/// How [`walk_lengths`] ended: every element walked, or at a deflated data set starting at
+/// byte `at`, which is compressed bytes, not elements, until inflated.
+enum Walked {
+    Whole,
+    Deflated { at: usize },
+}
+
+fn walk_lengths(file: &[u8], part: Part) -> Result<Walked, Refusal> {
     use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
     const UNDEFINED: u32 = u32::MAX;
-    let (mut explicit, mut big_endian, mut in_meta, mut fragments) = (true, false, true, false);
+    let in_meta = part == Part::MetaThenDataSet;
+    let (mut explicit, mut big_endian, mut in_meta, mut fragments) = (true, false, in_meta, false);
     let mut syntax = String::new();
     // dicom-rs reads the meta group as explicit VR LE until the bytes its group length
     // (0002,0000) declares are read, whatever the groups in them (found by fuzzing: a walk
@@ -242,7 +299,7 @@ fn check_declared_lengths(file: &[u8]) -> Result<(), Refusal> {
     // run: a walk that entered such an "item" read different headers and missed a 394 MB
     // OB value, 828 MB touched for 3 KB).
     let mut frames: Vec<(Frame, Option<usize>)> = Vec::new();
-    let mut pos = 4;
+    let mut pos = if in_meta { 4 } else { 0 };
     while pos + 8 <= file.len() {
         // sequences and items of defined length end by position
         while let Some(&(_, Some(end))) = frames.last() {
@@ -267,8 +324,7 @@ fn check_declared_lengths(file: &[u8]) -> Result<(), Refusal> {
             match syntax.as_str() {
                 "1.2.840.10008.1.2" => explicit = false,
                 "1.2.840.10008.1.2.2" => big_endian = true,
-                // a deflated data set is not elements until inflated (and is refused later)
-                "1.2.840.10008.1.2.1.99" => return Ok(()),
+                "1.2.840.10008.1.2.1.99" => return Ok(Walked::Deflated { at: pos }),
                 _ => {}
             }
         }
@@ -357,7 +413,7 @@ fn check_declared_lengths(file: &[u8]) -> Result<(), Refusal> {
             pos += len as usize; // a value: skip it; a sequence's or item's content is walked
         }
     }
-    Ok(())
+    Ok(Walked::Whole)
 }
 
 /// One element's header as dicom-rs reads it.
@@ -431,12 +487,93 @@ fn value_unit(vr: Option<dicom_core::dictionary::VirtualVr>) -> u32 {
     }
 }
 
+/// A grey DICOM image's values after the modality LUT (rescale slope and intercept), before
+/// any window: what ptxd maps to display grey. Public so that another decoder's output can be
+/// compared with ptxd's sample for sample (tests/dicom_syntaxes.rs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModalityValues {
+    pub width: usize,
+    pub height: usize,
+    /// Row by row, `width * height` of them.
+    pub values: Vec<f32>,
+}
+
+/// The modality values of a grey DICOM file's (only) frame, checked and decoded as
+/// [`decode_bytes`] does.
+pub fn modality_values(bytes: &[u8], limits: Limits) -> Result<ModalityValues, Refusal> {
+    if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
+        return Err(Refusal::unsupported("not a DICOM file".into()));
+    }
+    guarded("DICOM", || {
+        with_pixel_data(&bytes[128..], limits, |pixels, _| {
+            if pixels.samples_per_pixel() != 1 {
+                return Err(Refusal::unsupported("DICOM is colour, not grey".into()));
+            }
+            Ok(ModalityValues {
+                width: pixels.columns() as usize,
+                height: pixels.rows() as usize,
+                values: grey_values(pixels)?,
+            })
+        })
+    })
+}
+
 fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, Orientation), Refusal> {
-    check_declared_lengths(after_preamble)?;
+    with_pixel_data(after_preamble, limits, to_grey)
+}
+
+/// A decoded DICOM frame as display grey: window, MONOCHROME1 inverted, colour to luma.
+fn to_grey(
+    pixels: &dicom_pixeldata::DecodedPixelData<'_>,
+    orientation: Orientation,
+) -> Result<(GreyImage, Orientation), Refusal> {
+    let (w, h) = (pixels.columns() as usize, pixels.rows() as usize);
+    let grey: Vec<u8> = match pixels.samples_per_pixel() {
+        1 => {
+            let values = grey_values(pixels)?;
+            let window = pixels
+                .window()
+                .ok()
+                .flatten()
+                .and_then(|w| w.first().copied())
+                .filter(|w| w.width >= 1.0)
+                .map(|w| (w.center, w.width));
+            let mut grey = to_display(&values, window, pixels.bits_stored());
+            if pixels.photometric_interpretation().as_str() == "MONOCHROME1" {
+                grey.iter_mut().for_each(|v| *v = 255 - *v);
+            }
+            grey
+        }
+        3 => {
+            let rgb: Vec<u8> = pixels
+                .to_vec_frame_with_options(0, &ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
+                .map_err(|e| format!("DICOM colour pixel data cannot be converted: {e}"))?;
+            rgb.chunks_exact(3).map(|p| pil_luma(p[0], p[1], p[2])).collect()
+        }
+        n => {
+            return Err(Refusal::unsupported(format!(
+                "DICOM has {n} samples per pixel; expected 1 (grey) or 3 (colour)"
+            )))
+        }
+    };
+    let image = GreyImage::new(w, h, grey)
+        .ok_or_else(|| format!("DICOM pixel data is shorter than its declared {w}x{h} (truncated file?)"))?;
+    Ok((image, orientation))
+}
+
+/// Check a DICOM file's declared sizes, then read it, decode its pixel data (whatever the
+/// transfer syntax) and hand it, with the orientation its header gives, to `then`. A
+/// callback because the decoded pixels borrow the file's object: no copy of them is made.
+fn with_pixel_data<T>(
+    after_preamble: &[u8],
+    limits: Limits,
+    then: impl FnOnce(&dicom_pixeldata::DecodedPixelData<'_>, Orientation) -> Result<T, Refusal>,
+) -> Result<T, Refusal> {
+    check_declared_lengths(after_preamble, limits)?;
     let obj = OpenFileOptions::new().from_reader(after_preamble).map_err(|e| {
         let reason = format!("not a readable DICOM file: {e}");
-        // dicom-object 0.10 reads datasets in the transfer syntaxes it knows; the others
-        // (deflated, for one) are a valid file ptxd cannot read, not a damaged one
+        // dicom-object 0.10 reads data sets in the transfer syntaxes it knows; the others
+        // (private ones, for instance) are a valid file ptxd cannot read, not a damaged one
         match e.to_string().contains("Unsupported reading for transfer syntax") {
             true => Refusal::unsupported(reason),
             false => reason.into(),
@@ -458,6 +595,14 @@ fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, Ori
     let bits: u64 = int_attr(&obj, tags::BITS_ALLOCATED, "Bits Allocated").unwrap_or(16);
     let decoded = rows * columns * samples.clamp(1, 4) * bits.clamp(1, 64).div_ceil(8);
     check_expansion(decoded, after_preamble.len() + 128)?;
+    let syntax = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
+    // jpeg-decoder 0.3 (dicom-rs's JPEG decoder) reads 8-bit DCT and lossless JPEG only: a
+    // 12-bit extended JPEG fails in it as "Could not decode pixel data", read as damage
+    if syntax == JPEG_EXTENDED && int_attr(&obj, tags::BITS_STORED, "Bits Stored").unwrap_or(8) > 8 {
+        return Err(Refusal::unsupported(format!(
+            "DICOM is 12-bit extended JPEG ({JPEG_EXTENDED}), which ptxd cannot decode: set the digitizer to send JPEG lossless, JPEG 2000, JPEG-LS or uncompressed images (docs/dicom.md)"
+        )));
+    }
     let orientation = dicom_orientation(&obj);
     let pixels = obj.decode_pixel_data().map_err(|e| {
         let reason = format!("DICOM pixel data cannot be decoded: {e}");
@@ -471,47 +616,23 @@ fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, Ori
             reason.into()
         }
     })?;
-    let (w, h) = (pixels.columns() as usize, pixels.rows() as usize);
-    let photometric = pixels.photometric_interpretation().as_str().to_string();
-    let grey: Vec<u8> = match pixels.samples_per_pixel() {
-        1 => {
-            let values: Vec<f32> = pixels
-                .to_vec_frame_with_options(
-                    0,
-                    &ConvertOptions::new()
-                        .with_modality_lut(ModalityLutOption::Default)
-                        .with_voi_lut(VoiLutOption::Identity),
-                )
-                .map_err(|e| format!("DICOM pixel data is incomplete or unreadable (truncated file?): {e}"))?;
-            let window = pixels
-                .window()
-                .ok()
-                .flatten()
-                .and_then(|w| w.first().copied())
-                .filter(|w| w.width >= 1.0)
-                .map(|w| (w.center, w.width));
-            let mut grey = to_display(&values, window, pixels.bits_stored());
-            if photometric == "MONOCHROME1" {
-                grey.iter_mut().for_each(|v| *v = 255 - *v);
-            }
-            grey
-        }
-        3 => {
-            let rgb: Vec<u8> = pixels
-                .to_vec_frame_with_options(0, &ConvertOptions::new().with_modality_lut(ModalityLutOption::None))
-                .map_err(|e| format!("DICOM colour pixel data cannot be converted: {e}"))?;
-            rgb.chunks_exact(3).map(|p| pil_luma(p[0], p[1], p[2])).collect()
-        }
-        n => {
-            return Err(Refusal::unsupported(format!(
-                "DICOM has {n} samples per pixel; expected 1 (grey) or 3 (colour)"
-            )))
-        }
-    };
-    let image = GreyImage::new(w, h, grey)
-        .ok_or_else(|| format!("DICOM pixel data is shorter than its declared {w}x{h} (truncated file?)"))?;
-    Ok((image, orientation))
+    then(&pixels, orientation)
 }
+
+/// A grey frame's values through the modality LUT.
+fn grey_values(pixels: &dicom_pixeldata::DecodedPixelData<'_>) -> Result<Vec<f32>, Refusal> {
+    pixels
+        .to_vec_frame_with_options(
+            0,
+            &ConvertOptions::new()
+                .with_modality_lut(ModalityLutOption::Default)
+                .with_voi_lut(VoiLutOption::Identity),
+        )
+        .map_err(|e| format!("DICOM pixel data is incomplete or unreadable (truncated file?): {e}").into())
+}
+
+/// JPEG extended (process 2 and 4): 8-bit samples decode, 12-bit ones do not.
+const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 
 /// A required integer attribute; a DICOM object without it is valid but not an image (a
 /// report, a presentation state): `unsupported`, not damaged.
@@ -596,6 +717,12 @@ pub fn pil_luma(r: u8, g: u8, b: u8) -> u8 {
 /// colour JPEG at quality 50, smoother than any real one, 124 times. Deflate can expand
 /// 1,000 times, RLE 64, a crafted JPEG several hundred: those are bombs, not radiographs.
 pub const MAX_EXPANSION: u64 = 256;
+
+/// The most a deflated DICOM data set may inflate (inflated bytes over deflated ones) once
+/// it inflates to more than [`EXPANSION_FLOOR`]. Measured: the 24 real radiographs in
+/// ../shared/data/dicom, uncompressed and deflated by dcmtk's `dcmconv +td`, inflate 1.4 to
+/// 2.5 times; zeros inflate 1,032 times.
+pub const MAX_DEFLATE_EXPANSION: u64 = 16;
 
 /// Below this many decoded bytes nothing is refused for expanding: a small image costs
 /// little, and test patterns and blank frames compress far better than radiographs.

@@ -33,6 +33,7 @@ pub mod lungs;
 pub mod manifest;
 pub mod outcome;
 pub mod preprocess;
+pub mod receive;
 pub mod reference;
 pub mod render;
 pub mod report;

@@ -175,6 +175,38 @@ fn dicom_with_an_item_outside_a_sequence(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// A deflated DICOM file whose data set inflates to a 1 GB value of zeros, which dicom-rs
+/// would read whole (a deflate bomb: 1 MB of file).
+fn dicom_deflating_to_a_gigabyte(path: &Path) {
+    let mut bytes = preamble_and_meta(b"1.2.840.10008.1.2.1.99", &[]);
+    let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    deflate
+        .write_all(&[0x08, 0x00, 0x60, 0x00, b'C', b'S', 2, 0, b'D', b'X'])
+        .unwrap();
+    deflate.write_all(&[0x42, 0x00, 0x11, 0x00, b'O', b'B', 0, 0]).unwrap();
+    deflate.write_all(&(1u32 << 30).to_le_bytes()).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..1024 {
+        deflate.write_all(&zeros).unwrap();
+    }
+    bytes.extend_from_slice(&deflate.finish().unwrap());
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A deflated DICOM file whose data set, once inflated, declares a 940 MB value: the length
+/// check must walk the inflated data set, not the compressed bytes.
+fn dicom_deflated_declaring_a_huge_value(path: &Path) {
+    let mut bytes = preamble_and_meta(b"1.2.840.10008.1.2.1.99", &[]);
+    let mut data_set = vec![0x08, 0x00, 0x60, 0x00, b'C', b'S', 2, 0, b'D', b'X'];
+    data_set.extend_from_slice(&[0x42, 0x00, 0x11, 0x00, b'O', b'B', 0, 0]);
+    data_set.extend_from_slice(&0x3800_0000u32.to_le_bytes());
+    data_set.extend_from_slice(&[0u8; 4096]);
+    let mut deflate = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    deflate.write_all(&data_set).unwrap();
+    bytes.extend_from_slice(&deflate.finish().unwrap());
+    std::fs::write(path, bytes).unwrap();
+}
+
 /// A DICOM file that claims `w` x `h` 16-bit pixels and holds 100 bytes of them.
 fn dicom_claiming(path: &Path, w: u16, h: u16) {
     let mut obj = common::dicom_grey_image("1.2.826.0.1.3680043.2.1143.2", w, h, 12, "MONOCHROME2");
@@ -300,6 +332,12 @@ fn bombs_are_refused_in_bounded_memory() {
         "DICOM with an item outside a sequence hiding an 805 MB value",
         true,
     ));
+    let dcm = dir.path().join("deflated-1gb.dcm");
+    dicom_deflating_to_a_gigabyte(&dcm);
+    cases.push((dcm, "deflated DICOM inflating to a 1 GB value", true));
+    let dcm = dir.path().join("deflated-940mb-value.dcm");
+    dicom_deflated_declaring_a_huge_value(&dcm);
+    cases.push((dcm, "deflated DICOM declaring a 940 MB value once inflated", true));
 
     let mut table = Vec::new();
     for (file, what, bomb) in &cases {

@@ -177,7 +177,7 @@ fn the_longest_real_strings_stay_on_screen_at_320x240_and_1920x1080() {
 
     let source = "capture:1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178-received-2026-11-26T19:03:04Z.png";
     let models = "ptx-lungs-unetpp-effnetlite0-int8-20261128 int8 / ptx-cls-segscore-unetpp-effnetlite0-int8-20261128 int8 / ptx-seg-unetpp-effnetlite0-int8-20261128 int8";
-    let error = "/var/lib/ptxd/incoming/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.dcm: DICOM pixel data cannot be decoded: Unsupported TransferSyntax `JPEG 2000 Image Compression (Lossless Only)`";
+    let error = "/var/lib/ptxd/incoming/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.dcm: DICOM is 12-bit extended JPEG (1.2.840.10008.1.2.4.51), which ptxd cannot decode: set the digitizer to send JPEG lossless, JPEG 2000, JPEG-LS or uncompressed images (docs/dicom.md)";
     let (image, mask, _) = scene();
     let finding = |side, pct| Finding {
         side,

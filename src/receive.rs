@@ -1,0 +1,398 @@
+//! The DICOM listener: a modality (the digitizer, a CR reader) sends its radiographs over
+//! the network (C-STORE), and checks the link (C-ECHO). Each image is written durably into
+//! the watch folder *before* the modality is told "success", so nothing acknowledged is ever
+//! lost: the watch folder ([`crate::source`]) then takes it like any other file.
+//!
+//! Decisions:
+//! - One association at a time, on one thread: a digitizer sends one image a minute, and a
+//!   second modality waits in the TCP backlog rather than competing for the board's memory.
+//! - Calling AE titles are checked when `allowed_calling` lists any: others are rejected at
+//!   association, with DICOM's "calling AE title not recognized".
+//! - Storage is negotiated for the radiograph SOP classes and for the objects a modality may
+//!   send along (structured reports, presentation states, PDF), so that those get a clear
+//!   refusal in the C-STORE answer (status 0xA900 with an Error Comment) rather than an
+//!   anonymous "no presentation context". An image whose Body Part Examined names another
+//!   part than the chest is refused the same way.
+//! - The data set is never held beyond [`Limits`]: an association sending more bytes for one
+//!   object than an image within the pixel limit needs is aborted.
+//! - The received data set is stored as it came, in its transfer syntax, behind a file meta
+//!   group made here: no re-encoding, no parse of the pixel data on this thread.
+
+use std::io::Cursor;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use dicom_core::value::PrimitiveValue;
+use dicom_core::{DataElement, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
+use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
+use dicom_ul::association::server::AccessControl;
+use dicom_ul::association::Association;
+use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, UserIdentity};
+use dicom_ul::{Pdu, ServerAssociation, ServerAssociationOptions};
+
+use crate::config::{AeTitle, DicomConfig, Limits};
+use crate::journal::write_durably;
+
+/// Verification (C-ECHO).
+const VERIFICATION: &str = "1.2.840.10008.1.1";
+
+/// The radiograph SOP classes stored and analyzed: CR, DX (for presentation and for
+/// processing), and Secondary Capture (digitized film).
+const IMAGE_CLASSES: [&str; 4] = [
+    "1.2.840.10008.5.1.4.1.1.1",
+    "1.2.840.10008.5.1.4.1.1.1.1",
+    "1.2.840.10008.5.1.4.1.1.1.1.1",
+    "1.2.840.10008.5.1.4.1.1.7",
+];
+
+/// Objects a modality may send along with its images, accepted into the association only
+/// to be refused clearly: basic text, enhanced and comprehensive SR, grey presentation
+/// state, encapsulated PDF.
+const REFUSED_CLASSES: [&str; 5] = [
+    "1.2.840.10008.5.1.4.1.1.88.11",
+    "1.2.840.10008.5.1.4.1.1.88.22",
+    "1.2.840.10008.5.1.4.1.1.88.33",
+    "1.2.840.10008.5.1.4.1.1.11.1",
+    "1.2.840.10008.5.1.4.1.1.104.1",
+];
+
+/// The transfer syntaxes ptxd decodes (docs/dicom.md); 12-bit extended JPEG is accepted and
+/// refused later by the decoder with its reason, like any file in the watch folder.
+const TRANSFER_SYNTAXES: [&str; 13] = [
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.2",
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.5",
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+];
+
+/// C-STORE status: stored.
+const SUCCESS: u16 = 0x0000;
+/// C-STORE status: the data set does not match the SOP class (used for "not a chest
+/// radiograph" and "not an image"), with the reason in the Error Comment.
+const REFUSED: u16 = 0xA900;
+/// C-STORE status: out of resources (the image could not be written: a full disk).
+const OUT_OF_RESOURCES: u16 = 0xA700;
+
+/// A running listener; dropping it stops it.
+pub struct Listener {
+    address: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Listen on `config.listen` and store what arrives in `dir` (the watch folder).
+    pub fn start(config: DicomConfig, dir: PathBuf, limits: Limits) -> std::io::Result<Listener> {
+        let socket = TcpListener::bind(config.listen)?;
+        // polled, so that dropping the listener stops the thread within 200 ms
+        socket.set_nonblocking(true)?;
+        let address = socket.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("dicom-listener".into())
+            .spawn(move || {
+                log::info!("DICOM listener: {} on {address}", config.ae_title);
+                while !stopping.load(Ordering::Relaxed) {
+                    match socket.accept() {
+                        Ok((stream, peer)) => {
+                            if let Err(e) = serve(stream, &config, &dir, limits) {
+                                log::warn!("DICOM association from {peer}: {e}");
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(200))
+                        }
+                        Err(e) => {
+                            log::warn!("DICOM listener on {address}: {e}");
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                    }
+                }
+            })?;
+        Ok(Listener {
+            address,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where it listens (the port chosen when the config said 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Only the configured calling AE titles, when there are any; and only when they call us.
+struct Allowed(Vec<AeTitle>);
+
+impl AccessControl for Allowed {
+    fn check_access(
+        &self,
+        this_ae_title: &str,
+        calling_ae_title: &str,
+        called_ae_title: &str,
+        _user_identity: Option<&UserIdentity>,
+    ) -> Result<(), AssociationRJServiceUserReason> {
+        if called_ae_title.trim() != this_ae_title.trim() {
+            return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
+        }
+        if !self.0.is_empty() && !self.0.iter().any(|a| a.as_str() == calling_ae_title.trim()) {
+            log::warn!(
+                "DICOM association refused: calling AE title {calling_ae_title:?} is not in dicom.allowed_calling"
+            );
+            return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
+        }
+        Ok(())
+    }
+}
+
+/// One association: answer echoes, store images, until the modality releases it.
+fn serve(stream: TcpStream, config: &DicomConfig, dir: &Path, limits: Limits) -> Result<(), String> {
+    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+    let timeout = Duration::from_secs(config.timeout_s.get());
+    let mut options = ServerAssociationOptions::new()
+        .ae_access_control(Allowed(config.allowed_calling.clone()))
+        .ae_title(config.ae_title.as_str())
+        .read_timeout(timeout)
+        .write_timeout(timeout)
+        .with_abstract_syntax(VERIFICATION);
+    for class in IMAGE_CLASSES.iter().chain(&REFUSED_CLASSES) {
+        options = options.with_abstract_syntax(*class);
+    }
+    for syntax in TRANSFER_SYNTAXES {
+        options = options.with_transfer_syntax(syntax);
+    }
+    let mut association = options.establish(stream).map_err(|e| e.to_string())?;
+    let calling = association.peer_ae_title().trim().to_string();
+    // what the pixel limit allows one object to be (as `decode::read_input` for files)
+    let max_bytes = limits.max_pixels.saturating_mul(8).saturating_add(1 << 20) as usize;
+    let mut command: Option<InMemDicomObject> = None;
+    let mut data: Vec<u8> = Vec::new();
+    loop {
+        let pdu = association.receive().map_err(|e| e.to_string())?;
+        match pdu {
+            Pdu::PData { data: values } => {
+                for value in values {
+                    match value.value_type {
+                        PDataValueType::Command if value.is_last => {
+                            let cmd = read_command(&value.data)?;
+                            data.clear();
+                            if field(&cmd, tags::COMMAND_FIELD) == Some(0x0030) {
+                                let answer = echo_response(&cmd);
+                                send(&mut association, value.presentation_context_id, &answer)?;
+                            } else {
+                                command = Some(cmd);
+                            }
+                        }
+                        PDataValueType::Command => return Err("command fragments are not supported".into()),
+                        PDataValueType::Data => {
+                            if data.len() + value.data.len() > max_bytes {
+                                let _ = association.abort();
+                                return Err(format!(
+                                    "{calling} sent more than {max_bytes} bytes for one object, more than any image within input.max_pixels: association aborted"
+                                ));
+                            }
+                            data.extend_from_slice(&value.data);
+                            if value.is_last {
+                                let cmd = command.take().ok_or("a data set came without a C-STORE command")?;
+                                let syntax = association
+                                    .presentation_contexts()
+                                    .iter()
+                                    .find(|pc| pc.id == value.presentation_context_id)
+                                    .map(|pc| pc.transfer_syntax.clone())
+                                    .ok_or("a data set came on a presentation context never agreed")?;
+                                let (status, comment) = match store(&cmd, &data, &syntax, dir, limits) {
+                                    Ok(path) => {
+                                        log::info!("DICOM: stored {} from {calling}", path.display());
+                                        (SUCCESS, None)
+                                    }
+                                    Err((status, why)) => {
+                                        log::warn!("DICOM: refused an object from {calling}: {why}");
+                                        (status, Some(why))
+                                    }
+                                };
+                                let answer = store_response(&cmd, status, comment.as_deref());
+                                send(&mut association, value.presentation_context_id, &answer)?;
+                                data.clear();
+                            }
+                        }
+                    }
+                }
+            }
+            Pdu::ReleaseRQ => {
+                let _ = association.send(&Pdu::ReleaseRP);
+                return Ok(());
+            }
+            Pdu::AbortRQ { source } => return Err(format!("{calling} aborted the association ({source:?})")),
+            other => log::debug!("DICOM: ignored {}", other.short_description()),
+        }
+    }
+}
+
+fn read_command(bytes: &[u8]) -> Result<InMemDicomObject, String> {
+    InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| format!("unreadable DIMSE command: {e}"))
+}
+
+fn field(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<u16> {
+    obj.element(tag).ok()?.to_int::<u16>().ok()
+}
+
+fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
+    obj.element(tag)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+        .unwrap_or_default()
+}
+
+/// Store one received object in the watch folder, durably, or say why not: the status to
+/// answer and the reason (the Error Comment, at most 64 characters in DICOM's LO).
+fn store(
+    command: &InMemDicomObject,
+    data_set: &[u8],
+    syntax: &str,
+    dir: &Path,
+    limits: Limits,
+) -> Result<PathBuf, (u16, String)> {
+    let class = text(command, tags::AFFECTED_SOP_CLASS_UID);
+    let instance = text(command, tags::AFFECTED_SOP_INSTANCE_UID);
+    if !IMAGE_CLASSES.contains(&class.as_str()) {
+        return Err((REFUSED, format!("not a radiograph (SOP class {class})")));
+    }
+    // the name is the SOP Instance UID: digits and dots only, so nothing else reaches a path
+    if instance.is_empty() || instance.len() > 64 || !instance.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err((REFUSED, "bad SOP Instance UID".into()));
+    }
+    let meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(class.as_str())
+        .media_storage_sop_instance_uid(instance.as_str())
+        .transfer_syntax(syntax)
+        .build()
+        .map_err(|e| (REFUSED, format!("no file meta: {e}")))?;
+    let mut file = vec![0u8; 128];
+    file.extend_from_slice(b"DICM");
+    meta.write(&mut file)
+        .map_err(|e| (REFUSED, format!("no file meta: {e}")))?;
+    file.extend_from_slice(data_set);
+    check_chest(&file, limits)?;
+    let path = dir.join(format!("{instance}.dcm"));
+    write_durably(&path, &file).map_err(|e| {
+        log::error!("DICOM: cannot write {}: {e}", path.display());
+        (OUT_OF_RESOURCES, "cannot store the image (disk full?)".to_string())
+    })?;
+    Ok(path)
+}
+
+/// Refuse what is not a chest image: no Rows (not an image), or a Body Part Examined that
+/// names another part. Reads the header only (up to the pixel data), after the same length
+/// checks as any file (`decode::check_header`).
+fn check_chest(file: &[u8], limits: Limits) -> Result<(), (u16, String)> {
+    crate::decode::check_header(file, limits).map_err(|e| (REFUSED, e.reason))?;
+    let obj = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(Cursor::new(&file[128..]))
+        .map_err(|e| (REFUSED, format!("unreadable data set: {e}")))?;
+    if obj.element_opt(tags::ROWS).ok().flatten().is_none() {
+        return Err((REFUSED, "not an image (no Rows)".into()));
+    }
+    let part = obj
+        .element_opt(tags::BODY_PART_EXAMINED)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok().map(|s| s.trim().to_uppercase()))
+        .unwrap_or_default();
+    if !(part.is_empty() || part == "CHEST" || part == "THORAX") {
+        return Err((REFUSED, format!("not a chest radiograph (body part {part})")));
+    }
+    Ok(())
+}
+
+fn send(association: &mut ServerAssociation<TcpStream>, context: u8, command: &InMemDicomObject) -> Result<(), String> {
+    let mut bytes = Vec::new();
+    command
+        .write_dataset_with_ts(&mut bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| format!("cannot write a DIMSE answer: {e}"))?;
+    association
+        .send(&Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: context,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: bytes,
+            }],
+        })
+        .map_err(|e| format!("cannot answer: {e}"))
+}
+
+fn echo_response(request: &InMemDicomObject) -> InMemDicomObject {
+    InMemDicomObject::command_from_element_iter([
+        DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(VERIFICATION)),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x8030u16)),
+        DataElement::new(
+            tags::MESSAGE_ID_BEING_RESPONDED_TO,
+            VR::US,
+            PrimitiveValue::from(field(request, tags::MESSAGE_ID).unwrap_or(0)),
+        ),
+        DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0101u16)),
+        DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(SUCCESS)),
+    ])
+}
+
+fn store_response(request: &InMemDicomObject, status: u16, comment: Option<&str>) -> InMemDicomObject {
+    let mut elements = vec![
+        DataElement::new(
+            tags::AFFECTED_SOP_CLASS_UID,
+            VR::UI,
+            PrimitiveValue::from(text(request, tags::AFFECTED_SOP_CLASS_UID)),
+        ),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x8001u16)),
+        DataElement::new(
+            tags::MESSAGE_ID_BEING_RESPONDED_TO,
+            VR::US,
+            PrimitiveValue::from(field(request, tags::MESSAGE_ID).unwrap_or(0)),
+        ),
+        DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0101u16)),
+        DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(status)),
+        DataElement::new(
+            tags::AFFECTED_SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from(text(request, tags::AFFECTED_SOP_INSTANCE_UID)),
+        ),
+    ];
+    if let Some(comment) = comment {
+        // LO: 64 characters at most
+        let comment: String = comment.chars().take(64).collect();
+        elements.push(DataElement::new(
+            tags::ERROR_COMMENT,
+            VR::LO,
+            PrimitiveValue::from(comment),
+        ));
+    }
+    InMemDicomObject::command_from_element_iter(elements)
+}

@@ -1,0 +1,201 @@
+//! Every DICOM transfer syntax a digitizer may send decodes, to the samples an independent
+//! decoder finds in the same file.
+//!
+//! `tests/dicom/make_syntaxes.py` encodes one real radiograph (made 12-bit) with encoders
+//! that are not ptxd's (dcmtk, OpenJPEG, pydicom) and writes pydicom's decode of each file
+//! beside it. ptxd must read pydicom's modality values, sample for sample, and for a
+//! lossless encoding the source's own values; and the display grey the models read must be
+//! the same from the file as from pydicom's decode of it written uncompressed.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{data, root};
+use ptxd::config::Limits;
+use ptxd::decode::{decode_bytes, modality_values, ModalityValues};
+use ptxd::outcome::ErrorKind;
+
+#[derive(serde::Deserialize)]
+struct Manifest {
+    files: Vec<Encoded>,
+}
+
+#[derive(serde::Deserialize)]
+struct Encoded {
+    name: String,
+    syntax: String,
+    lossless: bool,
+    /// The values of the image it encodes (little-endian f32).
+    source: String,
+    file: String,
+    /// pydicom's decode of `file`, uncompressed.
+    reference: String,
+    /// pydicom's modality values of `file` (little-endian f32).
+    values: String,
+}
+
+/// The transfer syntaxes the test must cover, whatever the generator wrote: a syntax it
+/// dropped fails here.
+const SYNTAXES: [(&str, &str); 10] = [
+    ("1.2.840.10008.1.2", "implicit VR little endian"),
+    ("1.2.840.10008.1.2.1", "explicit VR little endian (16-bit signed)"),
+    ("1.2.840.10008.1.2.2", "explicit VR big endian"),
+    ("1.2.840.10008.1.2.1.99", "deflated explicit VR little endian"),
+    ("1.2.840.10008.1.2.5", "RLE lossless"),
+    ("1.2.840.10008.1.2.4.70", "JPEG lossless, first-order prediction (SV1)"),
+    ("1.2.840.10008.1.2.4.57", "JPEG lossless, process 14"),
+    ("1.2.840.10008.1.2.4.80", "JPEG-LS lossless"),
+    ("1.2.840.10008.1.2.4.81", "JPEG-LS near-lossless"),
+    ("1.2.840.10008.1.2.4.90", "JPEG 2000 lossless"),
+];
+
+/// JPEG 2000 (lossy) is listed apart so the array above stays one entry a syntax.
+const JPEG2000_LOSSY: &str = "1.2.840.10008.1.2.4.91";
+
+/// Extended JPEG: ptxd decodes it with 8-bit samples and refuses it with 12-bit ones as
+/// unsupported (docs/dicom.md); the test wants both files.
+const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
+
+/// The project's Python (test.sh exports PTXD_PYTHON; otherwise the venv setup-venv.sh makes).
+fn python() -> PathBuf {
+    std::env::var_os("PTXD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv-ci/bin/python"))
+}
+
+fn make(dir: &Path) -> Manifest {
+    let python = python();
+    let status = Command::new(&python)
+        .arg(root().join("tests/dicom/make_syntaxes.py"))
+        .arg(data("dicom/ID_0a920cc01.dcm"))
+        .arg(dir)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): run models/training/setup-venv.sh, or set PTXD_PYTHON",
+                python.display()
+            )
+        });
+    assert!(
+        status.success(),
+        "make_syntaxes.py failed ({status}): it needs dcmtk and libopenjp2-tools (test.sh installs them)"
+    );
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+fn values(path: &Path) -> ModalityValues {
+    let bytes = std::fs::read(path).unwrap();
+    modality_values(&bytes, Limits::default()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Values written by the generator from its own arrays (little-endian f32): never read
+/// through ptxd, so an error in ptxd's common path cannot hide on both sides.
+fn written_values(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// The largest difference between ptxd's decode and another's of one image.
+fn max_difference(ours: &ModalityValues, theirs: &[f32]) -> f32 {
+    assert_eq!(ours.values.len(), theirs.len(), "not the same number of samples");
+    ours.values
+        .iter()
+        .zip(theirs)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn every_transfer_syntax_decodes_to_the_samples_pydicom_decodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = make(dir.path());
+    let source = written_values(&dir.path().join("source-12bit.values"));
+    assert_eq!(source.len(), 512 * 512);
+    // 12 bits, every one of them content (make_syntaxes.py): a decoder that drops or shifts
+    // any bit cannot pass
+    assert!(source.iter().any(|v| *v >= 2048.0));
+    assert!(source.iter().any(|v| v % 2.0 == 1.0));
+
+    let mut covered: Vec<&str> = Vec::new();
+    for encoded in &manifest.files {
+        let file = dir.path().join(&encoded.file);
+        if encoded.syntax == JPEG_EXTENDED && encoded.name.contains("12bit") {
+            let refusal = decode_bytes(&std::fs::read(&file).unwrap(), Limits::default()).unwrap_err();
+            assert_eq!(refusal.kind, ErrorKind::Unsupported, "{refusal}");
+            assert!(refusal.reason.contains("12-bit extended JPEG"), "{refusal}");
+            // pydicom (libjpeg) reads it: the file is valid, the refusal is ptxd's limit
+            assert_eq!(written_values(&dir.path().join(&encoded.values)).len(), 512 * 512);
+            covered.push(&encoded.syntax);
+            continue;
+        }
+        let ours = values(&file);
+        let pydicom = written_values(&dir.path().join(&encoded.values));
+        let against_pydicom = max_difference(&ours, &pydicom);
+        let source = written_values(&dir.path().join(&encoded.source));
+        let against_source = max_difference(&ours, &source);
+        eprintln!(
+            "{:24} {}: ptxd - pydicom max {against_pydicom}, ptxd - source max {against_source}",
+            encoded.name, encoded.syntax
+        );
+        // DCT JPEG decoders may round their inverse DCT differently (jpeg-decoder against
+        // libjpeg: 1 level at most, measured); every other syntax decodes exactly
+        let tolerance = if encoded.syntax == JPEG_EXTENDED { 1.0 } else { 0.0 };
+        assert!(
+            against_pydicom <= tolerance,
+            "{}: ptxd and pydicom decode it differently (by {against_pydicom})",
+            encoded.name
+        );
+        if encoded.lossless {
+            assert_eq!(
+                against_source, 0.0,
+                "{}: a lossless encoding lost something",
+                encoded.name
+            );
+        } else if encoded.syntax == "1.2.840.10008.1.2.4.81" {
+            // JPEG-LS near-lossless bounds each sample's error: NEAR = 2 (dcmcjpls +en)
+            assert!(
+                against_source > 0.0 && against_source <= 2.0,
+                "{}: not NEAR = 2",
+                encoded.name
+            );
+        } else {
+            // lossy (JPEG 2000 at 20:1, extended JPEG at quality 90), but close on average:
+            // under 1% of the range
+            let range = source.iter().fold(0.0f32, |m, v| m.max(*v));
+            let mean =
+                ours.values.iter().zip(&source).map(|(a, b)| (a - b).abs()).sum::<f32>() / ours.values.len() as f32;
+            eprintln!("{:24} mean difference from the source {mean:.2}", "");
+            assert!(
+                against_source > 0.0,
+                "{}: not lossy, not the encoding meant",
+                encoded.name
+            );
+            assert!(mean < range / 100.0, "{}: far from the source", encoded.name);
+        }
+        // and the daemon's own path (the display grey the models read) agrees too
+        let grey = |path: &Path| {
+            decode_bytes(&std::fs::read(path).unwrap(), Limits::default())
+                .unwrap()
+                .image
+        };
+        let (a, b) = (grey(&file), grey(&dir.path().join(&encoded.reference)));
+        let grey_difference = a.pixels.iter().zip(&b.pixels).map(|(x, y)| x.abs_diff(*y)).max();
+        assert!(
+            (a.width, a.height) == (b.width, b.height) && grey_difference <= Some(tolerance as u8),
+            "{}: display grey differs from pydicom's decode (by {grey_difference:?})",
+            encoded.name
+        );
+        covered.push(&encoded.syntax);
+    }
+    let apart = [(JPEG2000_LOSSY, "JPEG 2000"), (JPEG_EXTENDED, "extended JPEG")];
+    for (uid, what) in SYNTAXES.iter().chain(&apart) {
+        assert!(covered.contains(uid), "{what} ({uid}) was not tested");
+    }
+    let extended = manifest.files.iter().filter(|f| f.syntax == JPEG_EXTENDED).count();
+    assert_eq!(extended, 2, "extended JPEG wants an 8-bit and a 12-bit file");
+}
