@@ -214,6 +214,10 @@ pub struct OutputConfig {
     pub overlay_dir: PathBuf,
     /// Predicted masks (8-bit 0/255 PNG at the input's resolution), for positives; optional.
     pub mask_dir: Option<PathBuf>,
+    /// Results of DICOM inputs as DICOM (`crate::dicom_result`): a Structured Report
+    /// `<seq>-<input stem>.sr.dcm` and the overlay as a Secondary Capture `....sc.dcm`, in
+    /// the source's study; optional.
+    pub dicom_dir: Option<PathBuf>,
     /// Overlay size in pixels, [width, height]. Default [1280, 720].
     #[serde(default = "default_overlay_size")]
     pub overlay_size: OverlaySize,
@@ -647,6 +651,9 @@ impl Config {
         abs(&mut config.output.overlay_dir);
         if let Some(m) = config.output.mask_dir.as_mut() {
             abs(m);
+        }
+        if let Some(d) = config.output.dicom_dir.as_mut() {
+            abs(d);
         }
         let journal_dir = config.journal.path.parent().unwrap_or(base).to_path_buf();
         if let Some(serial) = config.serial.as_mut() {

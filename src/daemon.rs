@@ -6,6 +6,7 @@
 //! 2. turn it into one outcome: an analysis (lung fields, classifier, segmenter when
 //!    positive) or a failure (the input could not be read, decoded or analyzed);
 //! 3. write the overlay PNG (and the mask when positive) durably: the record names them;
+//!    for a DICOM input, its result as DICOM too (`output.dicom_dir`);
 //! 4. append the record to the journal and fsync: from here on the result exists;
 //! 5. move the input to `done/` (or `failed/` with `<name>.error.txt`);
 //! 6. hand the record to the sinks ([`crate::sink`]): the alert lines, the screen, the
@@ -38,6 +39,7 @@ use crate::analysis::{Analysis, AnalysisError, Analyzer, SetupError};
 use crate::capture::{CaptureService, CaptureState};
 use crate::config::{Config, VariantSetting};
 use crate::decode::{self, DecodeError};
+use crate::dicom_result;
 use crate::display;
 use crate::infer;
 use crate::journal::{self, Journal, JournalError, Record};
@@ -263,6 +265,7 @@ impl Daemon {
             config.output.overlay_dir.clone(),
         ];
         folders.extend(config.output.mask_dir.clone());
+        folders.extend(config.output.dicom_dir.clone());
         if config.capture.is_some() {
             folders.push(config.captured_dir().to_path_buf());
         }
@@ -624,6 +627,32 @@ impl Daemon {
             (Some(mask), Some(dir)) => write(dir.join(format!("{seq:08}-{stem}.png")), mask.to_png())?,
             _ => None,
         };
+        if let (Some(dir), Some(study)) = (&output.dicom_dir, &analysis.radiograph.study) {
+            let view = dicom_result::ResultView {
+                study,
+                input_sha256: &analysis.radiograph.sha256,
+                verdict: analysis.verdict,
+                probability: analysis.probability,
+                findings: &analysis.findings,
+                models: &record.models,
+                time: &record.time,
+            };
+            let embedded_graphics::geometry::Size { width, height } =
+                embedded_graphics::geometry::OriginDimensions::size(&fb);
+            let objects = [
+                ("sr", dicom_result::structured_report(&view)),
+                (
+                    "sc",
+                    dicom_result::overlay_capture(&view, width, height, &fb.to_rgb_bytes()),
+                ),
+            ];
+            for (kind, object) in objects {
+                match object {
+                    Ok(bytes) => _ = write(dir.join(format!("{seq:08}-{stem}.{kind}.dcm")), bytes)?,
+                    Err(e) => log::error!("{}: no DICOM {kind} result: {e}", input.name),
+                }
+            }
+        }
         Ok((overlay, mask))
     }
 

@@ -141,6 +141,55 @@ pub struct Radiograph {
     pub sha256: String,
     pub format: InputFormat,
     pub orientation: Orientation,
+    /// The patient, study and instance a DICOM file names; None for other formats.
+    pub study: Option<StudyContext>,
+}
+
+/// What a DICOM source says of its patient, its study and itself: what a result written as
+/// DICOM carries to land in the same study, beside the image (`crate::dicom_result`).
+/// Each is the file's text as it stands (empty when absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StudyContext {
+    pub patient_name: String,
+    pub patient_id: String,
+    pub patient_birth_date: String,
+    pub patient_sex: String,
+    pub study_instance_uid: String,
+    pub study_date: String,
+    pub study_time: String,
+    pub study_id: String,
+    pub accession_number: String,
+    pub referring_physician_name: String,
+    pub series_instance_uid: String,
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+}
+
+impl StudyContext {
+    fn of(obj: &DefaultDicomObject) -> StudyContext {
+        let text = |tag| {
+            obj.element_opt(tag)
+                .ok()
+                .flatten()
+                .and_then(|e| e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).to_string()))
+                .unwrap_or_default()
+        };
+        StudyContext {
+            patient_name: text(tags::PATIENT_NAME),
+            patient_id: text(tags::PATIENT_ID),
+            patient_birth_date: text(tags::PATIENT_BIRTH_DATE),
+            patient_sex: text(tags::PATIENT_SEX),
+            study_instance_uid: text(tags::STUDY_INSTANCE_UID),
+            study_date: text(tags::STUDY_DATE),
+            study_time: text(tags::STUDY_TIME),
+            study_id: text(tags::STUDY_ID),
+            accession_number: text(tags::ACCESSION_NUMBER),
+            referring_physician_name: text(tags::REFERRING_PHYSICIAN_NAME),
+            series_instance_uid: text(tags::SERIES_INSTANCE_UID),
+            sop_class_uid: text(tags::SOP_CLASS_UID),
+            sop_instance_uid: text(tags::SOP_INSTANCE_UID),
+        }
+    }
 }
 
 /// Read and decode one file.
@@ -185,18 +234,19 @@ pub fn decode_hashed(bytes: &[u8], sha256: String, limits: Limits) -> Result<Rad
     if bytes.is_empty() {
         return Err("file is empty".into());
     }
-    let (image, format, orientation) = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
-        let (image, orientation) = guarded("DICOM", || decode_dicom(&bytes[128..], limits))?;
-        (image, InputFormat::Dicom, orientation)
+    let (image, format, orientation, study) = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        let (image, header) = guarded("DICOM", || decode_dicom(&bytes[128..], limits))?;
+        (image, InputFormat::Dicom, header.orientation, Some(header.study))
     } else {
         let (image, format) = guarded("image", || decode_picture(bytes, limits))?;
-        (image, format, Orientation::CONVENTION)
+        (image, format, Orientation::CONVENTION, None)
     };
     Ok(Radiograph {
         image,
         sha256,
         format,
         orientation,
+        study,
     })
 }
 
@@ -518,15 +568,21 @@ pub fn modality_values(bytes: &[u8], limits: Limits) -> Result<ModalityValues, R
     })
 }
 
-fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, Orientation), Refusal> {
+fn decode_dicom(after_preamble: &[u8], limits: Limits) -> Result<(GreyImage, FileHeader), Refusal> {
     with_pixel_data(after_preamble, limits, to_grey)
+}
+
+/// What the rest of the pipeline keeps of a DICOM file's header.
+struct FileHeader {
+    orientation: Orientation,
+    study: StudyContext,
 }
 
 /// A decoded DICOM frame as display grey: window, MONOCHROME1 inverted, colour to luma.
 fn to_grey(
     pixels: &dicom_pixeldata::DecodedPixelData<'_>,
-    orientation: Orientation,
-) -> Result<(GreyImage, Orientation), Refusal> {
+    header: FileHeader,
+) -> Result<(GreyImage, FileHeader), Refusal> {
     let (w, h) = (pixels.columns() as usize, pixels.rows() as usize);
     let grey: Vec<u8> = match pixels.samples_per_pixel() {
         1 => {
@@ -558,16 +614,16 @@ fn to_grey(
     };
     let image = GreyImage::new(w, h, grey)
         .ok_or_else(|| format!("DICOM pixel data is shorter than its declared {w}x{h} (truncated file?)"))?;
-    Ok((image, orientation))
+    Ok((image, header))
 }
 
 /// Check a DICOM file's declared sizes, then read it, decode its pixel data (whatever the
-/// transfer syntax) and hand it, with the orientation its header gives, to `then`. A
+/// transfer syntax) and hand it, with what its header says, to `then`. A
 /// callback because the decoded pixels borrow the file's object: no copy of them is made.
 fn with_pixel_data<T>(
     after_preamble: &[u8],
     limits: Limits,
-    then: impl FnOnce(&dicom_pixeldata::DecodedPixelData<'_>, Orientation) -> Result<T, Refusal>,
+    then: impl FnOnce(&dicom_pixeldata::DecodedPixelData<'_>, FileHeader) -> Result<T, Refusal>,
 ) -> Result<T, Refusal> {
     check_declared_lengths(after_preamble, limits)?;
     let obj = OpenFileOptions::new().from_reader(after_preamble).map_err(|e| {
@@ -603,7 +659,10 @@ fn with_pixel_data<T>(
             "DICOM is 12-bit extended JPEG ({JPEG_EXTENDED}), which ptxd cannot decode: set the digitizer to send JPEG lossless, JPEG 2000, JPEG-LS or uncompressed images (docs/dicom.md)"
         )));
     }
-    let orientation = dicom_orientation(&obj);
+    let header = FileHeader {
+        orientation: dicom_orientation(&obj),
+        study: StudyContext::of(&obj),
+    };
     let pixels = obj.decode_pixel_data().map_err(|e| {
         let reason = format!("DICOM pixel data cannot be decoded: {e}");
         // dicom-pixeldata's error kinds are private; its messages for an encoding it does
@@ -616,7 +675,7 @@ fn with_pixel_data<T>(
             reason.into()
         }
     })?;
-    then(&pixels, orientation)
+    then(&pixels, header)
 }
 
 /// A grey frame's values through the modality LUT.

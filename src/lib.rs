@@ -22,6 +22,7 @@ pub mod capture;
 pub mod config;
 pub mod daemon;
 pub mod decode;
+pub mod dicom_result;
 pub mod display;
 pub mod doctor;
 pub mod findings;

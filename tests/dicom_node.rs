@@ -1,7 +1,9 @@
 //! ptxd as a DICOM node: `ptxd run` with a `[dicom]` listener, and dcmtk's `echoscu` and
 //! `storescu` as the modality. A JPEG 2000 chest radiograph is stored in the watch folder
-//! before the modality hears "success", then analyzed; a stranger's association, a hand
-//! radiograph and a structured report are refused, each with its reason.
+//! before the modality hears "success", then analyzed, and its result written as DICOM (a
+//! Structured Report and the overlay, valid by dciodvfy, dsrdump and pydicom, in the source's
+//! study); a stranger's association, a hand radiograph and a structured report are refused,
+//! each with its reason.
 
 mod common;
 
@@ -97,6 +99,7 @@ settle_ms = 200
 path = "state/journal.log"
 [output]
 overlay_dir = "state/overlays"
+dicom_dir = "state/dicom"
 [dicom]
 listen = "127.0.0.1:{port}"
 ae_title = "PTXD"
@@ -229,4 +232,131 @@ allowed_calling = ["DIGITIZER"]
     assert_eq!(journal(dir.path()).len(), 1, "only the radiograph was recorded");
     let log = stop(child);
     assert!(log.contains("DICOM: stored"), "{log}");
+
+    // its result as DICOM: a report and the overlay, valid, in the source's study
+    let sha = record["input_sha256"].as_str().unwrap();
+    let (sr_uid, sc_uid) = ptxd::dicom_result::instance_uids(sha);
+    let results = dir.path().join("state/dicom");
+    let sr = results.join(format!("00000001-{uid}.sr.dcm"));
+    let sc = results.join(format!("00000001-{uid}.sc.dcm"));
+    for file in [&sr, &sc] {
+        let out = Command::new("dciodvfy")
+            .arg(file)
+            .output()
+            .expect("dciodvfy (dicom3tools)");
+        let said = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !said.lines().any(|l| l.starts_with("Error")),
+            "{}: {said}",
+            file.display()
+        );
+    }
+    let dump = dcmtk("dsrdump", &[sr.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.status.success(), "{text}");
+    for words in [
+        "Pneumothorax triage",
+        record["verdict"].as_str().unwrap(),
+        "Not a diagnosis",
+        "Source image",
+    ] {
+        assert!(text.contains(words), "dsrdump has no {words:?}: {text}");
+    }
+    // pydicom reads both; same study and patient as the source, the stable instance UIDs
+    let python = std::env::var_os("PTXD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv-ci/bin/python"));
+    let script = "import sys, pydicom\n\
+        for p in sys.argv[1:]:\n\
+        \x20   d = pydicom.dcmread(p)\n\
+        \x20   print(d.SOPInstanceUID, d.StudyInstanceUID, d.PatientID, d.SeriesInstanceUID)";
+    let out = Command::new(python)
+        .args(["-c", script])
+        .args([&sr, &sc, &j2k])
+        .output()
+        .unwrap();
+    let seen = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = seen.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(rows.len(), 3, "{seen} {}", String::from_utf8_lossy(&out.stderr));
+    let (report, overlay, source) = (&rows[0], &rows[1], &rows[2]);
+    assert_eq!((report[0], overlay[0]), (sr_uid.as_str(), sc_uid.as_str()));
+    assert_eq!(&report[1..3], &source[1..3], "the report is in the source's study");
+    assert_eq!(&overlay[1..3], &source[1..3], "the overlay is in the source's study");
+    assert!(
+        report[3] != source[3] && overlay[3] != source[3] && report[3] != overlay[3],
+        "new series"
+    );
+}
+
+/// A report with findings (the radiograph above is negative): each finding's side, areas and
+/// region as a closed polyline on the source image, valid by dciodvfy and read by dsrdump.
+#[test]
+fn a_report_with_findings_is_valid_dicom() {
+    use ptxd::decode::StudyContext;
+    use ptxd::findings::{Finding, Side};
+    let study = StudyContext {
+        patient_name: "Doe^Jane".into(),
+        patient_id: "P-0042".into(),
+        patient_sex: "F".into(),
+        study_instance_uid: "1.2.826.0.1.3680043.8.498.1".into(),
+        study_date: "20261128".into(),
+        series_instance_uid: "1.2.826.0.1.3680043.8.498.2".into(),
+        sop_class_uid: "1.2.840.10008.5.1.4.1.1.1".into(),
+        sop_instance_uid: "1.2.826.0.1.3680043.8.498.3".into(),
+        ..StudyContext::default()
+    };
+    let finding = |side, x| Finding {
+        side,
+        area_pixels: 12_000,
+        area_percent_image: 1.2,
+        area_percent_side: 8.5,
+        bbox: [x, 100, 120, 300],
+        mean_probability: 0.8,
+    };
+    let findings = [finding(Side::Right, 80), finding(Side::Left, 600)];
+    let models = common::models();
+    let view = ptxd::dicom_result::ResultView {
+        study: &study,
+        input_sha256: "00ff",
+        verdict: ptxd::outcome::Verdict::Positive,
+        probability: Some(0.93),
+        findings: &findings,
+        models: &models,
+        time: "2026-11-28T21:20:54Z",
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sr = dir.path().join("report.dcm");
+    std::fs::write(&sr, ptxd::dicom_result::structured_report(&view).unwrap()).unwrap();
+    let out = Command::new("dciodvfy")
+        .arg(&sr)
+        .output()
+        .expect("dciodvfy (dicom3tools)");
+    let said = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
+    assert!(!said.lines().any(|l| l.starts_with("Error")), "{said}");
+    let dump = dcmtk("dsrdump", &[sr.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.status.success(), "{text}");
+    for words in [
+        "positive",
+        "0.9300",
+        "right",
+        "left",
+        "8.5000",
+        "POLYLINE,80/100",
+        "POLYLINE,600/100",
+        "Doe^Jane",
+    ] {
+        assert!(text.contains(words), "dsrdump has no {words:?}: {text}");
+    }
+    // the whole closed rectangle of the first finding: x 80..200, y 100..400
+    let graphic = dcmtk("dcmdump", &["+P", "0070,0022", sr.to_str().unwrap()]);
+    let graphic = String::from_utf8_lossy(&graphic.stdout);
+    assert!(graphic.contains(r"80\100\200\100\200\400\80\400\80\100"), "{graphic}");
+    // a source without valid UIDs (the public SIIM files' made-up ones) gets no report
+    let bad = StudyContext {
+        sop_instance_uid: "ID_1b7cfb077".into(),
+        ..study.clone()
+    };
+    let refused = ptxd::dicom_result::structured_report(&ptxd::dicom_result::ResultView { study: &bad, ..view });
+    assert!(refused.unwrap_err().contains("not a valid UID"));
 }
