@@ -37,8 +37,10 @@ export PTXD_PYTHON="$PY"
 install_packages() {
     # time: GNU time measures the decompression-bomb test's peak memory (tests/bombs.rs);
     # cmake and g++ build CharLS, the JPEG-LS decoder; dcmtk and libopenjp2-tools are the
-    # independent encoders of tests/dicom_syntaxes.rs
-    local want=(systemd time cmake g++ dcmtk libopenjp2-tools)
+    # independent encoders and the test modality (tests/dicom_syntaxes.rs, dicom_node.rs),
+    # dicom3tools validates the results (dciodvfy), orthanc is the PACS of tests/pacs.rs
+    # (curl queries its REST API)
+    local want=(systemd time cmake g++ dcmtk libopenjp2-tools dicom3tools orthanc curl)
     # Debian 12 names libclang by version; elsewhere (Ubuntu, Debian 13) libclang-dev
     # pulls the distribution's own
     if apt-cache show libclang1-14 >/dev/null 2>&1; then

@@ -55,6 +55,35 @@ pub struct Config {
     pub profile: Option<ProfileInfo>,
     /// The DICOM listener (C-ECHO, C-STORE); absent means none.
     pub dicom: Option<DicomConfig>,
+    /// The clinic's PACS, which receives the DICOM results; absent means none.
+    pub pacs: Option<PacsConfig>,
+}
+
+/// `[pacs]`: the DICOM results of `output.dicom_dir` are stored there (`crate::pacs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacsConfig {
+    /// The PACS's host and DICOM port, e.g. "192.168.1.20:104".
+    pub address: String,
+    /// The PACS's AE title (the called AE title).
+    pub ae_title: AeTitle,
+    /// The AE title ptxd calls with, which the PACS must know. Default "PTXD".
+    #[serde(default = "default_calling_ae_title")]
+    pub calling_ae_title: AeTitle,
+    /// First retry after 1 s, doubling up to this. Default 60000.
+    #[serde(default = "default_pacs_retry_max_ms")]
+    pub retry_max_ms: NonZeroU64,
+    /// Connection, read and write timeout, seconds. Default 30.
+    #[serde(default = "default_dicom_timeout_s")]
+    pub timeout_s: NonZeroU64,
+}
+
+fn default_calling_ae_title() -> AeTitle {
+    AeTitle("PTXD".into())
+}
+
+fn default_pacs_retry_max_ms() -> NonZeroU64 {
+    NonZeroU64::new(60_000).expect("not zero")
 }
 
 /// `[dicom]`: images received over the network are written into the watch folder.
@@ -673,6 +702,12 @@ impl Config {
                 ));
             }
         }
+        if config.pacs.is_some() && config.output.dicom_dir.is_none() {
+            return Err(
+                "pacs: results are sent from output.dicom_dir; set it (e.g. dicom_dir = \"/var/lib/ptxd/dicom\")"
+                    .into(),
+            );
+        }
         match config.display.as_mut() {
             Some(DisplayConfig::Fb(fb)) => abs(&mut fb.device),
             Some(DisplayConfig::Png(png)) => abs(&mut png.dir),
@@ -720,6 +755,11 @@ impl Config {
     }
 
     /// Where `variant = "auto"` keeps its choice: `variant.json` beside the journal.
+    /// The PACS outbox's cursor, beside the journal.
+    pub fn pacs_cursor(&self) -> PathBuf {
+        self.journal.path.parent().unwrap_or(Path::new(".")).join("pacs.json")
+    }
+
     pub fn variant_cache(&self) -> PathBuf {
         let journal = &self.journal.path;
         journal.parent().unwrap_or(Path::new(".")).join("variant.json")

@@ -45,6 +45,7 @@ use crate::infer;
 use crate::journal::{self, Journal, JournalError, Record};
 use crate::manifest::{hex, sha256_file, Manifest, ManifestError};
 use crate::outcome::{ErrorKind, Failure, Origin, ServiceState};
+use crate::pacs::Outbox;
 use crate::receive::Listener;
 use crate::render::StatusView;
 use crate::report::{self, LinkService, LinkSetup};
@@ -71,6 +72,8 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("cannot start the serial link thread: {0}")]
     Serial(std::io::Error),
+    #[error("PACS outbox: {0}")]
+    Pacs(String),
     #[error("cannot listen for DICOM on {0}: {1}; free the port or change dicom.listen")]
     Listen(std::net::SocketAddr, std::io::Error),
     #[error("cannot start the capture thread: {0}")]
@@ -116,6 +119,8 @@ pub struct Daemon {
     capture_state: CaptureState,
     /// The DICOM listener, writing into the watch folder; stopped when dropped.
     _listener: Option<Listener>,
+    /// The PACS outbox, storing the DICOM results from the journal; stopped when dropped.
+    _outbox: Option<Outbox>,
     /// The LED and buzzer (a sink), with the buttons' presses.
     alert: Option<AlertService>,
     presses: mpsc::Receiver<Press>,
@@ -314,6 +319,18 @@ impl Daemon {
             ),
             None => None,
         };
+        let outbox = match (&config.pacs, &config.output.dicom_dir) {
+            (Some(pacs), Some(dir)) => Some(
+                Outbox::start(
+                    pacs.clone(),
+                    config.journal.path.clone(),
+                    dir.clone(),
+                    config.pacs_cursor(),
+                )
+                .map_err(DaemonError::Pacs)?,
+            ),
+            _ => None,
+        };
         let (press_tx, presses) = mpsc::channel();
         let alert = config.gpio.as_ref().and_then(|g| AlertService::start(g, press_tx));
         let screen = config.display.as_ref().and_then(|d| match display::open(d) {
@@ -343,6 +360,7 @@ impl Daemon {
             capture,
             capture_state: CaptureState::Opening,
             _listener: listener,
+            _outbox: outbox,
             alert,
             presses,
             screen,

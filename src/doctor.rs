@@ -467,5 +467,41 @@ fn configured(config: Option<&Config>) -> Section {
         },
         None => s.push(Mark::Info, "gpio: not configured (no LED/buzzer alert)"),
     }
+    match &config.dicom {
+        // the daemon holds the port when it runs: a bind here would only say that
+        Some(d) => s.push(
+            Mark::Info,
+            format!(
+                "dicom listener: {} on {}, calling AE titles {}",
+                d.ae_title,
+                d.listen,
+                allowed(&d.allowed_calling)
+            ),
+        ),
+        None => s.push(Mark::Info, "dicom listener: not configured (no network input)"),
+    }
+    match &config.pacs {
+        Some(p) => match crate::pacs::echo(p) {
+            Ok(()) => s.push(
+                Mark::Ok,
+                format!(
+                    "pacs {} at {}: answers C-ECHO from {}",
+                    p.ae_title, p.address, p.calling_ae_title
+                ),
+            ),
+            Err(e) => s.push(
+                Mark::Fail,
+                format!("pacs: C-ECHO failed: {e} (results wait and are retried)"),
+            ),
+        },
+        None => s.push(Mark::Info, "pacs: not configured (results stay on the board)"),
+    }
     s
+}
+
+fn allowed(titles: &[crate::config::AeTitle]) -> String {
+    match titles {
+        [] => "any".to_string(),
+        titles => titles.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "),
+    }
 }

@@ -33,6 +33,7 @@ pub mod logging;
 pub mod lungs;
 pub mod manifest;
 pub mod outcome;
+pub mod pacs;
 pub mod preprocess;
 pub mod receive;
 pub mod reference;

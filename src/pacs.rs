@@ -1,0 +1,356 @@
+//! The PACS outbox: the DICOM results ([`crate::dicom_result`]) stored to the clinic's PACS
+//! by C-STORE, driven from the journal as the serial link is.
+//!
+//! Decisions:
+//! - The journal is the queue. A cursor file (`pacs.json` beside the journal) holds the last
+//!   seq whose objects the PACS confirmed; it is written durably after each confirmation. On
+//!   start the outbox reads the journal from the cursor on, so a restart, a crash or a power
+//!   cut resends what was not confirmed and nothing else.
+//! - In journal order, one record's objects after the other's: a record is never passed
+//!   while an earlier one is unconfirmed.
+//! - Nothing is stored twice: the objects' SOP Instance UIDs are stable per input, so an
+//!   object resent after a crash between the PACS's answer and the cursor's write is the
+//!   same instance, which a PACS keeps once.
+//! - A PACS that is down, refuses, or answers an error is retried with backoff (1 s,
+//!   doubling up to `retry_max_ms`), forever: the results wait in `output.dicom_dir` and in
+//!   the journal, and one log line says so per outage, not one per try.
+//! - Warnings (status 0xB000, 0xB006, 0xB007: stored, with coercion) count as stored.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use dicom_core::value::PrimitiveValue;
+use dicom_core::{DataElement, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::entries::{EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN};
+use dicom_ul::pdu::{PDataValue, PDataValueType};
+use dicom_ul::{ClientAssociation, ClientAssociationOptions, Pdu};
+
+use crate::config::PacsConfig;
+use crate::journal::{write_durably, Records};
+
+/// Verification (C-ECHO).
+const VERIFICATION: &str = "1.2.840.10008.1.1";
+
+/// What the PACS confirmed, kept on disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Cursor {
+    /// The last journal seq whose DICOM objects are all stored (0: none yet).
+    pub stored_through: u64,
+}
+
+impl Cursor {
+    /// The cursor at `path`; a missing file is a start from the beginning, an unreadable
+    /// one an error (it must not silently resend or skip a whole journal).
+    pub fn load(path: &Path) -> Result<Cursor, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                format!(
+                    "{}: unreadable ({e}); fix or remove it to resend every result",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Cursor::default()),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    fn save(&self, path: &Path) -> std::io::Result<()> {
+        write_durably(
+            path,
+            serde_json::to_string(self).expect("a cursor serializes").as_bytes(),
+        )
+    }
+}
+
+/// The DICOM result files of journal record `seq` in `dir` (`<seq>-<name>.sr.dcm` and
+/// `.sc.dcm`), the report first.
+pub fn result_files(dir: &Path, seq: u64) -> std::io::Result<Vec<PathBuf>> {
+    let prefix = format!("{seq:08}-");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.starts_with(&prefix) && (name.ends_with(".sr.dcm") || name.ends_with(".sc.dcm"))
+        })
+        .collect();
+    // ".sr.dcm" after ".sc.dcm" in byte order: reversed, the report goes first
+    files.sort_by(|a, b| b.cmp(a));
+    Ok(files)
+}
+
+fn associate(config: &PacsConfig, abstract_syntax: &str) -> Result<ClientAssociation<TcpStream>, String> {
+    let timeout = Duration::from_secs(config.timeout_s.get());
+    ClientAssociationOptions::new()
+        .calling_ae_title(config.calling_ae_title.as_str())
+        .called_ae_title(config.ae_title.as_str())
+        .with_presentation_context(
+            abstract_syntax,
+            vec![EXPLICIT_VR_LITTLE_ENDIAN.uid(), IMPLICIT_VR_LITTLE_ENDIAN.uid()],
+        )
+        .connection_timeout(timeout)
+        .read_timeout(timeout)
+        .write_timeout(timeout)
+        .establish_with(&format!("{}@{}", config.ae_title, config.address))
+        .map_err(|e| format!("{} at {}: {e}", config.ae_title, config.address))
+}
+
+fn command_bytes(command: &InMemDicomObject) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    command
+        .write_dataset_with_ts(&mut bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .expect("a DIMSE command is always writable");
+    bytes
+}
+
+/// The Status of the DIMSE response that comes next on `association`.
+fn response_status(association: &mut ClientAssociation<TcpStream>) -> Result<u16, String> {
+    loop {
+        match association.receive().map_err(|e| format!("no answer: {e}"))? {
+            Pdu::PData { data } => {
+                if let Some(value) = data.into_iter().find(|v| v.value_type == PDataValueType::Command) {
+                    let response = InMemDicomObject::read_dataset_with_ts(
+                        value.data.as_slice(),
+                        &IMPLICIT_VR_LITTLE_ENDIAN.erased(),
+                    )
+                    .map_err(|e| format!("unreadable answer: {e}"))?;
+                    return response
+                        .element(tags::STATUS)
+                        .ok()
+                        .and_then(|e| e.to_int::<u16>().ok())
+                        .ok_or_else(|| "an answer without a Status".to_string());
+                }
+            }
+            Pdu::AbortRQ { source } => return Err(format!("the PACS aborted ({source:?})")),
+            other => return Err(format!("unexpected {}", other.short_description())),
+        }
+    }
+}
+
+/// C-ECHO: is the PACS there and does it accept us?
+pub fn echo(config: &PacsConfig) -> Result<(), String> {
+    let mut association = associate(config, VERIFICATION)?;
+    let context = association.presentation_contexts()[0].id;
+    let command = InMemDicomObject::command_from_element_iter([
+        DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(VERIFICATION)),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x0030u16)),
+        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(1u16)),
+        DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0101u16)),
+    ]);
+    association
+        .send(&Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: context,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: command_bytes(&command),
+            }],
+        })
+        .map_err(|e| format!("cannot send C-ECHO: {e}"))?;
+    let status = response_status(&mut association)?;
+    let _ = association.release();
+    match status {
+        0 => Ok(()),
+        s => Err(format!("C-ECHO answered status 0x{s:04X}")),
+    }
+}
+
+/// C-STORE one of our result files; Ok when the PACS kept it (success or a warning).
+pub fn store(config: &PacsConfig, file: &Path) -> Result<(), String> {
+    let object = dicom_object::open_file(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let class = object
+        .meta()
+        .media_storage_sop_class_uid()
+        .trim_end_matches('\0')
+        .to_string();
+    let instance = object
+        .meta()
+        .media_storage_sop_instance_uid()
+        .trim_end_matches('\0')
+        .to_string();
+    let mut association = associate(config, &class)?;
+    let context = association
+        .presentation_contexts()
+        .iter()
+        .find(|pc| pc.reason == dicom_ul::pdu::PresentationContextResultReason::Acceptance)
+        .cloned()
+        .ok_or_else(|| format!("{} does not accept SOP class {class}", config.ae_title))?;
+    let syntax = if context.transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN.uid() {
+        IMPLICIT_VR_LITTLE_ENDIAN.erased()
+    } else {
+        EXPLICIT_VR_LITTLE_ENDIAN.erased()
+    };
+    let mut data_set = Vec::new();
+    object
+        .write_dataset_with_ts(&mut data_set, &syntax)
+        .map_err(|e| format!("{}: cannot encode it: {e}", file.display()))?;
+    let command = InMemDicomObject::command_from_element_iter([
+        DataElement::new(
+            tags::AFFECTED_SOP_CLASS_UID,
+            VR::UI,
+            PrimitiveValue::from(class.as_str()),
+        ),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x0001u16)),
+        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(1u16)),
+        DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0u16)),
+        DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0000u16)),
+        DataElement::new(
+            tags::AFFECTED_SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from(instance.as_str()),
+        ),
+    ]);
+    association
+        .send(&Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: context.id,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: command_bytes(&command),
+            }],
+        })
+        .map_err(|e| format!("cannot send C-STORE: {e}"))?;
+    {
+        // the writer splits the data set into P-DATA PDUs of the agreed size
+        use std::io::Write;
+        let mut writer = association.send_pdata(context.id);
+        writer
+            .write_all(&data_set)
+            .map_err(|e| format!("cannot send the data set: {e}"))?;
+        writer.finish().map_err(|e| format!("cannot send the data set: {e}"))?;
+    }
+    let status = response_status(&mut association)?;
+    let _ = association.release();
+    match status {
+        0x0000 | 0xB000 | 0xB006 | 0xB007 => Ok(()),
+        s => Err(format!(
+            "{} answered status 0x{s:04X} for {}",
+            config.ae_title,
+            file.display()
+        )),
+    }
+}
+
+/// The running outbox; dropping it stops it (after the object in hand).
+pub struct Outbox {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Outbox {
+    /// Store the DICOM results in `dicom_dir` of every journal record after the cursor at
+    /// `cursor`, in order, as they come.
+    pub fn start(config: PacsConfig, journal: PathBuf, dicom_dir: PathBuf, cursor: PathBuf) -> Result<Outbox, String> {
+        let mut at = Cursor::load(&cursor)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("pacs-outbox".into())
+            .spawn(move || {
+                let max = Duration::from_millis(config.retry_max_ms.get());
+                let mut backoff = Duration::from_secs(1);
+                let mut down: Option<String> = None;
+                let mut offset = 0;
+                let pause = |how_long: Duration| {
+                    let until = std::time::Instant::now() + how_long;
+                    while std::time::Instant::now() < until && !stopping.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                };
+                while !stopping.load(Ordering::Relaxed) {
+                    match send_from(&config, &journal, &dicom_dir, &cursor, &mut at, &mut offset, &stopping) {
+                        Ok(()) => {
+                            if down.take().is_some() {
+                                log::info!("PACS {}: storing again", config.ae_title);
+                            }
+                            backoff = Duration::from_secs(1);
+                            pause(Duration::from_millis(500));
+                        }
+                        Err(e) => {
+                            if down.as_deref() != Some(e.as_str()) {
+                                log::warn!("PACS: {e}; results wait in the journal and are retried");
+                                down = Some(e);
+                            }
+                            pause(backoff);
+                            backoff = (backoff * 2).min(max);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the PACS outbox: {e}"))?;
+        Ok(Outbox {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Store every record's objects after `at`, advancing and saving the cursor. `offset` is
+/// where in the journal to read from (a line start, so an idle outbox does not rescan the
+/// whole journal every half second); it stays before a record that could not be stored.
+fn send_from(
+    config: &PacsConfig,
+    journal: &Path,
+    dicom_dir: &Path,
+    cursor: &Path,
+    at: &mut Cursor,
+    offset: &mut u64,
+    stopping: &AtomicBool,
+) -> Result<(), String> {
+    let mut records = Records::open_at(journal, *offset, at.stored_through + 1)
+        .map_err(|e| format!("cannot read the journal: {e}"))?;
+    let save = |at: &Cursor| at.save(cursor).map_err(|e| format!("{}: {e}", cursor.display()));
+    let saved = at.stored_through;
+    while !stopping.load(Ordering::Relaxed) {
+        let line_start = records.offset();
+        let Some(record) = records.next() else { break };
+        let stored = record
+            .map_err(|e| format!("cannot read the journal: {e}"))
+            .and_then(|record| {
+                let files = result_files(dicom_dir, record.seq).map_err(|e| format!("{}: {e}", dicom_dir.display()))?;
+                for file in &files {
+                    store(config, file)?;
+                }
+                Ok((record.seq, files.len()))
+            });
+        let (seq, objects) = match stored {
+            Ok(done) => done,
+            Err(e) => {
+                *offset = line_start;
+                if at.stored_through != saved {
+                    save(at)?;
+                }
+                return Err(e);
+            }
+        };
+        at.stored_through = seq;
+        *offset = records.offset();
+        // records without DICOM results (PNG inputs, failures) are passed without an fsync
+        // each; the cursor is saved after each stored one and at the end
+        if objects > 0 {
+            log::info!("PACS {}: stored result #{seq} ({objects} objects)", config.ae_title);
+            save(at)?;
+        }
+    }
+    if at.stored_through != saved {
+        save(at)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! The PACS outbox against a real Orthanc (Debian's `orthanc`) on loopback: a modality sends
+//! a JPEG 2000 radiograph to ptxd's listener, and its report and overlay arrive in Orthanc
+//! (queried through Orthanc's REST API), then two more radiographs; Orthanc stopped midway and ptxd restarted while it
+//! is down loses nothing, and a resend after a lost cursor stores nothing twice; `ptxd
+//! doctor` echoes the PACS.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{data, root};
+use ptxd::journal::decode_line;
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A process killed when dropped, so a failing test leaves nothing running.
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Running {
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) {
+        let mut child = self.0.take().unwrap();
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", child.id())])
+            .status();
+        let status = child.wait().unwrap();
+        assert!(status.success() || status.code().is_none(), "{status}");
+    }
+}
+
+struct Orthanc {
+    dir: PathBuf,
+    dicom_port: u16,
+    http_port: u16,
+}
+
+impl Orthanc {
+    fn new(dir: &Path) -> Orthanc {
+        let orthanc = Orthanc {
+            dir: dir.to_path_buf(),
+            dicom_port: free_port(),
+            http_port: free_port(),
+        };
+        std::fs::create_dir_all(dir).unwrap();
+        let config = serde_json::json!({
+            "Name": "ptxd-test",
+            "StorageDirectory": dir.join("db"),
+            "IndexDirectory": dir.join("db"),
+            "DicomAet": "ORTHANC",
+            "DicomPort": orthanc.dicom_port,
+            "HttpPort": orthanc.http_port,
+            "RemoteAccessAllowed": false,
+            "AuthenticationEnabled": false,
+            "Plugins": [],
+        });
+        std::fs::write(dir.join("orthanc.json"), config.to_string()).unwrap();
+        orthanc
+    }
+
+    fn start(&self) -> Running {
+        let child = Command::new("Orthanc")
+            .arg(self.dir.join("orthanc.json"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Orthanc (Debian package orthanc; ./test.sh installs it)");
+        let running = Running(Some(child));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.get("/system").is_none() {
+            assert!(Instant::now() < deadline, "Orthanc did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        running
+    }
+
+    fn get(&self, path: &str) -> Option<Value> {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{}{path}", self.http_port)])
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// The SOP Instance UIDs Orthanc holds.
+    fn instances(&self) -> Vec<String> {
+        let ids = self.get("/instances").unwrap();
+        let mut uids: Vec<String> = ids
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| {
+                let tags = self
+                    .get(&format!("/instances/{}/simplified-tags", id.as_str().unwrap()))
+                    .unwrap();
+                tags["SOPInstanceUID"].as_str().unwrap().to_string()
+            })
+            .collect();
+        uids.sort();
+        uids
+    }
+
+    fn wait_for(&self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let held = self.instances();
+            if held.len() >= n {
+                return held;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Orthanc holds {} of {n}: {held:?}",
+                held.len()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn journal(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("state/journal.log"))
+        .unwrap_or_default()
+        .split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
+        .map(|l| serde_json::from_str(decode_line(l).expect("CRC ok")).unwrap())
+        .collect()
+}
+
+fn wait_for_records(dir: &Path, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let records = journal(dir);
+        if records.len() >= n {
+            return records;
+        }
+        assert!(Instant::now() < deadline, "{} of {n} records", records.len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn start_ptxd(config: &Path) -> Running {
+    Running(Some(
+        Command::new(env!("CARGO_BIN_EXE_ptxd"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ))
+}
+
+/// A copy of `source` with its own SOP Instance UID (a distinct radiograph to ptxd).
+fn radiograph(source: &Path, uid: &str, to: &Path) {
+    std::fs::copy(source, to).unwrap();
+    let status = Command::new("dcmodify")
+        .args(["-nb", "-i", &format!("(0008,0018)={uid}")])
+        .arg(to)
+        .status()
+        .expect("dcmodify (dcmtk)");
+    assert!(status.success());
+}
+
+/// The SR and overlay instance UIDs of every record.
+fn expected(records: &[Value]) -> Vec<String> {
+    let mut uids: Vec<String> = records
+        .iter()
+        .flat_map(|r| {
+            let (sr, sc) = ptxd::dicom_result::instance_uids(r["input_sha256"].as_str().unwrap());
+            [sr, sc]
+        })
+        .collect();
+    uids.sort();
+    uids
+}
+
+#[test]
+fn results_reach_orthanc_across_its_outage_and_a_restart_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let orthanc = Orthanc::new(&dir.path().join("orthanc"));
+    let config = dir.path().join("ptxd.toml");
+    let listen = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[models]
+manifest = "{}"
+threads = 1
+[watch]
+dir = "incoming"
+settle_ms = 200
+[journal]
+path = "state/journal.log"
+[output]
+overlay_dir = "state/overlays"
+dicom_dir = "state/dicom"
+[pacs]
+address = "127.0.0.1:{}"
+ae_title = "ORTHANC"
+retry_max_ms = 1000
+[dicom]
+listen = "127.0.0.1:{listen}"
+ae_title = "PTXD"
+"#,
+            root().join("models/manifest.toml").display(),
+            orthanc.dicom_port
+        ),
+    )
+    .unwrap();
+    let incoming = dir.path().join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    // a real radiograph with valid UIDs: the source of tests/dicom/make_syntaxes.py
+    let made = dir.path().join("made");
+    let python = std::env::var_os("PTXD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv-ci/bin/python"));
+    assert!(Command::new(python)
+        .arg(root().join("tests/dicom/make_syntaxes.py"))
+        .arg(data("dicom/ID_0a920cc01.dcm"))
+        .arg(&made)
+        .status()
+        .unwrap()
+        .success());
+    let source = made.join("jpeg2000-lossless.dcm");
+
+    // `ptxd doctor` echoes the PACS: a failure while it is down, then an answer
+    let doctor = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
+            .args(["doctor", "--quick", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = doctor();
+    assert!(said.contains("pacs: C-ECHO failed"), "{said}");
+    let server = orthanc.start();
+    let said = doctor();
+    assert!(said.contains("pacs ORTHANC at 127.0.0.1:"), "{said}");
+    assert!(said.contains("answers C-ECHO from PTXD"), "{said}");
+
+    // the modality sends a JPEG 2000 radiograph over the network (the listener starts once
+    // the models are loaded: retried until it answers)
+    let ptxd = start_ptxd(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let listen = listen.to_string();
+    let j2k = made.join("jpeg2000.dcm");
+    while !Command::new("storescu")
+        .args(["-xw", "-aet", "DIGITIZER", "-aec", "PTXD", "127.0.0.1", listen.as_str()])
+        .arg(&j2k)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the listener did not take the JPEG 2000 radiograph"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let records = wait_for_records(dir.path(), 1);
+    assert_eq!(orthanc.wait_for(2), expected(&records), "the first result arrived");
+
+    // Orthanc goes away; two more radiographs are analyzed meanwhile, and ptxd restarts
+    server.stop();
+    radiograph(&source, "1.2.826.0.1.3680043.8.498.7002", &incoming.join("second.dcm"));
+    wait_for_records(dir.path(), 2);
+    ptxd.stop();
+    let ptxd = start_ptxd(&config);
+    radiograph(&source, "1.2.826.0.1.3680043.8.498.7003", &incoming.join("third.dcm"));
+    let records = wait_for_records(dir.path(), 3);
+    let cursor: Value = serde_json::from_slice(&std::fs::read(dir.path().join("state/pacs.json")).unwrap()).unwrap();
+    assert_eq!(cursor["stored_through"], 1, "nothing confirmed while Orthanc was down");
+
+    // Orthanc is back: everything arrives, once
+    let server = orthanc.start();
+    assert_eq!(orthanc.wait_for(6), expected(&records));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let cursor: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("state/pacs.json")).unwrap()).unwrap();
+        if cursor["stored_through"] == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cursor {cursor}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ptxd.stop();
+
+    // a lost cursor (a crash between Orthanc's answer and its write) resends everything:
+    // the same instances, so Orthanc still holds each once
+    std::fs::remove_file(dir.path().join("state/pacs.json")).unwrap();
+    let ptxd = start_ptxd(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dir.path().join("state/pacs.json").exists()
+        || serde_json::from_slice::<Value>(&std::fs::read(dir.path().join("state/pacs.json")).unwrap()).unwrap()
+            ["stored_through"]
+            != 3
+    {
+        assert!(Instant::now() < deadline, "the resend did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(orthanc.instances(), expected(&records), "nothing stored twice");
+    ptxd.stop();
+    server.stop();
+}
