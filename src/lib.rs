@@ -23,6 +23,7 @@ pub mod config;
 pub mod daemon;
 pub mod decode;
 pub mod dicom_result;
+pub mod dimse;
 pub mod display;
 pub mod doctor;
 pub mod findings;

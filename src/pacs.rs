@@ -24,18 +24,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dicom_core::value::PrimitiveValue;
-use dicom_core::{DataElement, VR};
+use dicom_core::VR;
 use dicom_dictionary_std::tags;
-use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::entries::{EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN};
-use dicom_ul::pdu::{PDataValue, PDataValueType};
+use dicom_ul::pdu::PDataValueType;
 use dicom_ul::{ClientAssociation, ClientAssociationOptions, Pdu};
 
 use crate::config::PacsConfig;
+use crate::dimse;
 use crate::journal::{write_durably, Records};
-
-/// Verification (C-ECHO).
-const VERIFICATION: &str = "1.2.840.10008.1.1";
 
 /// What the PACS confirmed, kept on disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -103,30 +100,14 @@ fn associate(config: &PacsConfig, abstract_syntax: &str) -> Result<ClientAssocia
         .map_err(|e| format!("{} at {}: {e}", config.ae_title, config.address))
 }
 
-fn command_bytes(command: &InMemDicomObject) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    command
-        .write_dataset_with_ts(&mut bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .expect("a DIMSE command is always writable");
-    bytes
-}
-
 /// The Status of the DIMSE response that comes next on `association`.
 fn response_status(association: &mut ClientAssociation<TcpStream>) -> Result<u16, String> {
     loop {
         match association.receive().map_err(|e| format!("no answer: {e}"))? {
             Pdu::PData { data } => {
                 if let Some(value) = data.into_iter().find(|v| v.value_type == PDataValueType::Command) {
-                    let response = InMemDicomObject::read_dataset_with_ts(
-                        value.data.as_slice(),
-                        &IMPLICIT_VR_LITTLE_ENDIAN.erased(),
-                    )
-                    .map_err(|e| format!("unreadable answer: {e}"))?;
-                    return response
-                        .element(tags::STATUS)
-                        .ok()
-                        .and_then(|e| e.to_int::<u16>().ok())
-                        .ok_or_else(|| "an answer without a Status".to_string());
+                    let response = dimse::read_command(&value.data)?;
+                    return dimse::status(&response).ok_or_else(|| "an answer without a Status".to_string());
                 }
             }
             Pdu::AbortRQ { source } => return Err(format!("the PACS aborted ({source:?})")),
@@ -137,23 +118,24 @@ fn response_status(association: &mut ClientAssociation<TcpStream>) -> Result<u16
 
 /// C-ECHO: is the PACS there and does it accept us?
 pub fn echo(config: &PacsConfig) -> Result<(), String> {
-    let mut association = associate(config, VERIFICATION)?;
+    let mut association = associate(config, dimse::VERIFICATION)?;
     let context = association.presentation_contexts()[0].id;
-    let command = InMemDicomObject::command_from_element_iter([
-        DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(VERIFICATION)),
-        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x0030u16)),
-        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(1u16)),
-        DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0101u16)),
+    let command = dimse::command([
+        (
+            tags::AFFECTED_SOP_CLASS_UID,
+            VR::UI,
+            PrimitiveValue::from(dimse::VERIFICATION),
+        ),
+        (tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(dimse::C_ECHO_RQ)),
+        (tags::MESSAGE_ID, VR::US, PrimitiveValue::from(1u16)),
+        (
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            PrimitiveValue::from(dimse::NO_DATA_SET),
+        ),
     ]);
     association
-        .send(&Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: context,
-                value_type: PDataValueType::Command,
-                is_last: true,
-                data: command_bytes(&command),
-            }],
-        })
+        .send(&dimse::command_pdu(context, &command))
         .map_err(|e| format!("cannot send C-ECHO: {e}"))?;
     let status = response_status(&mut association)?;
     let _ = association.release();
@@ -192,31 +174,28 @@ pub fn store(config: &PacsConfig, file: &Path) -> Result<(), String> {
     object
         .write_dataset_with_ts(&mut data_set, &syntax)
         .map_err(|e| format!("{}: cannot encode it: {e}", file.display()))?;
-    let command = InMemDicomObject::command_from_element_iter([
-        DataElement::new(
+    let command = dimse::command([
+        (
             tags::AFFECTED_SOP_CLASS_UID,
             VR::UI,
             PrimitiveValue::from(class.as_str()),
         ),
-        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x0001u16)),
-        DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(1u16)),
-        DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0u16)),
-        DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0000u16)),
-        DataElement::new(
+        (tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(dimse::C_STORE_RQ)),
+        (tags::MESSAGE_ID, VR::US, PrimitiveValue::from(1u16)),
+        (tags::PRIORITY, VR::US, PrimitiveValue::from(0u16)),
+        (
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            PrimitiveValue::from(dimse::DATA_SET),
+        ),
+        (
             tags::AFFECTED_SOP_INSTANCE_UID,
             VR::UI,
             PrimitiveValue::from(instance.as_str()),
         ),
     ]);
     association
-        .send(&Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: context.id,
-                value_type: PDataValueType::Command,
-                is_last: true,
-                data: command_bytes(&command),
-            }],
-        })
+        .send(&dimse::command_pdu(context.id, &command))
         .map_err(|e| format!("cannot send C-STORE: {e}"))?;
     {
         // the writer splits the data set into P-DATA PDUs of the agreed size

@@ -27,20 +27,17 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dicom_core::value::PrimitiveValue;
-use dicom_core::{DataElement, VR};
+use dicom_core::VR;
 use dicom_dictionary_std::tags;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
-use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 use dicom_ul::association::server::AccessControl;
 use dicom_ul::association::Association;
-use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, UserIdentity};
+use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValueType, UserIdentity};
 use dicom_ul::{Pdu, ServerAssociation, ServerAssociationOptions};
 
 use crate::config::{AeTitle, DicomConfig, Limits};
+use crate::dimse;
 use crate::journal::write_durably;
-
-/// Verification (C-ECHO).
-const VERIFICATION: &str = "1.2.840.10008.1.1";
 
 /// The radiograph SOP classes stored and analyzed: CR, DX (for presentation and for
 /// processing), and Secondary Capture (digitized film).
@@ -180,7 +177,7 @@ fn serve(stream: TcpStream, config: &DicomConfig, dir: &Path, limits: Limits) ->
         .ae_title(config.ae_title.as_str())
         .read_timeout(timeout)
         .write_timeout(timeout)
-        .with_abstract_syntax(VERIFICATION);
+        .with_abstract_syntax(dimse::VERIFICATION);
     for class in IMAGE_CLASSES.iter().chain(&REFUSED_CLASSES) {
         options = options.with_abstract_syntax(*class);
     }
@@ -200,9 +197,9 @@ fn serve(stream: TcpStream, config: &DicomConfig, dir: &Path, limits: Limits) ->
                 for value in values {
                     match value.value_type {
                         PDataValueType::Command if value.is_last => {
-                            let cmd = read_command(&value.data)?;
+                            let cmd = dimse::read_command(&value.data)?;
                             data.clear();
-                            if field(&cmd, tags::COMMAND_FIELD) == Some(0x0030) {
+                            if dimse::number(&cmd, tags::COMMAND_FIELD) == Some(dimse::C_ECHO_RQ) {
                                 let answer = echo_response(&cmd);
                                 send(&mut association, value.presentation_context_id, &answer)?;
                             } else {
@@ -254,23 +251,6 @@ fn serve(stream: TcpStream, config: &DicomConfig, dir: &Path, limits: Limits) ->
     }
 }
 
-fn read_command(bytes: &[u8]) -> Result<InMemDicomObject, String> {
-    InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .map_err(|e| format!("unreadable DIMSE command: {e}"))
-}
-
-fn field(obj: &InMemDicomObject, tag: dicom_core::Tag) -> Option<u16> {
-    obj.element(tag).ok()?.to_int::<u16>().ok()
-}
-
-fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
-    obj.element(tag)
-        .ok()
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
-        .unwrap_or_default()
-}
-
 /// Store one received object in the watch folder, durably, or say why not: the status to
 /// answer and the reason (the Error Comment, at most 64 characters in DICOM's LO).
 fn store(
@@ -280,8 +260,8 @@ fn store(
     dir: &Path,
     limits: Limits,
 ) -> Result<PathBuf, (u16, String)> {
-    let class = text(command, tags::AFFECTED_SOP_CLASS_UID);
-    let instance = text(command, tags::AFFECTED_SOP_INSTANCE_UID);
+    let class = dimse::text(command, tags::AFFECTED_SOP_CLASS_UID);
+    let instance = dimse::text(command, tags::AFFECTED_SOP_INSTANCE_UID);
     if !IMAGE_CLASSES.contains(&class.as_str()) {
         return Err((REFUSED, format!("not a radiograph (SOP class {class})")));
     }
@@ -334,65 +314,62 @@ fn check_chest(file: &[u8], limits: Limits) -> Result<(), (u16, String)> {
 }
 
 fn send(association: &mut ServerAssociation<TcpStream>, context: u8, command: &InMemDicomObject) -> Result<(), String> {
-    let mut bytes = Vec::new();
-    command
-        .write_dataset_with_ts(&mut bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .map_err(|e| format!("cannot write a DIMSE answer: {e}"))?;
     association
-        .send(&Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: context,
-                value_type: PDataValueType::Command,
-                is_last: true,
-                data: bytes,
-            }],
-        })
+        .send(&dimse::command_pdu(context, command))
         .map_err(|e| format!("cannot answer: {e}"))
 }
 
 fn echo_response(request: &InMemDicomObject) -> InMemDicomObject {
-    InMemDicomObject::command_from_element_iter([
-        DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(VERIFICATION)),
-        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x8030u16)),
-        DataElement::new(
+    dimse::command([
+        (
+            tags::AFFECTED_SOP_CLASS_UID,
+            VR::UI,
+            PrimitiveValue::from(dimse::VERIFICATION),
+        ),
+        (tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(dimse::C_ECHO_RSP)),
+        (
             tags::MESSAGE_ID_BEING_RESPONDED_TO,
             VR::US,
-            PrimitiveValue::from(field(request, tags::MESSAGE_ID).unwrap_or(0)),
+            PrimitiveValue::from(dimse::number(request, tags::MESSAGE_ID).unwrap_or(0)),
         ),
-        DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0101u16)),
-        DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(SUCCESS)),
+        (
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            PrimitiveValue::from(dimse::NO_DATA_SET),
+        ),
+        (tags::STATUS, VR::US, PrimitiveValue::from(SUCCESS)),
     ])
 }
 
 fn store_response(request: &InMemDicomObject, status: u16, comment: Option<&str>) -> InMemDicomObject {
     let mut elements = vec![
-        DataElement::new(
+        (
             tags::AFFECTED_SOP_CLASS_UID,
             VR::UI,
-            PrimitiveValue::from(text(request, tags::AFFECTED_SOP_CLASS_UID)),
+            PrimitiveValue::from(dimse::text(request, tags::AFFECTED_SOP_CLASS_UID)),
         ),
-        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x8001u16)),
-        DataElement::new(
+        (tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(dimse::C_STORE_RSP)),
+        (
             tags::MESSAGE_ID_BEING_RESPONDED_TO,
             VR::US,
-            PrimitiveValue::from(field(request, tags::MESSAGE_ID).unwrap_or(0)),
+            PrimitiveValue::from(dimse::number(request, tags::MESSAGE_ID).unwrap_or(0)),
         ),
-        DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0101u16)),
-        DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(status)),
-        DataElement::new(
+        (
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            PrimitiveValue::from(dimse::NO_DATA_SET),
+        ),
+        (tags::STATUS, VR::US, PrimitiveValue::from(status)),
+        (
             tags::AFFECTED_SOP_INSTANCE_UID,
             VR::UI,
-            PrimitiveValue::from(text(request, tags::AFFECTED_SOP_INSTANCE_UID)),
+            PrimitiveValue::from(dimse::text(request, tags::AFFECTED_SOP_INSTANCE_UID)),
         ),
     ];
     if let Some(comment) = comment {
         // LO: 64 characters at most
         let comment: String = comment.chars().take(64).collect();
-        elements.push(DataElement::new(
-            tags::ERROR_COMMENT,
-            VR::LO,
-            PrimitiveValue::from(comment),
-        ));
+        elements.push((tags::ERROR_COMMENT, VR::LO, PrimitiveValue::from(comment)));
     }
-    InMemDicomObject::command_from_element_iter(elements)
+    dimse::command(elements)
 }

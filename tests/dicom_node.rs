@@ -8,20 +8,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{data, root};
-use ptxd::journal::decode_line;
+use common::{free_port, root, Running};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn dcmtk(tool: &str, args: &[&str]) -> Output {
     Command::new(tool)
@@ -31,50 +22,12 @@ fn dcmtk(tool: &str, args: &[&str]) -> Output {
 }
 
 fn journal(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("state/journal.log"))
-        .unwrap_or_default()
-        .split_inclusive('\n')
-        .filter_map(|l| l.strip_suffix('\n'))
-        .map(|l| serde_json::from_str(decode_line(l).expect("CRC ok")).unwrap())
-        .collect()
-}
-
-/// The daemon, killed if the test panics first: a ptxd left running would hold cargo's
-/// pipe open and the test run would never end.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn stop(mut running: Running) -> String {
-    let child = running.0.take().unwrap();
-    let _ = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status();
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "clean exit on SIGTERM: {}\n{log}", out.status);
-    log
+    common::journal_records(&dir.join("state/journal.log"))
 }
 
 /// The JPEG 2000 radiograph and a 12-bit source made by tests/dicom/make_syntaxes.py.
 fn make_files(dir: &Path) -> (PathBuf, PathBuf) {
-    let python = std::env::var_os("PTXD_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv-ci/bin/python"));
-    let status = Command::new(&python)
-        .arg(root().join("tests/dicom/make_syntaxes.py"))
-        .arg(data("dicom/ID_0a920cc01.dcm"))
-        .arg(dir)
-        .status()
-        .unwrap_or_else(|e| panic!("{}: {e}: run models/training/setup-venv.sh", python.display()));
-    assert!(status.success());
+    common::make_dicom_syntaxes(dir);
     (dir.join("jpeg2000.dcm"), dir.join("source-12bit.dcm"))
 }
 
@@ -126,7 +79,7 @@ allowed_calling = ["DIGITIZER"]
     // the listener starts after the models load: echo until it answers
     let deadline = Instant::now() + Duration::from_secs(60);
     while !modality("echoscu", "DIGITIZER", &[]).status.success() {
-        assert!(child.0.as_mut().unwrap().try_wait().unwrap().is_none(), "ptxd exited");
+        assert!(child.child().try_wait().unwrap().is_none(), "ptxd exited");
         assert!(Instant::now() < deadline, "no C-ECHO answer within 60 s");
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -230,7 +183,7 @@ allowed_calling = ["DIGITIZER"]
         "{record}"
     );
     assert_eq!(journal(dir.path()).len(), 1, "only the radiograph was recorded");
-    let log = stop(child);
+    let log = child.stop();
     assert!(log.contains("DICOM: stored"), "{log}");
 
     // its result as DICOM: a report and the overlay, valid, in the source's study
@@ -263,9 +216,7 @@ allowed_calling = ["DIGITIZER"]
         assert!(text.contains(words), "dsrdump has no {words:?}: {text}");
     }
     // pydicom reads both; same study and patient as the source, the stable instance UIDs
-    let python = std::env::var_os("PTXD_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv-ci/bin/python"));
+    let python = common::python();
     let script = "import sys, pydicom\n\
         for p in sys.argv[1:]:\n\
         \x20   d = pydicom.dcmread(p)\n\

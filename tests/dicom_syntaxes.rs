@@ -9,10 +9,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use common::{data, root};
 use ptxd::config::Limits;
 use ptxd::decode::{decode_bytes, modality_values, ModalityValues};
 use ptxd::outcome::ErrorKind;
@@ -58,30 +56,8 @@ const JPEG2000_LOSSY: &str = "1.2.840.10008.1.2.4.91";
 /// unsupported (docs/dicom.md); the test wants both files.
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 
-/// The project's Python (test.sh exports PTXD_PYTHON; otherwise the venv setup-venv.sh makes).
-fn python() -> PathBuf {
-    std::env::var_os("PTXD_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv-ci/bin/python"))
-}
-
 fn make(dir: &Path) -> Manifest {
-    let python = python();
-    let status = Command::new(&python)
-        .arg(root().join("tests/dicom/make_syntaxes.py"))
-        .arg(data("dicom/ID_0a920cc01.dcm"))
-        .arg(dir)
-        .status()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {} ({e}): run models/training/setup-venv.sh, or set PTXD_PYTHON",
-                python.display()
-            )
-        });
-    assert!(
-        status.success(),
-        "make_syntaxes.py failed ({status}): it needs dcmtk and libopenjp2-tools (test.sh installs them)"
-    );
+    common::make_dicom_syntaxes(dir);
     serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
 }
 

@@ -7,44 +7,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{data, root};
-use ptxd::journal::decode_line;
+use common::{free_port, root, Running};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A process killed when dropped, so a failing test leaves nothing running.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Running {
-    /// SIGTERM, then wait for a clean exit.
-    fn stop(mut self) {
-        let mut child = self.0.take().unwrap();
-        let _ = Command::new("sh")
-            .args(["-c", &format!("kill -TERM {}", child.id())])
-            .status();
-        let status = child.wait().unwrap();
-        assert!(status.success() || status.code().is_none(), "{status}");
-    }
-}
 
 struct Orthanc {
     dir: PathBuf,
@@ -135,12 +102,7 @@ impl Orthanc {
 }
 
 fn journal(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("state/journal.log"))
-        .unwrap_or_default()
-        .split_inclusive('\n')
-        .filter_map(|l| l.strip_suffix('\n'))
-        .map(|l| serde_json::from_str(decode_line(l).expect("CRC ok")).unwrap())
-        .collect()
+    common::journal_records(&dir.join("state/journal.log"))
 }
 
 fn wait_for_records(dir: &Path, n: usize) -> Vec<Value> {
@@ -227,16 +189,7 @@ ae_title = "PTXD"
     std::fs::create_dir_all(&incoming).unwrap();
     // a real radiograph with valid UIDs: the source of tests/dicom/make_syntaxes.py
     let made = dir.path().join("made");
-    let python = std::env::var_os("PTXD_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".venv-ci/bin/python"));
-    assert!(Command::new(python)
-        .arg(root().join("tests/dicom/make_syntaxes.py"))
-        .arg(data("dicom/ID_0a920cc01.dcm"))
-        .arg(&made)
-        .status()
-        .unwrap()
-        .success());
+    common::make_dicom_syntaxes(&made);
     let source = made.join("jpeg2000-lossless.dcm");
 
     // `ptxd doctor` echoes the PACS: a failure while it is down, then an answer

@@ -103,3 +103,84 @@ pub fn dicom_grey_image(instance: &str, w: u16, h: u16, bits_stored: u16, photom
     put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
     obj
 }
+
+/// The project's Python (test.sh exports PTXD_PYTHON; otherwise the venv that
+/// models/training/setup-venv.sh makes).
+pub fn python() -> PathBuf {
+    std::env::var_os("PTXD_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv-ci/bin/python"))
+}
+
+/// Run tests/dicom/make_syntaxes.py into `dir`: one real radiograph in every DICOM
+/// transfer syntax, by encoders that are not ptxd's (dcmtk, OpenJPEG, pydicom).
+pub fn make_dicom_syntaxes(dir: &Path) {
+    let python = python();
+    let status = std::process::Command::new(&python)
+        .arg(root().join("tests/dicom/make_syntaxes.py"))
+        .arg(data("dicom/ID_0a920cc01.dcm"))
+        .arg(dir)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): run models/training/setup-venv.sh, or set PTXD_PYTHON",
+                python.display()
+            )
+        });
+    assert!(
+        status.success(),
+        "make_syntaxes.py failed ({status}): it needs dcmtk and libopenjp2-tools (test.sh installs them)"
+    );
+}
+
+/// A loopback port nothing listens on (free when asked; the test binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing running (a ptxd
+/// left behind would hold cargo's pipe open and the run would never end).
+pub struct Running(pub Option<std::process::Child>);
+
+impl Running {
+    /// SIGTERM (the shell's builtin kill: no procps needed), then wait for a clean exit;
+    /// its stderr when it was piped.
+    pub fn stop(mut self) -> String {
+        let child = self.0.take().expect("running");
+        let _ = std::process::Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", child.id())])
+            .status();
+        let out = child.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "clean exit on SIGTERM: {}\n{log}", out.status);
+        log
+    }
+
+    pub fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("running")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The complete records of the journal at `path`, as JSON (a line being appended while it
+/// is read has no newline yet and is left out).
+pub fn journal_records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
+        .map(|l| serde_json::from_str(ptxd::journal::decode_line(l).expect("CRC ok")).unwrap())
+        .collect()
+}
