@@ -667,7 +667,7 @@ impl Daemon {
             for (kind, object) in objects {
                 match object {
                     Ok(bytes) => _ = write(dir.join(format!("{seq:08}-{stem}.{kind}.dcm")), bytes)?,
-                    Err(e) => log::error!("{}: no DICOM {kind} result: {e}", input.name),
+                    Err(e) => log::warn!("{}: no DICOM {kind} result: {e}", input.name),
                 }
             }
         }

@@ -11,8 +11,8 @@
 //! - Storage is negotiated for the radiograph SOP classes and for the objects a modality may
 //!   send along (structured reports, presentation states, PDF), so that those get a clear
 //!   refusal in the C-STORE answer (status 0xA900 with an Error Comment) rather than an
-//!   anonymous "no presentation context". An image whose Body Part Examined names another
-//!   part than the chest is refused the same way.
+//!   anonymous "no presentation context". An image whose Body Part Examined plainly names
+//!   another part than the chest (HAND, not THORAX or CHEST_PA) is refused the same way.
 //! - The data set is never held beyond [`Limits`]: an association sending more bytes for one
 //!   object than an image within the pixel limit needs is aborted.
 //! - The received data set is stored as it came, in its transfer syntax, behind a file meta
@@ -307,7 +307,12 @@ fn check_chest(file: &[u8], limits: Limits) -> Result<(), (u16, String)> {
         .flatten()
         .and_then(|e| e.to_str().ok().map(|s| s.trim().to_uppercase()))
         .unwrap_or_default();
-    if !(part.is_empty() || part == "CHEST" || part == "THORAX") {
+    // vendors write the chest in their own words (CHEST, THORAX, TORAX, CHEST_PA, LUNG...);
+    // a chest refused here is an image the radiographer must resend, while a non-chest let
+    // through is still refused by the lung-field check: only a part that is plainly not the
+    // chest is refused
+    const CHEST_WORDS: [&str; 5] = ["CHEST", "THORA", "TORA", "LUNG", "PULM"];
+    if !(part.is_empty() || CHEST_WORDS.iter().any(|w| part.contains(w))) {
         return Err((REFUSED, format!("not a chest radiograph (body part {part})")));
     }
     Ok(())
@@ -372,4 +377,64 @@ fn store_response(request: &InMemDicomObject, status: u16, comment: Option<&str>
         elements.push((tags::ERROR_COMMENT, VR::LO, PrimitiveValue::from(comment)));
     }
     dimse::command(elements)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::uids;
+
+    /// A small grey DICOM file whose Body Part Examined is `part` (none when empty).
+    fn image(part: &str) -> Vec<u8> {
+        let mut obj = InMemDicomObject::new_empty();
+        obj.put(DataElement::new(
+            tags::SOP_CLASS_UID,
+            VR::UI,
+            PrimitiveValue::from(IMAGE_CLASSES[0]),
+        ));
+        obj.put(DataElement::new(
+            tags::SOP_INSTANCE_UID,
+            VR::UI,
+            PrimitiveValue::from("1.2.3.4"),
+        ));
+        if !part.is_empty() {
+            obj.put(DataElement::new(
+                tags::BODY_PART_EXAMINED,
+                VR::CS,
+                PrimitiveValue::from(part),
+            ));
+        }
+        obj.put(DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(2u16)));
+        obj.put(DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(2u16)));
+        obj.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OB,
+            PrimitiveValue::from(vec![0u8; 4]),
+        ));
+        let file = obj
+            .with_meta(
+                FileMetaTableBuilder::new()
+                    .media_storage_sop_class_uid(IMAGE_CLASSES[0])
+                    .media_storage_sop_instance_uid("1.2.3.4")
+                    .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN),
+            )
+            .unwrap();
+        let mut bytes = Vec::new();
+        file.write_all(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn the_chest_in_vendors_words_passes_and_plainly_other_parts_are_refused() {
+        let limits = Limits::default();
+        for part in ["", "CHEST", "THORAX", "TORAX", "CHEST_PA", "chest ap", "LUNG"] {
+            assert!(check_chest(&image(part), limits).is_ok(), "{part:?} refused");
+        }
+        for part in ["HAND", "SKULL", "KNEE"] {
+            let (status, why) = check_chest(&image(part), limits).unwrap_err();
+            assert_eq!(status, REFUSED);
+            assert!(why.contains(part), "{why}");
+        }
+    }
 }
