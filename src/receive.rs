@@ -324,36 +324,17 @@ fn send(association: &mut ServerAssociation<TcpStream>, context: u8, command: &I
         .map_err(|e| format!("cannot answer: {e}"))
 }
 
-fn echo_response(request: &InMemDicomObject) -> InMemDicomObject {
-    dimse::command([
-        (
-            tags::AFFECTED_SOP_CLASS_UID,
-            VR::UI,
-            PrimitiveValue::from(dimse::VERIFICATION),
-        ),
-        (tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(dimse::C_ECHO_RSP)),
-        (
-            tags::MESSAGE_ID_BEING_RESPONDED_TO,
-            VR::US,
-            PrimitiveValue::from(dimse::number(request, tags::MESSAGE_ID).unwrap_or(0)),
-        ),
-        (
-            tags::COMMAND_DATA_SET_TYPE,
-            VR::US,
-            PrimitiveValue::from(dimse::NO_DATA_SET),
-        ),
-        (tags::STATUS, VR::US, PrimitiveValue::from(SUCCESS)),
-    ])
-}
-
-fn store_response(request: &InMemDicomObject, status: u16, comment: Option<&str>) -> InMemDicomObject {
-    let mut elements = vec![
-        (
-            tags::AFFECTED_SOP_CLASS_UID,
-            VR::UI,
-            PrimitiveValue::from(dimse::text(request, tags::AFFECTED_SOP_CLASS_UID)),
-        ),
-        (tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(dimse::C_STORE_RSP)),
+/// The elements every answer to `request` opens with: its SOP class, the response's
+/// Command Field, the Message ID answered, no data set, and the status.
+fn response(
+    request: &InMemDicomObject,
+    class: String,
+    field: u16,
+    status: u16,
+) -> Vec<(dicom_core::Tag, VR, PrimitiveValue)> {
+    vec![
+        (tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(class)),
+        (tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(field)),
         (
             tags::MESSAGE_ID_BEING_RESPONDED_TO,
             VR::US,
@@ -365,12 +346,26 @@ fn store_response(request: &InMemDicomObject, status: u16, comment: Option<&str>
             PrimitiveValue::from(dimse::NO_DATA_SET),
         ),
         (tags::STATUS, VR::US, PrimitiveValue::from(status)),
-        (
-            tags::AFFECTED_SOP_INSTANCE_UID,
-            VR::UI,
-            PrimitiveValue::from(dimse::text(request, tags::AFFECTED_SOP_INSTANCE_UID)),
-        ),
-    ];
+    ]
+}
+
+fn echo_response(request: &InMemDicomObject) -> InMemDicomObject {
+    dimse::command(response(
+        request,
+        dimse::VERIFICATION.into(),
+        dimse::C_ECHO_RSP,
+        SUCCESS,
+    ))
+}
+
+fn store_response(request: &InMemDicomObject, status: u16, comment: Option<&str>) -> InMemDicomObject {
+    let class = dimse::text(request, tags::AFFECTED_SOP_CLASS_UID);
+    let mut elements = response(request, class, dimse::C_STORE_RSP, status);
+    elements.push((
+        tags::AFFECTED_SOP_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(dimse::text(request, tags::AFFECTED_SOP_INSTANCE_UID)),
+    ));
     if let Some(comment) = comment {
         // LO: 64 characters at most
         let comment: String = comment.chars().take(64).collect();

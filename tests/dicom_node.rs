@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, root, Running};
+use common::{free_port, Running};
 use serde_json::Value;
 
 fn dcmtk(tool: &str, args: &[&str]) -> Output {
@@ -37,32 +37,10 @@ fn a_modality_sends_a_jpeg2000_radiograph_stored_before_success_then_analyzed() 
     let files = dir.path().join("made");
     let (j2k, source) = make_files(&files);
     let port = free_port();
-    let config = dir.path().join("ptxd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[models]
-manifest = "{}"
-threads = 1
-[watch]
-dir = "incoming"
-settle_ms = 200
-[journal]
-path = "state/journal.log"
-[output]
-overlay_dir = "state/overlays"
-dicom_dir = "state/dicom"
-[dicom]
-listen = "127.0.0.1:{port}"
-ae_title = "PTXD"
-allowed_calling = ["DIGITIZER"]
-"#,
-            root().join("models/manifest.toml").display()
-        ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.path().join("incoming")).unwrap();
+    let config = common::dicom_daemon_config(
+        dir.path(),
+        &format!("[dicom]\nlisten = \"127.0.0.1:{port}\"\nae_title = \"PTXD\"\nallowed_calling = [\"DIGITIZER\"]\n"),
+    );
     let mut child = Running(Some(
         Command::new(env!("CARGO_BIN_EXE_ptxd"))
             .args(["run", "--config", config.to_str().unwrap()])

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, root, Running};
+use common::{free_port, Running};
 use serde_json::Value;
 
 struct Orthanc {
@@ -155,38 +155,16 @@ fn expected(records: &[Value]) -> Vec<String> {
 fn results_reach_orthanc_across_its_outage_and_a_restart_once_each() {
     let dir = tempfile::tempdir().unwrap();
     let orthanc = Orthanc::new(&dir.path().join("orthanc"));
-    let config = dir.path().join("ptxd.toml");
     let listen = free_port();
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[models]
-manifest = "{}"
-threads = 1
-[watch]
-dir = "incoming"
-settle_ms = 200
-[journal]
-path = "state/journal.log"
-[output]
-overlay_dir = "state/overlays"
-dicom_dir = "state/dicom"
-[pacs]
-address = "127.0.0.1:{}"
-ae_title = "ORTHANC"
-retry_max_ms = 1000
-[dicom]
-listen = "127.0.0.1:{listen}"
-ae_title = "PTXD"
-"#,
-            root().join("models/manifest.toml").display(),
+    let config = common::dicom_daemon_config(
+        dir.path(),
+        &format!(
+            "[pacs]\naddress = \"127.0.0.1:{}\"\nae_title = \"ORTHANC\"\nretry_max_ms = 1000\n\
+             [dicom]\nlisten = \"127.0.0.1:{listen}\"\nae_title = \"PTXD\"\n",
             orthanc.dicom_port
         ),
-    )
-    .unwrap();
+    );
     let incoming = dir.path().join("incoming");
-    std::fs::create_dir_all(&incoming).unwrap();
     // a real radiograph with valid UIDs: the source of tests/dicom/make_syntaxes.py
     let made = dir.path().join("made");
     common::make_dicom_syntaxes(&made);

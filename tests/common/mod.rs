@@ -184,3 +184,29 @@ pub fn journal_records(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(ptxd::journal::decode_line(l).expect("CRC ok")).unwrap())
         .collect()
 }
+
+/// A daemon config under `dir` (watch folder `incoming`, journal and outputs in `state`,
+/// DICOM results in `state/dicom`, the shipped models) with `more` appended, written to
+/// `dir/ptxd.toml`, whose path it returns. The watch folder is made.
+pub fn dicom_daemon_config(dir: &Path, more: &str) -> PathBuf {
+    let config = dir.join("ptxd.toml");
+    let text = format!(
+        r#"
+[models]
+manifest = "{}"
+threads = 1
+[watch]
+dir = "incoming"
+settle_ms = 200
+[journal]
+path = "state/journal.log"
+[output]
+overlay_dir = "state/overlays"
+dicom_dir = "state/dicom"
+{more}"#,
+        root().join("models/manifest.toml").display()
+    );
+    std::fs::write(&config, text).unwrap();
+    std::fs::create_dir_all(dir.join("incoming")).unwrap();
+    config
+}

@@ -68,18 +68,7 @@ def source_12bit(source: Path, out: Path):
     for keyword in ("LossyImageCompression", "LossyImageCompressionRatio", "LossyImageCompressionMethod"):
         if keyword in ds:
             delattr(ds, keyword)
-    # the source's SIIM identifiers are not valid UIDs (dcmtk would warn); fixed ones, so that
-    # the files are the same from run to run
-    ds.StudyInstanceUID = generate_uid(entropy_srcs=["ptxd syntaxes study"])
-    ds.SeriesInstanceUID = generate_uid(entropy_srcs=["ptxd syntaxes series"])
-    ds.SOPInstanceUID = generate_uid(entropy_srcs=["ptxd syntaxes image"])
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    out.with_suffix(".values").write_bytes(pixels.astype("<f4").tobytes())
-    ds.PixelData = pixels.tobytes()
-    ds["PixelData"].VR = "OW"
-    ds["PixelData"].is_undefined_length = False
-    ds.is_little_endian, ds.is_implicit_VR = True, False
-    ds.save_as(out, write_like_original=False)
+    write_source(ds, pixels, "OW", "ptxd syntaxes image", out)
 
 
 def source_8bit(source: Path, out: Path):
@@ -87,13 +76,21 @@ def source_8bit(source: Path, out: Path):
     ds = pydicom.dcmread(source)
     pixels = ds.pixel_array.astype(np.uint8)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    write_source(ds, pixels, "OB", "ptxd syntaxes image 8-bit", out)
+
+
+def write_source(ds: pydicom.Dataset, pixels: np.ndarray, vr: str, image: str, out: Path):
+    """Write a source image uncompressed (explicit VR little endian) with fixed UIDs, and its
+    values as little-endian f32 beside it (`.values`)."""
+    # the source's SIIM identifiers are not valid UIDs (dcmtk would warn); fixed ones, so that
+    # the files are the same from run to run
     ds.StudyInstanceUID = generate_uid(entropy_srcs=["ptxd syntaxes study"])
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=["ptxd syntaxes series"])
-    ds.SOPInstanceUID = generate_uid(entropy_srcs=["ptxd syntaxes image 8-bit"])
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[image])
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     out.with_suffix(".values").write_bytes(pixels.astype("<f4").tobytes())
     ds.PixelData = pixels.tobytes()
-    ds["PixelData"].VR = "OB"
+    ds["PixelData"].VR = vr
     ds["PixelData"].is_undefined_length = False
     ds.is_little_endian, ds.is_implicit_VR = True, False
     ds.save_as(out, write_like_original=False)
