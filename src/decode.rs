@@ -20,6 +20,7 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
+use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, OpenFileOptions, StandardDataDictionary};
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
@@ -28,6 +29,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::config::Limits;
+use crate::jpeg12;
 use crate::manifest::hex;
 use crate::outcome::ErrorKind;
 use crate::preprocess::GreyImage;
@@ -626,7 +628,7 @@ fn with_pixel_data<T>(
     then: impl FnOnce(&dicom_pixeldata::DecodedPixelData<'_>, FileHeader) -> Result<T, Refusal>,
 ) -> Result<T, Refusal> {
     check_declared_lengths(after_preamble, limits)?;
-    let obj = OpenFileOptions::new().from_reader(after_preamble).map_err(|e| {
+    let mut obj = OpenFileOptions::new().from_reader(after_preamble).map_err(|e| {
         let reason = format!("not a readable DICOM file: {e}");
         // dicom-object 0.10 reads data sets in the transfer syntaxes it knows; the others
         // (private ones, for instance) are a valid file ptxd cannot read, not a damaged one
@@ -652,12 +654,8 @@ fn with_pixel_data<T>(
     let decoded = rows * columns * samples.clamp(1, 4) * bits.clamp(1, 64).div_ceil(8);
     check_expansion(decoded, after_preamble.len() + 128)?;
     let syntax = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
-    // jpeg-decoder 0.3 (dicom-rs's JPEG decoder) reads 8-bit DCT and lossless JPEG only: a
-    // 12-bit extended JPEG fails in it as "Could not decode pixel data", read as damage
     if syntax == JPEG_EXTENDED && int_attr(&obj, tags::BITS_STORED, "Bits Stored").unwrap_or(8) > 8 {
-        return Err(Refusal::unsupported(format!(
-            "DICOM is 12-bit extended JPEG ({JPEG_EXTENDED}), which ptxd cannot decode: set the digitizer to send JPEG lossless, JPEG 2000, JPEG-LS or uncompressed images (docs/dicom.md)"
-        )));
+        decode_jpeg12_in_place(&mut obj, rows, columns, limits)?;
     }
     let header = FileHeader {
         orientation: dicom_orientation(&obj),
@@ -690,8 +688,60 @@ fn grey_values(pixels: &dicom_pixeldata::DecodedPixelData<'_>) -> Result<Vec<f32
         .map_err(|e| format!("DICOM pixel data is incomplete or unreadable (truncated file?): {e}").into())
 }
 
-/// JPEG extended (process 2 and 4): 8-bit samples decode, 12-bit ones do not.
+/// JPEG extended (process 2 and 4): dicom-rs decodes its 8-bit samples, [`jpeg12`] its
+/// 12-bit ones.
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
+
+/// Replace a 12-bit extended JPEG object's compressed frame with its decoded samples, as
+/// native (explicit VR little endian) pixel data, so that the rest of the way (modality LUT,
+/// window, MONOCHROME1, signed samples) is dicom-pixeldata's, the same as for every other
+/// syntax. jpeg-decoder, dicom-rs's JPEG decoder, reads 8-bit DCT only: a 12-bit frame
+/// failed in it as "Could not decode pixel data", which read as a damaged file.
+fn decode_jpeg12_in_place(
+    obj: &mut DefaultDicomObject,
+    rows: u64,
+    columns: u64,
+    limits: Limits,
+) -> Result<(), Refusal> {
+    let samples: u64 = int_attr(obj, tags::SAMPLES_PER_PIXEL, "Samples per Pixel").unwrap_or(1);
+    if samples != 1 {
+        return Err(Refusal::unsupported(format!(
+            "DICOM is 12-bit extended JPEG with {samples} samples per pixel; ptxd reads grey 12-bit JPEG only"
+        )));
+    }
+    let pixel_data = obj
+        .element(tags::PIXEL_DATA)
+        .map_err(|_| "DICOM has no Pixel Data".to_string())?;
+    let Some(fragments) = pixel_data.value().fragments() else {
+        return Err("DICOM says extended JPEG but its Pixel Data is not encapsulated"
+            .to_string()
+            .into());
+    };
+    // one frame (checked by the caller): its fragments, in order, are the JPEG stream
+    let jpeg: Vec<u8> = fragments.iter().flatten().copied().collect();
+    let grey = jpeg12::decode(&jpeg, limits.max_pixels)
+        .map_err(|e| format!("DICOM 12-bit extended JPEG cannot be decoded: {e}"))?;
+    if (grey.width as u64, grey.height as u64) != (columns, rows) {
+        return Err(format!(
+            "DICOM says {columns}x{rows} pixels but its 12-bit JPEG holds {}x{}",
+            grey.width, grey.height
+        )
+        .into());
+    }
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::U16(grey.samples.into()),
+    ));
+    obj.put(DataElement::new(
+        tags::BITS_ALLOCATED,
+        VR::US,
+        PrimitiveValue::from(16_u16),
+    ));
+    obj.meta_mut()
+        .set_transfer_syntax(&dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN);
+    Ok(())
+}
 
 /// A required integer attribute; a DICOM object without it is valid but not an image (a
 /// report, a presentation state): `unsupported`, not damaged.

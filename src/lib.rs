@@ -3,7 +3,7 @@
 //! Layers, each depending only on those above it in this list:
 //! - [`outcome`]: the result contract's words (verdict, needs_attention, error kinds);
 //! - [`manifest`], [`config`]: what the models are and how the daemon is set up, parsed once;
-//! - [`decode`], [`preprocess`], [`infer`], [`lungs`], [`findings`]: one radiograph's way
+//! - [`decode`] (with [`jpeg12`] for the one JPEG dicom-rs cannot read), [`preprocess`], [`infer`], [`lungs`], [`findings`]: one radiograph's way
 //!   through the models, put together by [`analysis`]; [`reference`]: onnxruntime's outputs
 //!   that tract must reproduce, and [`variant`]: which shipped variant this CPU runs;
 //! - [`render`], [`journal`], [`source`]: drawing, recording and receiving results;
@@ -30,6 +30,7 @@ pub mod findings;
 pub mod gpio;
 pub mod infer;
 pub mod journal;
+pub mod jpeg12;
 pub mod logging;
 pub mod lungs;
 pub mod manifest;

@@ -96,6 +96,17 @@ def write_source(ds: pydicom.Dataset, pixels: np.ndarray, vr: str, image: str, o
     ds.save_as(out, write_like_original=False)
 
 
+def ijg_values(encoded: Path, out: Path):
+    """dcmtk's decode of a DCT JPEG file (dcmdjpeg: the IJG library, which libjpeg-turbo
+    continues) as little-endian f32 in `out`: a second decoder for the lossy syntaxes, where
+    inverse DCTs may round differently."""
+    decoded = out.with_suffix(".dcm")
+    run("dcmdjpeg", encoded, decoded)
+    ds = pydicom.dcmread(decoded)
+    out.write_bytes(apply_modality_lut(ds.pixel_array, ds).astype("<f4").tobytes())
+    decoded.unlink()
+
+
 def reference(encoded: Path, out: Path):
     """pydicom's decode of `encoded`: its modality values (rescale applied) as little-endian
     f32 in `NAME.values`, and the data set with those pixels written uncompressed (explicit
@@ -183,6 +194,9 @@ def main():
         lambda p: run("dcmcjpeg", "+ee", "+q", "90", src_path, p))
     add("jpeg-extended-8bit", JPEGExtended12Bit, False,
         lambda p: run("dcmcjpeg", "+ee", "+q", "90", src8_path, p), source=src8_path)
+    for entry in made[-2:]:
+        entry["values_ijg"] = entry["name"] + ".ijg.values"
+        ijg_values(out / entry["file"], out / entry["values_ijg"])
     add("jpeg-ls-lossless", JPEGLSLossless, True, lambda p: run("dcmcjpls", "+el", src_path, p))
     add("jpeg-ls-near-lossless", JPEGLSNearLossless, False,
         lambda p: run("dcmcjpls", "+en", src_path, p))
