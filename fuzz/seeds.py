@@ -7,7 +7,10 @@ configs. Usage: python fuzz/seeds.py (from the repository root).
 """
 import io
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +30,7 @@ def put(target: str, name: str, data: bytes) -> None:
     (d / name).write_bytes(data)
 
 
-def dicom(pixels: np.ndarray, syntax, monochrome1: bool = False) -> bytes:
+def dicom(pixels: np.ndarray, syntax, monochrome1: bool = False, bits_stored: int = 0) -> bytes:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -42,7 +45,8 @@ def dicom(pixels: np.ndarray, syntax, monochrome1: bool = False) -> bytes:
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
     bits = pixels.dtype.itemsize * 8
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+    stored = bits_stored or bits
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, stored, stored - 1, 0
     ds.WindowCenter, ds.WindowWidth = int(pixels.mean()), max(1, int(pixels.max() - pixels.min()))
     ds.PatientOrientation = ["L", "F"]
     ds.is_little_endian = True
@@ -75,6 +79,30 @@ def images() -> None:
     put("decode", "implicit-mono1.dcm", dicom(4080 - a16, ImplicitVRLittleEndian, monochrome1=True))
     put("decode", "rle.dcm", dicom(a16, RLELossless))
     put("decode", "rle8.dcm", dicom(a8.copy(), RLELossless))
+    # 12 bits, each one content: the low four are the 8-bit image's
+    a12 = a16 + (a8.astype(np.uint16) & 15)
+    compressed(dicom(a12, ExplicitVRLittleEndian, bits_stored=12))
+
+
+def compressed(explicit12: bytes) -> None:
+    """The codecs written in C and C++ (libjpeg-turbo's 12-bit JPEG, CharLS's JPEG-LS) and
+    jpeg-decoder's lossless JPEG, seeded with dcmtk's encodings of a 12-bit image, so that
+    the fuzzer starts inside them rather than having to find a valid stream."""
+    if shutil.which("dcmcjpeg") is None:
+        print("seeds: no dcmtk, so no compressed DICOM seeds (./test.sh installs it)", file=sys.stderr)
+        return
+    encodings = {
+        "jpeg-extended-12bit.dcm": ["dcmcjpeg", "+ee", "+q", "75"],
+        "jpeg-lossless-sv1.dcm": ["dcmcjpeg", "+e1"],
+        "jpeg-ls.dcm": ["dcmcjpls", "+el"],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "source.dcm"
+        source.write_bytes(explicit12)
+        for name, argv in encodings.items():
+            out = Path(tmp) / name
+            subprocess.run([*argv, source, out], check=True)
+            put("decode", name, out.read_bytes())
 
 
 def texts() -> None:
