@@ -59,8 +59,7 @@ const REFUSED_CLASSES: [&str; 5] = [
     "1.2.840.10008.5.1.4.1.1.104.1",
 ];
 
-/// The transfer syntaxes ptxd decodes (docs/dicom.md); 12-bit extended JPEG is accepted and
-/// refused later by the decoder with its reason, like any file in the watch folder.
+/// The transfer syntaxes ptxd decodes (docs/dicom.md), 8- and 12-bit extended JPEG included.
 const TRANSFER_SYNTAXES: [&str; 13] = [
     "1.2.840.10008.1.2.1",
     "1.2.840.10008.1.2",

