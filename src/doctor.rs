@@ -496,6 +496,26 @@ fn configured(config: Option<&Config>) -> Section {
         },
         None => s.push(Mark::Info, "pacs: not configured (results stay on the board)"),
     }
+    if config.pacs.is_some() {
+        let path = config.pacs_cursor();
+        match crate::pacs::Cursor::load(&path) {
+            Ok(cursor) if cursor.refused.is_empty() => s.push(
+                Mark::Ok,
+                format!("pacs outbox: stored through result #{}", cursor.stored_through),
+            ),
+            Ok(cursor) => s.push(
+                Mark::Fail,
+                format!(
+                    "pacs outbox: stored through result #{}, but the PACS refused {} object(s) for good, set aside (the first: {}); they are listed in {}: fix the PACS, then remove that file to resend every result",
+                    cursor.stored_through,
+                    cursor.refused.len(),
+                    cursor.refused[0].reason,
+                    path.display()
+                ),
+            ),
+            Err(e) => s.push(Mark::Fail, format!("pacs outbox: {e}")),
+        }
+    }
     s
 }
 

@@ -11,9 +11,18 @@
 //! - Nothing is stored twice: the objects' SOP Instance UIDs are stable per input, so an
 //!   object resent after a crash between the PACS's answer and the cursor's write is the
 //!   same instance, which a PACS keeps once.
-//! - A PACS that is down, refuses, or answers an error is retried with backoff (1 s,
-//!   doubling up to `retry_max_ms`), forever: the results wait in `output.dicom_dir` and in
-//!   the journal, and one log line says so per outage, not one per try.
+//! - A PACS that is down, busy, or answers an error that may pass (out of resources, a
+//!   processing failure, an association it rejects) is retried with backoff (1 s, doubling up
+//!   to `retry_max_ms`), forever: the results wait in `output.dicom_dir` and in the journal,
+//!   and one log line says so per outage, not one per try.
+//! - A PACS that refuses one object for good (its status says the object itself is wrong:
+//!   0xA9xx, 0xCxxx, 0x0122, or it accepts no presentation context for the object's SOP
+//!   class) would refuse it again on every try, holding back every later result. That
+//!   object is set aside: logged as an error, with the PACS's own reason, and listed in the
+//!   cursor file (`refused`), written in the same durable write as the cursor that passes
+//!   it; then the outbox goes on. The file is still in `output.dicom_dir`; `ptxd doctor`
+//!   counts what was set aside, and removing the cursor file resends everything (stable
+//!   UIDs: nothing is kept twice).
 //! - Warnings (status 0xB000, 0xB006, 0xB007: stored, with coercion) count as stored.
 
 use std::net::TcpStream;
@@ -35,10 +44,49 @@ use crate::dimse;
 use crate::journal::{write_durably, Records};
 
 /// What the PACS confirmed, kept on disk.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Cursor {
-    /// The last journal seq whose DICOM objects are all stored (0: none yet).
+    /// The last journal seq whose DICOM objects are all stored or set aside (0: none yet).
     pub stored_through: u64,
+    /// The objects the PACS refused for good, set aside so the later ones could go on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Refused>,
+}
+
+/// An object the PACS refused for good, as the cursor file lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Refused {
+    /// Its journal record.
+    pub seq: u64,
+    /// Its file in `output.dicom_dir`.
+    pub file: PathBuf,
+    /// Why, in the PACS's words where it gave some.
+    pub reason: String,
+}
+
+/// Why a C-STORE did not store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreError {
+    /// The PACS could not be reached or could not take it now: try again later.
+    Unavailable(String),
+    /// The PACS answered that it will not keep this object, whenever it is sent.
+    Refused(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Unavailable(e) | StoreError::Refused(e) => f.write_str(e),
+        }
+    }
+}
+
+/// A C-STORE failure status that says the object itself is wrong for this PACS, so that
+/// sending it again cannot help (PS3.4 B.2.3, PS3.7 C): "data set does not match SOP
+/// class" (0xA9xx), "cannot understand" (0xCxxx), "SOP class not supported" (0x0122). Out
+/// of resources (0xA7xx), processing failure (0x0110) and the rest may pass.
+pub fn refuses_for_good(status: u16) -> bool {
+    matches!(status, 0xA900..=0xA9FF | 0xC000..=0xCFFF | 0x0122)
 }
 
 impl Cursor {
@@ -100,14 +148,16 @@ fn associate(config: &PacsConfig, abstract_syntax: &str) -> Result<ClientAssocia
         .map_err(|e| format!("{} at {}: {e}", config.ae_title, config.address))
 }
 
-/// The Status of the DIMSE response that comes next on `association`.
-fn response_status(association: &mut ClientAssociation<TcpStream>) -> Result<u16, String> {
+/// The Status of the DIMSE response that comes next on `association`, and its Error
+/// Comment (empty when it gave none).
+fn response_status(association: &mut ClientAssociation<TcpStream>) -> Result<(u16, String), String> {
     loop {
         match association.receive().map_err(|e| format!("no answer: {e}"))? {
             Pdu::PData { data } => {
                 if let Some(value) = data.into_iter().find(|v| v.value_type == PDataValueType::Command) {
                     let response = dimse::read_command(&value.data)?;
-                    return dimse::status(&response).ok_or_else(|| "an answer without a Status".to_string());
+                    let status = dimse::status(&response).ok_or_else(|| "an answer without a Status".to_string())?;
+                    return Ok((status, dimse::text(&response, tags::ERROR_COMMENT)));
                 }
             }
             Pdu::AbortRQ { source } => return Err(format!("the PACS aborted ({source:?})")),
@@ -137,7 +187,7 @@ pub fn echo(config: &PacsConfig) -> Result<(), String> {
     association
         .send(&dimse::command_pdu(context, &command))
         .map_err(|e| format!("cannot send C-ECHO: {e}"))?;
-    let status = response_status(&mut association)?;
+    let (status, _) = response_status(&mut association)?;
     let _ = association.release();
     match status {
         0 => Ok(()),
@@ -146,8 +196,9 @@ pub fn echo(config: &PacsConfig) -> Result<(), String> {
 }
 
 /// C-STORE one of our result files; Ok when the PACS kept it (success or a warning).
-pub fn store(config: &PacsConfig, file: &Path) -> Result<(), String> {
-    let object = dicom_object::open_file(file).map_err(|e| format!("{}: {e}", file.display()))?;
+pub fn store(config: &PacsConfig, file: &Path) -> Result<(), StoreError> {
+    let object =
+        dicom_object::open_file(file).map_err(|e| StoreError::Unavailable(format!("{}: {e}", file.display())))?;
     let class = object
         .meta()
         .media_storage_sop_class_uid()
@@ -158,13 +209,20 @@ pub fn store(config: &PacsConfig, file: &Path) -> Result<(), String> {
         .media_storage_sop_instance_uid()
         .trim_end_matches('\0')
         .to_string();
-    let mut association = associate(config, &class)?;
+    let mut association = associate(config, &class).map_err(StoreError::Unavailable)?;
     let context = association
         .presentation_contexts()
         .iter()
         .find(|pc| pc.reason == dicom_ul::pdu::PresentationContextResultReason::Acceptance)
         .cloned()
-        .ok_or_else(|| format!("{} does not accept SOP class {class}", config.ae_title))?;
+        .ok_or_else(|| {
+            StoreError::Refused(format!(
+                "{} does not accept SOP class {class} ({})",
+                config.ae_title,
+                file.display()
+            ))
+        })?;
+    let unavailable = StoreError::Unavailable;
     let syntax = if context.transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN.uid() {
         IMPLICIT_VR_LITTLE_ENDIAN.erased()
     } else {
@@ -173,7 +231,7 @@ pub fn store(config: &PacsConfig, file: &Path) -> Result<(), String> {
     let mut data_set = Vec::new();
     object
         .write_dataset_with_ts(&mut data_set, &syntax)
-        .map_err(|e| format!("{}: cannot encode it: {e}", file.display()))?;
+        .map_err(|e| unavailable(format!("{}: cannot encode it: {e}", file.display())))?;
     let command = dimse::command([
         (
             tags::AFFECTED_SOP_CLASS_UID,
@@ -196,26 +254,36 @@ pub fn store(config: &PacsConfig, file: &Path) -> Result<(), String> {
     ]);
     association
         .send(&dimse::command_pdu(context.id, &command))
-        .map_err(|e| format!("cannot send C-STORE: {e}"))?;
+        .map_err(|e| unavailable(format!("cannot send C-STORE: {e}")))?;
     {
         // the writer splits the data set into P-DATA PDUs of the agreed size
         use std::io::Write;
         let mut writer = association.send_pdata(context.id);
         writer
             .write_all(&data_set)
-            .map_err(|e| format!("cannot send the data set: {e}"))?;
-        writer.finish().map_err(|e| format!("cannot send the data set: {e}"))?;
+            .map_err(|e| unavailable(format!("cannot send the data set: {e}")))?;
+        writer
+            .finish()
+            .map_err(|e| unavailable(format!("cannot send the data set: {e}")))?;
     }
-    let status = response_status(&mut association)?;
+    let (status, comment) = response_status(&mut association).map_err(unavailable)?;
     let _ = association.release();
-    match status {
-        0x0000 | 0xB000 | 0xB006 | 0xB007 => Ok(()),
-        s => Err(format!(
-            "{} answered status 0x{s:04X} for {}",
-            config.ae_title,
-            file.display()
-        )),
+    if matches!(status, 0x0000 | 0xB000 | 0xB006 | 0xB007) {
+        return Ok(());
     }
+    let said = match comment.is_empty() {
+        true => String::new(),
+        false => format!(": \"{comment}\""),
+    };
+    let e = format!(
+        "{} answered status 0x{status:04X}{said} for {}",
+        config.ae_title,
+        file.display()
+    );
+    Err(match refuses_for_good(status) {
+        true => StoreError::Refused(e),
+        false => StoreError::Unavailable(e),
+    })
 }
 
 /// The running outbox; dropping it stops it (after the object in hand).
@@ -305,7 +373,11 @@ fn send_from(
             .and_then(|record| {
                 let files = result_files(dicom_dir, record.seq).map_err(|e| format!("{}: {e}", dicom_dir.display()))?;
                 for file in &files {
-                    store(config, file)?;
+                    match store(config, file) {
+                        Ok(()) => {}
+                        Err(StoreError::Refused(reason)) => set_aside(at, record.seq, file, reason),
+                        Err(StoreError::Unavailable(e)) => return Err(e),
+                    }
                 }
                 Ok((record.seq, files.len()))
             });
@@ -332,4 +404,53 @@ fn send_from(
         save(at)?;
     }
     Ok(())
+}
+
+/// Note an object the PACS refused for good (once, however often its record is retried for
+/// the others), to be saved with the cursor that passes it.
+fn set_aside(at: &mut Cursor, seq: u64, file: &Path, reason: String) {
+    if at.refused.iter().any(|r| r.file == file) {
+        return;
+    }
+    log::error!(
+        "PACS refused result #{seq}'s {} for good: {reason}. It is set aside (listed in the PACS cursor file) and the later results go on; fix the PACS, then remove that file to resend every result",
+        file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+    );
+    at.refused.push(Refused {
+        seq,
+        file: file.to_path_buf(),
+        reason,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_statuses_about_the_object_itself_set_it_aside() {
+        for status in [0xA900, 0xA950, 0xC000, 0xC123, 0x0122] {
+            assert!(refuses_for_good(status), "0x{status:04X}");
+        }
+        // out of resources, processing failure, not authorized, duplicate: may pass
+        for status in [0xA700, 0xA7FF, 0x0110, 0x0124, 0x0111, 0xFE00] {
+            assert!(!refuses_for_good(status), "0x{status:04X}");
+        }
+    }
+
+    #[test]
+    fn a_cursor_file_without_refusals_reads_and_writes_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pacs.json");
+        std::fs::write(&path, r#"{"stored_through":7}"#).unwrap();
+        let mut cursor = Cursor::load(&path).unwrap();
+        assert_eq!(cursor.stored_through, 7);
+        assert!(cursor.refused.is_empty());
+        cursor.save(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), r#"{"stored_through":7}"#);
+        set_aside(&mut cursor, 8, Path::new("d/00000008-x.sr.dcm"), "0xA900".into());
+        set_aside(&mut cursor, 8, Path::new("d/00000008-x.sr.dcm"), "0xA900".into());
+        cursor.save(&path).unwrap();
+        assert_eq!(Cursor::load(&path).unwrap().refused.len(), 1);
+    }
 }

@@ -251,3 +251,92 @@ fn results_reach_orthanc_across_its_outage_and_a_restart_once_each() {
     ptxd.stop();
     server.stop();
 }
+
+/// A PACS that refuses one object for good (here a second ptxd, whose listener refuses
+/// reports with status 0xA900 and takes images) must not hold back the later results: the
+/// refused reports are set aside, listed in the cursor file with the PACS's reason and
+/// counted by `doctor`, and the overlays, theirs and the later record's, are stored.
+#[test]
+fn a_pacs_that_refuses_an_object_for_good_holds_back_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sender, pacs) = (dir.path().join("sender"), dir.path().join("pacs"));
+    for d in [&sender, &pacs] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let listen = free_port();
+    let pacs_config = common::dicom_daemon_config(
+        &pacs,
+        &format!("[dicom]\nlisten = \"127.0.0.1:{listen}\"\nae_title = \"PACS\"\n"),
+    );
+    let config = common::dicom_daemon_config(
+        &sender,
+        &format!("[pacs]\naddress = \"127.0.0.1:{listen}\"\nae_title = \"PACS\"\nretry_max_ms = 1000\n"),
+    );
+    let made = dir.path().join("made");
+    common::make_dicom_syntaxes(&made);
+    let source = made.join("jpeg2000-lossless.dcm");
+    let receiver = start_ptxd(&pacs_config);
+    let ptxd = start_ptxd(&config);
+    radiograph(
+        &source,
+        "1.2.826.0.1.3680043.8.498.7101",
+        &sender.join("incoming/first.dcm"),
+    );
+    radiograph(
+        &source,
+        "1.2.826.0.1.3680043.8.498.7102",
+        &sender.join("incoming/second.dcm"),
+    );
+    let records = wait_for_records(&sender, 2);
+
+    let cursor_path = sender.join("state/pacs.json");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let cursor = loop {
+        let cursor: Value = std::fs::read(&cursor_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        if cursor["stored_through"] == 2 {
+            break cursor;
+        }
+        assert!(Instant::now() < deadline, "the outbox is held back: {cursor}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let refused = cursor["refused"].as_array().expect("the refused reports are listed");
+    assert_eq!(refused.len(), 2, "{cursor}");
+    for (entry, record) in refused.iter().zip(&records) {
+        assert_eq!(entry["seq"], record["seq"]);
+        assert!(entry["file"].as_str().unwrap().ends_with(".sr.dcm"), "{entry}");
+        // the PACS's status and its own words (the listener's Error Comment)
+        let reason = entry["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("0xA900") && reason.contains("not a radiograph"),
+            "{reason}"
+        );
+    }
+    // both overlays reached the PACS: its listener wrote each into its watch folder
+    let pacs_records = wait_for_records(&pacs, 2);
+    let mut arrived: Vec<String> = pacs_records
+        .iter()
+        .map(|r| r["source"].as_str().unwrap().to_string())
+        .collect();
+    arrived.sort();
+    let mut overlays: Vec<String> = records
+        .iter()
+        .map(|r| {
+            let (_, sc) = ptxd::dicom_result::instance_uids(r["input_sha256"].as_str().unwrap());
+            format!("watch:{sc}.dcm")
+        })
+        .collect();
+    overlays.sort();
+    assert_eq!(arrived, overlays);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
+        .args(["doctor", "--quick", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("the PACS refused 2 object(s) for good"), "{said}");
+    ptxd.stop();
+    receiver.stop();
+}
