@@ -28,6 +28,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::codestream;
 use crate::config::Limits;
 use crate::jpeg12;
 use crate::manifest::hex;
@@ -653,6 +654,7 @@ fn with_pixel_data<T>(
     let bits: u64 = int_attr(&obj, tags::BITS_ALLOCATED, "Bits Allocated").unwrap_or(16);
     let decoded = rows * columns * samples.clamp(1, 4) * bits.clamp(1, 64).div_ceil(8);
     check_expansion(decoded, after_preamble.len() + 128)?;
+    check_frame_size(&obj, rows, columns)?;
     let syntax = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
     if syntax == JPEG_EXTENDED && int_attr(&obj, tags::BITS_STORED, "Bits Stored").unwrap_or(8) > 8 {
         decode_jpeg12_in_place(&mut obj, rows, columns, limits)?;
@@ -686,6 +688,39 @@ fn grey_values(pixels: &dicom_pixeldata::DecodedPixelData<'_>) -> Result<Vec<f32
                 .with_voi_lut(VoiLutOption::Identity),
         )
         .map_err(|e| format!("DICOM pixel data is incomplete or unreadable (truncated file?): {e}").into())
+}
+
+/// How much of a compressed frame's start is searched for its header: the markers before a
+/// JPEG's frame header (application data, tables) are rarely more than a few KB.
+const FRAME_HEAD: usize = 1 << 20;
+
+/// A compressed frame must declare the size its DICOM header does (`codestream`): the
+/// decoders allocate for the frame's own, which the pixel limit has not bounded.
+fn check_frame_size(obj: &DefaultDicomObject, rows: u64, columns: u64) -> Result<(), Refusal> {
+    let Some(fragments) = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .and_then(|e| e.value().fragments())
+    else {
+        return Ok(()); // native pixel data, or none (refused later with its reason)
+    };
+    let mut head = Vec::new();
+    for fragment in fragments {
+        let room = FRAME_HEAD - head.len();
+        head.extend_from_slice(&fragment[..fragment.len().min(room)]);
+        if head.len() == FRAME_HEAD {
+            break;
+        }
+    }
+    match codestream::declared_size(&head) {
+        Ok(Some((w, h))) if (u64::from(w), u64::from(h)) != (columns, rows) => Err(format!(
+            "DICOM says {columns}x{rows} pixels but its compressed frame declares {w}x{h}: a damaged or forged file"
+        )
+        .into()),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("DICOM compressed frame is unreadable: {e}").into()),
+    }
 }
 
 /// JPEG extended (process 2 and 4): dicom-rs decodes its 8-bit samples, [`jpeg12`] its

@@ -3,9 +3,11 @@
 //! Layers, each depending only on those above it in this list:
 //! - [`outcome`]: the result contract's words (verdict, needs_attention, error kinds);
 //! - [`manifest`], [`config`]: what the models are and how the daemon is set up, parsed once;
-//! - [`decode`] (with [`jpeg12`] for the one JPEG dicom-rs cannot read), [`preprocess`], [`infer`], [`lungs`], [`findings`]: one radiograph's way
-//!   through the models, put together by [`analysis`]; [`reference`]: onnxruntime's outputs
-//!   that tract must reproduce, and [`variant`]: which shipped variant this CPU runs;
+//! - [`decode`] (with [`codestream`], the sizes compressed frames declare, and [`jpeg12`]
+//!   for the one JPEG dicom-rs cannot read), [`preprocess`], [`infer`], [`lungs`],
+//!   [`findings`]: one radiograph's way through the models, put together by [`analysis`];
+//!   [`reference`]: onnxruntime's outputs that tract must reproduce, and [`variant`]: which
+//!   shipped variant this CPU runs;
 //! - [`render`], [`journal`], [`source`]: drawing, recording and receiving results;
 //! - [`sink`] and the sinks a journaled result goes to: [`screen`] (the display),
 //!   [`alert`] (LED, buzzer), [`report`] (the serial link, framing `journal` records);
@@ -19,6 +21,7 @@ pub mod alert;
 pub mod analysis;
 pub mod bench;
 pub mod capture;
+pub mod codestream;
 pub mod config;
 pub mod daemon;
 pub mod decode;

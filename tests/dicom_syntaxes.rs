@@ -221,3 +221,46 @@ fn a_truncated_12_bit_jpeg_is_refused_as_damaged() {
         "{refusal}"
     );
 }
+
+/// A compressed frame that declares more pixels than its DICOM header (a forged file: the
+/// decoders allocate for the frame's own size, which the pixel limit never saw; a lossless
+/// JPEG one cost 1.1 GB before this check) is refused before any decoder runs, in each
+/// codec family.
+#[test]
+fn a_frame_declaring_another_size_than_its_header_is_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    make(dir.path());
+    // (file, the marker before the size, offset from it to the width field)
+    let forged = [
+        ("jpeg-lossless-sv1.dcm", vec![0xFF, 0xC3], 7),
+        ("jpeg-extended-12bit.dcm", vec![0xFF, 0xC1], 7),
+        ("jpeg-ls-lossless.dcm", vec![0xFF, 0xF7], 7),
+        ("jpeg2000-lossless.dcm", vec![0xFF, 0x4F, 0xFF, 0x51], 8),
+    ];
+    for (name, marker, offset) in forged {
+        let mut obj = dicom_object::open_file(dir.path().join(name)).unwrap();
+        let mut pixel_data = obj.take_element(dicom_dictionary_std::tags::PIXEL_DATA).unwrap();
+        let frame = &mut pixel_data.fragments_mut().expect("encapsulated")[0];
+        let at = frame
+            .windows(marker.len())
+            .position(|w| w == marker.as_slice())
+            .unwrap_or_else(|| panic!("{name}: no {marker:02X?}"))
+            + offset;
+        // 60,000 pixels wide (JPEG: 16 bits; JPEG 2000: 32 bits, the reference grid)
+        match marker.len() {
+            2 => frame[at..at + 2].copy_from_slice(&60_000u16.to_be_bytes()),
+            _ => frame[at..at + 4].copy_from_slice(&60_000u32.to_be_bytes()),
+        }
+        obj.put(pixel_data);
+        let mut bytes = Vec::new();
+        obj.write_all(&mut bytes).unwrap();
+        let refusal = decode_bytes(&bytes, Limits::default()).unwrap_err();
+        assert_eq!(refusal.kind, ErrorKind::Decode, "{name}: {refusal}");
+        assert!(
+            refusal
+                .reason
+                .contains("says 512x512 pixels but its compressed frame declares 60000x512"),
+            "{name}: {refusal}"
+        );
+    }
+}
