@@ -17,8 +17,8 @@
 //!   and one log line says so per outage, not one per try.
 //! - A PACS that refuses one object for good (its status says the object itself is wrong:
 //!   0xA9xx, 0xCxxx, 0x0122, or it accepts no presentation context for the object's SOP
-//!   class) would refuse it again on every try, holding back every later result. That
-//!   object is set aside: logged as an error, with the PACS's own reason, and listed in the
+//!   class) would refuse it again on every try, holding back every later result; so would
+//!   a result file that cannot be read or encoded here. Such an object is set aside: logged as an error, with the PACS's own reason, and listed in the
 //!   cursor file (`refused`), written in the same durable write as the cursor that passes
 //!   it; then the outbox goes on. The file is still in `output.dicom_dir`; `ptxd doctor`
 //!   counts what was set aside, and removing the cursor file resends everything (stable
@@ -69,7 +69,8 @@ pub struct Refused {
 pub enum StoreError {
     /// The PACS could not be reached or could not take it now: try again later.
     Unavailable(String),
-    /// The PACS answered that it will not keep this object, whenever it is sent.
+    /// This object will not be stored, whenever it is sent: the PACS refused it, or its
+    /// file cannot be read or encoded here.
     Refused(String),
 }
 
@@ -197,8 +198,9 @@ pub fn echo(config: &PacsConfig) -> Result<(), String> {
 
 /// C-STORE one of our result files; Ok when the PACS kept it (success or a warning).
 pub fn store(config: &PacsConfig, file: &Path) -> Result<(), StoreError> {
-    let object =
-        dicom_object::open_file(file).map_err(|e| StoreError::Unavailable(format!("{}: {e}", file.display())))?;
+    // our own file, written durably: unreadable now, unreadable on every try
+    let object = dicom_object::open_file(file)
+        .map_err(|e| StoreError::Refused(format!("{}: unreadable here: {e}", file.display())))?;
     let class = object
         .meta()
         .media_storage_sop_class_uid()
@@ -231,7 +233,7 @@ pub fn store(config: &PacsConfig, file: &Path) -> Result<(), StoreError> {
     let mut data_set = Vec::new();
     object
         .write_dataset_with_ts(&mut data_set, &syntax)
-        .map_err(|e| unavailable(format!("{}: cannot encode it: {e}", file.display())))?;
+        .map_err(|e| StoreError::Refused(format!("{}: cannot encode it: {e}", file.display())))?;
     let command = dimse::command([
         (
             tags::AFFECTED_SOP_CLASS_UID,
@@ -413,7 +415,7 @@ fn set_aside(at: &mut Cursor, seq: u64, file: &Path, reason: String) {
         return;
     }
     log::error!(
-        "PACS refused result #{seq}'s {} for good: {reason}. It is set aside (listed in the PACS cursor file) and the later results go on; fix the PACS, then remove that file to resend every result",
+        "PACS: result #{seq}'s {} cannot be stored, whenever it is sent: {reason}. It is set aside (listed in the PACS cursor file) and the later results go on; fix the cause, then remove that file to resend every result",
         file.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
     );
     at.refused.push(Refused {
@@ -435,6 +437,19 @@ mod tests {
         // out of resources, processing failure, not authorized, duplicate: may pass
         for status in [0xA700, 0xA7FF, 0x0110, 0x0124, 0x0111, 0xFE00] {
             assert!(!refuses_for_good(status), "0x{status:04X}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_result_file_is_set_aside_not_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("00000001-x.sr.dcm");
+        std::fs::write(&file, b"not DICOM").unwrap();
+        // no PACS listens there: the file is judged before any connection
+        let config: PacsConfig = toml::from_str("address = \"127.0.0.1:9\"\nae_title = \"PACS\"").unwrap();
+        match store(&config, &file) {
+            Err(StoreError::Refused(reason)) => assert!(reason.contains("unreadable here"), "{reason}"),
+            other => panic!("{other:?}"),
         }
     }
 
