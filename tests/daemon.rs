@@ -30,30 +30,12 @@ struct Rig {
 impl Rig {
     fn new(queue: usize) -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("ptxd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"
-[models]
-manifest = "{}"
-threads = 1
-[watch]
-dir = "incoming"
-queue = {queue}
-settle_ms = 200
-[journal]
-path = "state/journal.log"
-[output]
-overlay_dir = "state/overlays"
-mask_dir = "state/masks"
-overlay_size = [320, 240]
-"#,
-                root().join("models/manifest.toml").display()
-            ),
-        )
-        .unwrap();
-        std::fs::create_dir_all(dir.path().join("incoming")).unwrap();
+        let config = common::daemon_config(
+            dir.path(),
+            &format!("queue = {queue}"),
+            "mask_dir = \"state/masks\"\noverlay_size = [320, 240]",
+            "",
+        );
         Rig { dir, config }
     }
 

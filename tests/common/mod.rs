@@ -185,10 +185,11 @@ pub fn journal_records(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A daemon config under `dir` (watch folder `incoming`, journal and outputs in `state`,
-/// DICOM results in `state/dicom`, the shipped models) with `more` appended, written to
-/// `dir/ptxd.toml`, whose path it returns. The watch folder is made.
-pub fn dicom_daemon_config(dir: &Path, more: &str) -> PathBuf {
+/// A daemon config under `dir` (watch folder `incoming`, journal and outputs in `state`, the
+/// shipped models, one thread) with `watch` lines added to `[watch]`, `output` lines to
+/// `[output]` and `more` appended, written to `dir/ptxd.toml`, whose path it returns. The
+/// watch folder is made.
+pub fn daemon_config(dir: &Path, watch: &str, output: &str, more: &str) -> PathBuf {
     let config = dir.join("ptxd.toml");
     let text = format!(
         r#"
@@ -197,16 +198,22 @@ manifest = "{}"
 threads = 1
 [watch]
 dir = "incoming"
+{watch}
 settle_ms = 200
 [journal]
 path = "state/journal.log"
 [output]
 overlay_dir = "state/overlays"
-dicom_dir = "state/dicom"
+{output}
 {more}"#,
         root().join("models/manifest.toml").display()
     );
     std::fs::write(&config, text).unwrap();
     std::fs::create_dir_all(dir.join("incoming")).unwrap();
     config
+}
+
+/// [`daemon_config`] with DICOM results in `state/dicom`.
+pub fn dicom_daemon_config(dir: &Path, more: &str) -> PathBuf {
+    daemon_config(dir, "", "dicom_dir = \"state/dicom\"", more)
 }
