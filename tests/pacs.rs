@@ -117,6 +117,23 @@ fn wait_for_records(dir: &Path, n: usize) -> Vec<Value> {
     }
 }
 
+/// The outbox's cursor file once it says `stored_through` = `seq` (missing or being
+/// replaced counts as not yet), within `secs`; else the test fails with `what`.
+fn wait_for_cursor(path: &Path, seq: u64, secs: u64, what: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let cursor: Value = std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        if cursor["stored_through"] == seq {
+            return cursor;
+        }
+        assert!(Instant::now() < deadline, "{what}: cursor {cursor}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn start_ptxd(config: &Path) -> Running {
     Running(Some(
         Command::new(env!("CARGO_BIN_EXE_ptxd"))
@@ -222,31 +239,19 @@ fn results_reach_orthanc_across_its_outage_and_a_restart_once_each() {
     // Orthanc is back: everything arrives, once
     let server = orthanc.start();
     assert_eq!(orthanc.wait_for(6), expected(&records));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let cursor: Value =
-            serde_json::from_slice(&std::fs::read(dir.path().join("state/pacs.json")).unwrap()).unwrap();
-        if cursor["stored_through"] == 3 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "cursor {cursor}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_cursor(
+        &dir.path().join("state/pacs.json"),
+        3,
+        30,
+        "the outbox did not catch up",
+    );
     ptxd.stop();
 
     // a lost cursor (a crash between Orthanc's answer and its write) resends everything:
     // the same instances, so Orthanc still holds each once
     std::fs::remove_file(dir.path().join("state/pacs.json")).unwrap();
     let ptxd = start_ptxd(&config);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !dir.path().join("state/pacs.json").exists()
-        || serde_json::from_slice::<Value>(&std::fs::read(dir.path().join("state/pacs.json")).unwrap()).unwrap()
-            ["stored_through"]
-            != 3
-    {
-        assert!(Instant::now() < deadline, "the resend did not finish");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_cursor(&dir.path().join("state/pacs.json"), 3, 60, "the resend did not finish");
     assert_eq!(orthanc.instances(), expected(&records), "nothing stored twice");
     ptxd.stop();
     server.stop();
@@ -289,19 +294,7 @@ fn a_pacs_that_refuses_an_object_for_good_holds_back_nothing_else() {
     );
     let records = wait_for_records(&sender, 2);
 
-    let cursor_path = sender.join("state/pacs.json");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let cursor = loop {
-        let cursor: Value = std::fs::read(&cursor_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        if cursor["stored_through"] == 2 {
-            break cursor;
-        }
-        assert!(Instant::now() < deadline, "the outbox is held back: {cursor}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let cursor = wait_for_cursor(&sender.join("state/pacs.json"), 2, 90, "the outbox is held back");
     let refused = cursor["refused"].as_array().expect("the refused reports are listed");
     assert_eq!(refused.len(), 2, "{cursor}");
     for (entry, record) in refused.iter().zip(&records) {
