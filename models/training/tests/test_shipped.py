@@ -14,6 +14,11 @@ from ptx_training.evaluate import predict_onnx
 MODELS = Path(__file__).resolve().parents[2]
 MANIFESTS = {name: tomllib.loads((MODELS / name).read_text()) for name in ("manifest.toml", "densenet121.toml")}
 VECTORS = json.loads((MODELS / "reference" / "vectors.json").read_text())
+# onnxruntime's integer kernels are chosen by CPU (AVX2, AVX-512 VNNI, AMX), even with the
+# exact-int16 setting evaluate.ort_session asks for: the vectors, made on an AMD EPYC,
+# reproduce within 1e-4 there and to 2.2e-4 on an Intel Xeon with AMX (measured, the
+# DenseNet121 int8 classifier). A changed preprocess or model moves them by far more.
+ORT_CPU_SPREAD = 1e-3
 
 
 def shipped():
@@ -71,13 +76,13 @@ def test_reference_vectors_reproduce(rec):
     for f, expected in rec["outputs"].items():
         out = predict_onnx(MODELS / f, reference.model_input(f, grey)[None])[0]
         if "probability" in expected:
-            assert abs(float(out) - expected["probability"]) < 1e-4, f
+            assert abs(float(out) - expected["probability"]) < ORT_CPU_SPREAD, f
         else:
             got = reference.summarize_mask(out)
             assert got["count_ge_0_5"] == pytest.approx(expected["count_ge_0_5"], abs=5), f
             assert np.abs(np.array(got["grid16"]) - np.array(expected["grid16"])).max() < 1e-3, f
         if "chest" in expected:
-            assert abs(reference.chest_score(MODELS / f, reference.model_input(f, grey)) - expected["chest"]) < 1e-4, f
+            assert abs(reference.chest_score(MODELS / f, reference.model_input(f, grey)) - expected["chest"]) < ORT_CPU_SPREAD, f
     assert all("chest" in out for f, out in rec["outputs"].items() if f.startswith("lungs")), "the lung files' chest output"
 
 
