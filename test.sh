@@ -31,8 +31,8 @@ export PTXD_PYTHON="$PY"
 
 # Debian/Ubuntu packages:
 # - libclang for v4l's bindgen (build time); systemd-analyze to score the unit (tests/deploy.rs);
-# - for the full run, the aarch64 cross build (gcc, libc), qemu-user for its tests,
-#   qemu-system and cpio for the QEMU device test, whose guest kernel and busybox are arm64
+# - for the full run, the aarch64 cross build (gcc, libc), qemu-user for its tests (the
+#   static build; the dynamic one, package qemu-user, loads benches/instruction_mix.c), qemu-system and cpio for the QEMU device test, whose guest kernel and busybox are arm64
 #   packages (tests/qemu).
 install_packages() {
     # time: GNU time measures the decompression-bomb test's peak memory (tests/bombs.rs);
@@ -50,7 +50,7 @@ install_packages() {
     fi
     if [[ $mode == all ]]; then
         want+=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
-            qemu-system-arm cpio)
+            qemu-user qemu-system-arm cpio)
     fi
     local need=()
     for pkg in "${want[@]}"; do
@@ -129,6 +129,9 @@ QEMU_CPU=cortex-a76 PTXD_EXPECT_CPU=+dotprod cargo test --quiet --release --targ
     --test decode_robustness --test dicom_syntaxes
 QEMU_CPU=cortex-a72 PTXD_EXPECT_CPU=-dotprod cargo test --quiet --release --target $A64 \
     --test reference_vectors
+# the instruction counter behind the boards' budgets (docs/performance.md), checked on a loop of
+# known instructions; the counts themselves are a manual run (benches/instruction_counts.py)
+"$PY" benches/instruction_counts.py --self-check
 export PTXD_AARCH64=target/$A64/release/ptxd
 "$PY" -m pytest -q tests/qemu/test_binary.py
 
