@@ -870,11 +870,8 @@ overlay_dir = "state/overlays"
                 "{}",
                 profile.name
             );
-            // the Pi 4 measures its variant; the others pin int8 (docs/performance.md)
-            let expected = match profile.name.contains("Pi 4") {
-                true => VariantSetting::Fastest,
-                false => VariantSetting::Pinned("int8".into()),
-            };
+            // every profile pins the files the thresholds were chosen on (docs/performance.md)
+            let expected = VariantSetting::Pinned("int8".into());
             assert_eq!(c.models.variant, expected, "{}", profile.name);
             names.push(path.file_stem().unwrap().to_string_lossy().into_owned());
         }
@@ -888,7 +885,11 @@ overlay_dir = "state/overlays"
         );
         let c = Config::parse(&text, Path::new("/etc/ptxd")).unwrap();
         assert_eq!(c.models.threads.get(), 1);
-        assert_eq!(c.models.variant, VariantSetting::Fastest, "kept from the profile");
+        assert_eq!(
+            c.models.variant,
+            VariantSetting::Pinned("int8".into()),
+            "kept from the profile"
+        );
         let spi = format!(
             "{text}\n[display]\nkind = \"spi\"\npanel = \"ili9341\"\nspi = \"/dev/spidev0.0\"\nsize = [320, 240]\nrotation = 90\ndc = 25\nreset = 27\n"
         );

@@ -190,6 +190,11 @@ pub struct Variant {
     pub note: String,
     /// Largest difference allowed between tract's and onnxruntime's outputs on this file.
     pub tolerance: f64,
+    /// Whether the role's thresholds were chosen (or validated) on this file's outputs as
+    /// well as on the default variant's. Absent: false. `variant = "auto"` chooses only
+    /// among variants whose every role is the default or calibrated (src/variant.rs).
+    #[serde(default)]
+    pub calibrated: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -18,7 +18,7 @@ FORMATS = {
     "int8": ("ONNX opset 17, int8 QOperator: Conv as QLinearConv (u8 activations, s8 per-channel weights), depthwise Conv and other ops f32",
              "real integer convolution kernels in tract (NEON on aarch64); the default"),
     "int8-qdq": ("ONNX opset 17, int8 QDQ around every Conv (u8 activations, s8 per-channel weights)",
-                 "tract computes it in f32 between quantize/dequantize pairs: same int8 numerics, no integer speed-up"),
+                 "tract computes it in f32 between quantize/dequantize pairs; unlike the int8 file it quantizes the depthwise convolutions too, so where a network has them it is another model at the thresholds (python -m ptx_training.variants)"),
 }
 # The largest difference allowed between tract's and onnxruntime's outputs on a file
 # (classifier: the score; masks: 16x16 block means), about 1.5x the worst measured on the
