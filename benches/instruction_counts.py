@@ -179,10 +179,10 @@ def main() -> None:
                     # radiograph; the segmenter when positive (analysis.rs)
                     ran = ["lungs"] + ([] if verdict == "not_chest_radiograph" else ["classifier"])
                     ran += ["segmenter"] if verdict == "positive" else []
-                    models = {k: sum(r[k] for r in rows if r["kind"] == "model" and r["variant"] == variant
-                                     and r["cpu"] == cpu and r["role"] in ran) for k in CLASSES}
+                    models = sum(r[k] for r in rows if r["kind"] == "model" and r["variant"] == variant
+                                 and r["cpu"] == cpu and r["role"] in ran for k in CLASSES)
                     rows.append({"kind": "pipeline", "variant": variant, "cpu": cpu, "verdict": verdict,
-                                 "models": sum(models.values()), **c})
+                                 "models": models, **c})
                     report(rows[-1], args.json)
     if not args.json:
         budget(rows)
@@ -212,8 +212,7 @@ def budget(rows: list[dict]) -> None:
                 continue
             parts = []
             for label, roles in (("negative", ("lungs", "classifier")), ("positive", ("lungs", "classifier", "segmenter"))):
-                low = sum(cycles(sel[role], board)[0] for role in roles) / board["ghz"] / 1e6
-                high = sum(cycles(sel[role], board)[1] for role in roles) / board["ghz"] / 1e6
+                low, high = (sum(ends) / board["ghz"] / 1e6 for ends in zip(*(cycles(sel[role], board) for role in roles)))
                 parts.append(f"{label} {low:5.0f}..{high:5.0f} ms")
             print(f"  {name:<42} {variant:<9} {'  '.join(parts)}")
 

@@ -57,10 +57,11 @@ static char out_path[4096];
  */
 static enum klass classify(uint32_t i)
 {
-    /* SDOT/UDOT (vector; by element): the Armv8.2 dot product, four 8-bit products a lane */
-    if ((i & 0xBFE0FC00u) == 0x0E809400u || (i & 0xBFE0FC00u) == 0x2E809400u)
+    /* SDOT/UDOT (vector; by element): the Armv8.2 dot product, four 8-bit products a lane;
+     * the masks leave out U (bit 29), as for the classes below */
+    if ((i & 0x9FE0FC00u) == 0x0E809400u)
         return DOT;
-    if ((i & 0xBFC0F400u) == 0x0F80E000u || (i & 0xBFC0F400u) == 0x2F80E000u)
+    if ((i & 0x9FC0F400u) == 0x0F80E000u)
         return DOT;
     /* SMLAL/UMLAL/SMLSL/UMLSL (vector; by element): widening integer multiply-accumulate */
     if ((i & 0x9F20DC00u) == 0x0E208000u)
