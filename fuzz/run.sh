@@ -27,6 +27,14 @@ for t in "${targets[@]}"; do
     if ! cargo +nightly fuzz run -s none "$t" "fuzz/corpus/$t" -- \
         "${budget[@]}" -rss_limit_mb=512 -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
         tail -n 40 "$log"
+        # CI keeps only its log: print the input itself, so a find on a machine that is gone
+        # can still be replayed (base64 -d >file; fuzz/target/*/release/$t file)
+        for a in "fuzz/artifacts/$t"/*; do
+            [[ -f $a && $(stat -c %s "$a") -le 65536 ]] || continue
+            echo "== $a, base64:"
+            base64 -w 0 "$a"
+            echo
+        done
         echo "fuzz $t: FAILED (the input is in fuzz/artifacts/$t/)" >&2
         exit 1
     fi

@@ -654,7 +654,7 @@ fn with_pixel_data<T>(
     let bits: u64 = int_attr(&obj, tags::BITS_ALLOCATED, "Bits Allocated").unwrap_or(16);
     let decoded = rows * columns * samples.clamp(1, 4) * bits.clamp(1, 64).div_ceil(8);
     check_expansion(decoded, after_preamble.len() + 128)?;
-    check_frame_size(&obj, rows, columns)?;
+    check_frame_header(&obj, rows, columns, samples)?;
     let syntax = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
     if syntax == JPEG_EXTENDED && int_attr(&obj, tags::BITS_STORED, "Bits Stored").unwrap_or(8) > 8 {
         decode_jpeg12_in_place(&mut obj, rows, columns, limits)?;
@@ -694,9 +694,17 @@ fn grey_values(pixels: &dicom_pixeldata::DecodedPixelData<'_>) -> Result<Vec<f32
 /// JPEG's frame header (application data, tables) are rarely more than a few KB.
 const FRAME_HEAD: usize = 1 << 20;
 
-/// A compressed frame must declare the size its DICOM header does (`codestream`): the
-/// decoders allocate for the frame's own, which the pixel limit has not bounded.
-fn check_frame_size(obj: &DefaultDicomObject, rows: u64, columns: u64) -> Result<(), Refusal> {
+/// JPEG 2000 tiles a frame may have. openjp2 sets up every tile before it decodes any,
+/// about 9 KB each (measured: a flat 4096x4096 frame in 58,081 tiles of 17x17, 1.6 MB of
+/// file, peaked at 627 MB); 4,096 tiles cost about 40 MB. Encoders write one tile unless
+/// told otherwise (OpenJPEG's `opj_compress`), and a 4300x3500 detector cut into 256 px
+/// tiles has 238.
+const MAX_TILES: u64 = 4096;
+
+/// A compressed frame must declare the size and the number of components its DICOM header
+/// does, and a JPEG 2000 frame a bounded number of tiles (`codestream`): the decoders
+/// allocate for the frame's own, which the pixel limit has not bounded.
+fn check_frame_header(obj: &DefaultDicomObject, rows: u64, columns: u64, samples: u64) -> Result<(), Refusal> {
     let Some(fragments) = obj
         .element_opt(tags::PIXEL_DATA)
         .ok()
@@ -713,14 +721,33 @@ fn check_frame_size(obj: &DefaultDicomObject, rows: u64, columns: u64) -> Result
             break;
         }
     }
-    match codestream::declared_size(&head) {
-        Ok(Some((w, h))) if (u64::from(w), u64::from(h)) != (columns, rows) => Err(format!(
+    let frame = match codestream::frame_header(&head) {
+        Ok(Some(frame)) => frame,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(format!("DICOM compressed frame is unreadable: {e}").into()),
+    };
+    let (w, h) = (frame.width, frame.height);
+    if (u64::from(w), u64::from(h)) != (columns, rows) {
+        return Err(format!(
             "DICOM says {columns}x{rows} pixels but its compressed frame declares {w}x{h}: a damaged or forged file"
         )
-        .into()),
-        Ok(_) => Ok(()),
-        Err(e) => Err(format!("DICOM compressed frame is unreadable: {e}").into()),
+        .into());
     }
+    if u64::from(frame.components) != samples {
+        return Err(format!(
+            "DICOM says {samples} samples per pixel but its compressed frame declares {} components: a damaged or forged file",
+            frame.components
+        )
+        .into());
+    }
+    if frame.tiles > MAX_TILES {
+        return Err(format!(
+            "DICOM's JPEG 2000 frame is cut into {} tiles, more than the {MAX_TILES} ptxd decodes (each costs memory before any is decoded): a damaged or hostile file",
+            frame.tiles
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// JPEG extended (process 2 and 4): dicom-rs decodes its 8-bit samples, [`jpeg12`] its

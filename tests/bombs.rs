@@ -221,6 +221,45 @@ fn dicom_claiming(path: &Path, w: u16, h: u16) {
         .unwrap();
 }
 
+/// A JPEG 2000 DICOM of a blank 4096x4096 frame cut into 58,081 tiles of 17x17 (1.4 MB),
+/// compressed by OpenJPEG's `opj_compress`. openjp2 sets up every tile before decoding any:
+/// 627 MB before the number of tiles was bounded (`decode::MAX_TILES`).
+fn dicom_jpeg2000_tiled(path: &Path) {
+    use dicom_core::value::{PixelFragmentSequence, Value};
+    const SIDE: u16 = 4096;
+    let pgm = path.with_extension("pgm");
+    let mut bytes = format!("P5\n{SIDE} {SIDE}\n255\n").into_bytes();
+    bytes.resize(bytes.len() + usize::from(SIDE) * usize::from(SIDE), 0);
+    std::fs::write(&pgm, bytes).unwrap();
+    let j2k = path.with_extension("j2k");
+    // three resolutions: a 17 px tile is too small for OpenJPEG's default six
+    let status = Command::new("opj_compress")
+        .args(["-t", "17,17", "-n", "3", "-i"])
+        .arg(&pgm)
+        .arg("-o")
+        .arg(&j2k)
+        .stdout(Stdio::null())
+        .status()
+        .expect("opj_compress (Debian libopenjp2-tools; ./test.sh installs it)");
+    assert!(status.success());
+    let mut obj = common::dicom_grey_image("1.2.826.0.1.3680043.2.1143.3", SIDE, SIDE, 8, "MONOCHROME2");
+    obj.put(DataElement::new(
+        tags::BITS_ALLOCATED,
+        VR::US,
+        PrimitiveValue::from(8u16),
+    ));
+    let frame = std::fs::read(&j2k).unwrap();
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        Value::from(PixelFragmentSequence::new(Vec::<u32>::new(), vec![frame])),
+    ));
+    obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::JPEG2000_LOSSLESS))
+        .unwrap()
+        .write_to_file(path)
+        .unwrap();
+}
+
 /// `ptxd analyze --json FILE`: its line and the process's peak RSS in MB, as GNU time
 /// measures it. Not wait4 from here: Linux carries the parent's high-water mark over the
 /// exec of a spawned child, so every child would report this test's own memory.
@@ -338,6 +377,9 @@ fn bombs_are_refused_in_bounded_memory() {
     let dcm = dir.path().join("deflated-940mb-value.dcm");
     dicom_deflated_declaring_a_huge_value(&dcm);
     cases.push((dcm, "deflated DICOM declaring a 940 MB value once inflated", true));
+    let dcm = dir.path().join("jpeg2000-tiled.dcm");
+    dicom_jpeg2000_tiled(&dcm);
+    cases.push((dcm, "JPEG 2000 DICOM in 58,081 tiles", true));
 
     let mut table = Vec::new();
     for (file, what, bomb) in &cases {
@@ -352,9 +394,15 @@ fn bombs_are_refused_in_bounded_memory() {
             assert_eq!(line["verdict"], "not_analyzed", "{what}: {line}");
             let error = line["error"].as_str().unwrap();
             assert!(
-                ["decompression bomb", "limit of", "bytes but only", "whole number"]
-                    .iter()
-                    .any(|w| error.contains(w)),
+                [
+                    "decompression bomb",
+                    "limit of",
+                    "bytes but only",
+                    "whole number",
+                    "tiles"
+                ]
+                .iter()
+                .any(|w| error.contains(w)),
                 "{what}: {error}"
             );
         } else {

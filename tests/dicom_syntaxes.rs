@@ -224,43 +224,72 @@ fn a_truncated_12_bit_jpeg_is_refused_as_damaged() {
 
 /// A compressed frame that declares more pixels than its DICOM header (a forged file: the
 /// decoders allocate for the frame's own size, which the pixel limit never saw; a lossless
-/// JPEG one cost 1.1 GB before this check) is refused before any decoder runs, in each
-/// codec family.
+/// JPEG one cost 1.1 GB before this check), or more components, or a JPEG 2000 frame cut
+/// into thousands of tiles, is refused before any decoder runs, in each codec family.
 #[test]
 fn a_frame_declaring_another_size_than_its_header_is_refused_before_decoding() {
     let dir = tempfile::tempdir().unwrap();
     make(dir.path());
-    // (file, the marker before the size, offset from it to the width field)
-    let forged = [
-        ("jpeg-lossless-sv1.dcm", vec![0xFF, 0xC3], 7),
-        ("jpeg-extended-12bit.dcm", vec![0xFF, 0xC1], 7),
-        ("jpeg-ls-lossless.dcm", vec![0xFF, 0xF7], 7),
-        ("jpeg2000-lossless.dcm", vec![0xFF, 0x4F, 0xFF, 0x51], 8),
+    // (file, the marker its header starts at, offsets from it to the width and to the
+    // number of components)
+    let files = [
+        ("jpeg-lossless-sv1.dcm", vec![0xFF, 0xC3], 7, 9),
+        ("jpeg-extended-12bit.dcm", vec![0xFF, 0xC1], 7, 9),
+        ("jpeg-ls-lossless.dcm", vec![0xFF, 0xF7], 7, 9),
+        ("jpeg2000-lossless.dcm", vec![0xFF, 0x4F, 0xFF, 0x51], 8, 40),
     ];
-    for (name, marker, offset) in forged {
-        let mut obj = dicom_object::open_file(dir.path().join(name)).unwrap();
-        let mut pixel_data = obj.take_element(dicom_dictionary_std::tags::PIXEL_DATA).unwrap();
-        let frame = &mut pixel_data.fragments_mut().expect("encapsulated")[0];
-        let at = frame
-            .windows(marker.len())
-            .position(|w| w == marker.as_slice())
-            .unwrap_or_else(|| panic!("{name}: no {marker:02X?}"))
-            + offset;
+    for (name, marker, width_at, components_at) in files {
+        let refused = |at: usize, value: &[u8]| {
+            let refusal =
+                decode_bytes(&forge(&dir.path().join(name), &marker, at, value), Limits::default()).unwrap_err();
+            assert_eq!(refusal.kind, ErrorKind::Decode, "{name}: {refusal}");
+            refusal.reason
+        };
         // 60,000 pixels wide (JPEG: 16 bits; JPEG 2000: 32 bits, the reference grid)
-        match marker.len() {
-            2 => frame[at..at + 2].copy_from_slice(&60_000u16.to_be_bytes()),
-            _ => frame[at..at + 4].copy_from_slice(&60_000u32.to_be_bytes()),
-        }
-        obj.put(pixel_data);
-        let mut bytes = Vec::new();
-        obj.write_all(&mut bytes).unwrap();
-        let refusal = decode_bytes(&bytes, Limits::default()).unwrap_err();
-        assert_eq!(refusal.kind, ErrorKind::Decode, "{name}: {refusal}");
+        let wide = match marker.len() {
+            2 => refused(width_at, &60_000u16.to_be_bytes()),
+            _ => refused(width_at, &60_000u32.to_be_bytes()),
+        };
         assert!(
-            refusal
-                .reason
-                .contains("says 512x512 pixels but its compressed frame declares 60000x512"),
-            "{name}: {refusal}"
+            wide.contains("says 512x512 pixels but its compressed frame declares 60000x512"),
+            "{name}: {wide}"
+        );
+        // three components in a grey image (JPEG: 8 bits; JPEG 2000: 16)
+        let colour = match marker.len() {
+            2 => refused(components_at, &[3]),
+            _ => refused(components_at, &3u16.to_be_bytes()),
+        };
+        assert!(
+            colour.contains("says 1 samples per pixel but its compressed frame declares 3 components"),
+            "{name}: {colour}"
         );
     }
+    // JPEG 2000 tiles of 4x4 pixels: 16,384 of them over 512x512 (XTsiz, YTsiz follow the
+    // grid and its offset)
+    let tiles: Vec<u8> = [4u32, 4].iter().flat_map(|v| v.to_be_bytes()).collect();
+    let path = dir.path().join("jpeg2000-lossless.dcm");
+    let refusal = decode_bytes(
+        &forge(&path, &[0xFF, 0x4F, 0xFF, 0x51], 8 + 16, &tiles),
+        Limits::default(),
+    )
+    .unwrap_err();
+    assert!(refusal.reason.contains("cut into 16384 tiles"), "{refusal}");
+}
+
+/// `path`'s DICOM bytes with `value` written over its first frame, `at` bytes after the
+/// first `marker` in it.
+fn forge(path: &Path, marker: &[u8], at: usize, value: &[u8]) -> Vec<u8> {
+    let mut obj = dicom_object::open_file(path).unwrap();
+    let mut pixel_data = obj.take_element(dicom_dictionary_std::tags::PIXEL_DATA).unwrap();
+    let frame = &mut pixel_data.fragments_mut().expect("encapsulated")[0];
+    let at = frame
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .unwrap_or_else(|| panic!("{}: no {marker:02X?}", path.display()))
+        + at;
+    frame[at..at + value.len()].copy_from_slice(value);
+    obj.put(pixel_data);
+    let mut bytes = Vec::new();
+    obj.write_all(&mut bytes).unwrap();
+    bytes
 }
