@@ -3,7 +3,7 @@
 //! Layers, each depending only on those above it in this list:
 //! - [`outcome`]: the result contract's words (verdict, needs_attention, error kinds);
 //! - [`manifest`], [`config`]: what the models are and how the daemon is set up, parsed once;
-//! - [`decode`] (with [`codestream`], the sizes compressed frames declare, and [`jpeg12`]
+//! - [`decode`] (with [`codestream`], what compressed frames declare, and [`jpeg12`]
 //!   for the one JPEG dicom-rs cannot read), [`preprocess`], [`infer`], [`lungs`],
 //!   [`findings`]: one radiograph's way through the models, put together by [`analysis`];
 //!   [`reference`]: onnxruntime's outputs that tract must reproduce, and [`variant`]: which
