@@ -227,7 +227,7 @@ fn a_truncated_12_bit_jpeg_is_refused_as_damaged() {
 /// JPEG one cost 1.1 GB before this check), or more components, or a JPEG 2000 frame cut
 /// into thousands of tiles, is refused before any decoder runs, in each codec family.
 #[test]
-fn a_frame_declaring_another_size_than_its_header_is_refused_before_decoding() {
+fn a_frame_declaring_more_than_its_header_is_refused_before_decoding() {
     let dir = tempfile::tempdir().unwrap();
     make(dir.path());
     // (file, the marker its header starts at, offsets from it to the width and to the
