@@ -55,30 +55,32 @@ static char out_path[4096];
  * Q bit (64- or 128-bit form), the element size where the class holds every size, and the
  * register fields.
  */
-static enum klass classify(uint32_t i)
-{
+static const struct {
+    uint32_t mask, value;
+    enum klass klass;
+} ENCODINGS[] = {
     /* SDOT/UDOT (vector; by element): the Armv8.2 dot product, four 8-bit products a lane;
      * the masks leave out U (bit 29), as for the classes below */
-    if ((i & 0x9FE0FC00u) == 0x0E809400u)
-        return DOT;
-    if ((i & 0x9FC0F400u) == 0x0F80E000u)
-        return DOT;
+    {0x9FE0FC00u, 0x0E809400u, DOT},
+    {0x9FC0F400u, 0x0F80E000u, DOT},
     /* SMLAL/UMLAL/SMLSL/UMLSL (vector; by element): widening integer multiply-accumulate */
-    if ((i & 0x9F20DC00u) == 0x0E208000u)
-        return MLAL;
-    if ((i & 0x9F00B400u) == 0x0F002000u)
-        return MLAL;
+    {0x9F20DC00u, 0x0E208000u, MLAL},
+    {0x9F00B400u, 0x0F002000u, MLAL},
     /* FMLA/FMLS (vector, single and double; by element) */
-    if ((i & 0x9F20FC00u) == 0x0E20CC00u)
-        return FMLA;
-    if ((i & 0x9F80B400u) == 0x0F801000u)
-        return FMLA;
+    {0x9F20FC00u, 0x0E20CC00u, FMLA},
+    {0x9F80B400u, 0x0F801000u, FMLA},
     /* loads and stores, general and SIMD: op0 = x1x0 */
-    if ((i & 0x0A000000u) == 0x08000000u)
-        return LDST;
+    {0x0A000000u, 0x08000000u, LDST},
     /* the rest of SIMD and floating point data processing: op0 = x111 */
-    if ((i & 0x0E000000u) == 0x0E000000u)
-        return SIMD;
+    {0x0E000000u, 0x0E000000u, SIMD},
+};
+
+/* The first class in ENCODINGS whose pattern `i` matches; OTHER for none. */
+static enum klass classify(uint32_t i)
+{
+    for (size_t k = 0; k < sizeof ENCODINGS / sizeof ENCODINGS[0]; k++)
+        if ((i & ENCODINGS[k].mask) == ENCODINGS[k].value)
+            return ENCODINGS[k].klass;
     return OTHER;
 }
 
