@@ -2,8 +2,10 @@
 //!
 //! - **Verdict**: `positive` when the classifier's probability reaches the manifest's
 //!   threshold; `indeterminate` in the band just below it (`indeterminate_low` up to the
-//!   threshold, where sensitivity would rise from 0.90 to 0.97 on validation at the cost of
-//!   many more false alarms): "have the image read", never "clear"; `negative` below that.
+//!   threshold): "have the image read", never "clear"; `negative` below that, which says
+//!   only that the model flagged nothing. Both thresholds come from an alarm budget (the
+//!   share of clear films that may be flagged, measured out of fold), so a `negative` still
+//!   holds some pneumothoraces: models/README.md says how many.
 //! - **Mask**: the segmenter's 256x256 probabilities are resized to the input image with
 //!   bilinear interpolation (pixel centres aligned, as PyTorch's `align_corners=False`), then
 //!   thresholded at the manifest's pixel threshold. Thresholding after resizing keeps the

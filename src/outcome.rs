@@ -6,8 +6,9 @@
 //! - **The verdict is the primary field and is never null.** An image that could not be
 //!   analyzed has the verdict `not_analyzed`, not a missing one, so no script can mistake
 //!   "nothing known" for "clear".
-//! - **One boolean a script may act on: `needs_attention`.** It is false for `negative` only,
-//!   the one verdict that clears an image. Version 1's `pneumothorax` field read `false` for
+//! - **One boolean a script may act on: `needs_attention`.** It is false for `negative` only:
+//!   the model flagged nothing, so ptxd asks for no urgent read. That never clears a film (at
+//!   the shipped alarm budget the model misses some pneumothoraces). Version 1's `pneumothorax` field read `false` for
 //!   indeterminate, refused and failed images, and a host that acted on it filed them as
 //!   clear; version 2 removes it rather than change its meaning under the same name.
 
@@ -195,7 +196,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_negative_clears_an_image() {
+    fn only_a_negative_asks_for_no_urgent_read() {
         for v in [
             Verdict::Positive,
             Verdict::Indeterminate,

@@ -6,7 +6,8 @@
 //! 1920x1080:
 //!
 //! - a banner: red "PNEUMOTHORAX SUSPECTED - RIGHT - 12%", amber "INDETERMINATE - HAVE IT
-//!   READ", or green "No pneumothorax detected";
+//!   READ", or green "No pneumothorax flagged" (what the model did, never "no pneumothorax":
+//!   at the shipped alarm budget it misses some; models/README.md says how many);
 //! - the radiograph scaled to fit, the suspected region as a translucent red fill with a
 //!   solid red outline;
 //! - footer lines: probability, time, model versions, and "Not a diagnosis".
@@ -179,7 +180,7 @@ pub fn banner(verdict: Verdict, findings: &[Finding]) -> (String, Rgb888) {
             (text, RED)
         }
         Verdict::Indeterminate => ("INDETERMINATE - HAVE IT READ".to_string(), AMBER),
-        Verdict::Negative => ("No pneumothorax detected".to_string(), GREEN),
+        Verdict::Negative => ("No pneumothorax flagged".to_string(), GREEN),
         Verdict::NotChestRadiograph => ("NOT A CHEST RADIOGRAPH - NOT READ".to_string(), VIOLET),
         Verdict::NotAnalyzed => ("IMAGE NOT ANALYZED - NOT READ".to_string(), AMBER),
     }
@@ -586,7 +587,7 @@ mod tests {
         );
         assert_eq!(
             banner(Verdict::Negative, &[]),
-            ("No pneumothorax detected".into(), GREEN)
+            ("No pneumothorax flagged".into(), GREEN)
         );
         // a localised finding never reads "0%": a small one is "<1%"
         assert_eq!(

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import INPUT_SIZE, data
+from . import INPUT_SIZE, data, public
 from .evaluate import dice_iou, roc_auc, sens_spec
 
 VAL_FOLDS = (0, 1)
@@ -47,7 +47,7 @@ def labelled(size: int = INPUT_SIZE) -> dict:
         masks = np.stack([_mask(root / "masks" / r["mask"], size) if r["mask"] else np.zeros((size, size), bool) for r in rows])
         data.CACHE.mkdir(parents=True, exist_ok=True)
         np.savez(cache, images=images, masks=masks)
-    return {
+    out = {
         "names": [r["id"] for r in rows],
         "images": images,
         "masks": masks,
@@ -55,9 +55,37 @@ def labelled(size: int = INPUT_SIZE) -> dict:
         "labels": np.array([r["pneumothorax"] == "1" for r in rows]),
         "source": np.array([r["dataset"] for r in rows]),
         "patient": [r["patient"] for r in rows],
-        "fold": np.array([fold_of(r["patient"]) for r in rows]),
-        "cxr512_twin": {r["same_image_in_cxr512"] for r in rows if r["same_image_in_cxr512"]},
     }
+    extra = published(size, out)
+    if extra is not None:
+        out = public.concat(out, extra)
+    out["fold"] = np.array([fold_of(p) for p in out["patient"]])
+    out["cxr512_twin"] = {r["same_image_in_cxr512"] for r in rows if r["same_image_in_cxr512"]}
+    return out
+
+
+def published(size: int, labelled_rows: dict) -> dict | None:
+    """The published SIIM-ACR and NIH sets that $PTX_SIIM / $PTX_NIH point at (`public`),
+    less the images real-labelled/ and real-dev/ already hold; None when neither is set."""
+    roots = public.roots()
+    if not roots:
+        return None
+    key = hashlib.sha1(repr(sorted((k, str(v.resolve())) for k, v in roots.items())).encode()).hexdigest()[:12]
+    cache = data.CACHE / f"published-{key}-{size}.npz"
+    if cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        return {k: (list(z[k]) if k in ("names", "patient") else z[k]) for k in z.files}
+    skip = set(labelled_rows["names"]) | data.real_dev_ids()
+    known = {n: p for n, p, s in zip(labelled_rows["names"], labelled_rows["patient"], labelled_rows["source"]) if s == "siim"}
+    parts = []
+    if "siim" in roots:
+        parts.append(public.siim(roots["siim"], size, known, skip))
+    if "nih" in roots:
+        parts.append(public.nih(roots["nih"], size, skip))
+    extra = parts[0] if len(parts) == 1 else public.concat(*parts)
+    data.CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **{k: (np.array(v) if isinstance(v, list) else v) for k, v in extra.items()})
+    return extra
 
 
 def _mask(path: Path, size: int) -> np.ndarray:
@@ -65,22 +93,25 @@ def _mask(path: Path, size: int) -> np.ndarray:
         return np.asarray(im.convert("L").resize((size, size), Image.BILINEAR)) >= 96
 
 
-def real_split(split: str, size: int = INPUT_SIZE) -> dict:
-    """`train` or `val` of real-labelled/, as a dict of arrays (see `labelled`)."""
+def real_split(split: str, size: int = INPUT_SIZE, holdout: tuple[int, ...] = VAL_FOLDS) -> dict:
+    """`train` or `val` of real-labelled/, as a dict of arrays (see `labelled`). `val` is the
+    folds in `holdout` (the fixed real val split by default; one fold in cross-validation,
+    none for a release trained on every labelled image)."""
     d = labelled(size)
-    keep = np.isin(d["fold"], VAL_FOLDS) if split == "val" else ~np.isin(d["fold"], VAL_FOLDS)
+    keep = np.isin(d["fold"], holdout) if split == "val" else ~np.isin(d["fold"], holdout)
     out = {k: (v[keep] if isinstance(v, np.ndarray) else [x for x, m in zip(v, keep) if m]) for k, v in d.items() if k != "cxr512_twin"}
     return out
 
 
-def siim_domain(size: int = INPUT_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def siim_domain(size: int = INPUT_SIZE, holdout: tuple[int, ...] = VAL_FOLDS) -> tuple[np.ndarray, np.ndarray]:
     """Unlabelled SIIM-processed radiographs (cxr-512/) usable as presumed negatives:
-    (indices into data.radiographs(), split per image: 'train' or 'val' by the same 40/60
-    hash rule), leaving out the labelled images' twins."""
+    (indices into data.radiographs(), split per image: 'val' where its name hashes into the
+    `holdout` folds, as the labelled images' patients do, else 'train'), leaving out the
+    labelled images' twins."""
     names, _ = data.radiographs(size)
     twins = labelled(size)["cxr512_twin"]
     idx = np.array([i for i, n in enumerate(names) if n not in twins])
-    split = np.array(["val" if fold_of(names[i]) in VAL_FOLDS else "train" for i in idx])
+    split = np.array(["val" if fold_of(names[i]) in holdout else "train" for i in idx])
     return idx, split
 
 

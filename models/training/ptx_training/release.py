@@ -1,25 +1,25 @@
 """From checkpoints to what ships in models/: int8 files, manifests, metrics, reference vectors.
 
-    python -m ptx_training.release --segmenter ../work/seg.pt --lite0 ../work/cls-lite0.pt \\
-        --densenet ../work/cls-densenet121.pt --lungs ../work/lungs.pt --chest ../work/chest.pt [--ptxd ../../target/release/ptxd]
+    python -m ptx_training.release --segmenter ../work/cv/fold0/seg-mt.pt --cv ../work/cv/report.json \\
+        [--lite0 ../work/cls-lite0.pt --densenet ../work/cls-densenet121.pt --lungs ../work/lungs.pt --chest ../work/chest.pt] \\
+        [--ptxd ../../target/debug/ptxd]
 
-Three classifiers are measured side by side on real val: the segmenter's own score
-(nets.SegmenterScore, as the SIIM-ACR winners scored images), an ImageNet-initialised
-EfficientNet-Lite0 classifier, and the design's DenseNet121. The default classifier is the
-segmenter's score (the best there, see models/README.md); DenseNet121 ships as a variant
-pipeline (densenet121.toml); the Lite0 classifier is measured, not shipped.
+The default classifier is the segmenter's own score (nets.SegmenterScore, as the SIIM-ACR
+winners scored images); classifier and segmenter files are that one network. Its thresholds
+and its metrics come from cross-validation (`ptx_training.cv`): the recipe trained once per
+patient fold, each image scored by the model that never saw it, the alarm-budget thresholds
+chosen on those out-of-fold scores, their report nested. The release file is the fold-0
+model (cv.RELEASE_FOLD): its own numbers are the out-of-fold ones of fold 0, and it is also
+checked on real-dev (10 images no choice touches), against its fp32 twin, and on synthetic
+lesions (a measure of the synthesiser).
 
-Every decision is made on the real validation split (`real.real_split("val")`), with the
-int8 QOperator files that ptxd runs by default, through onnxruntime:
-  - the classifier's operating threshold (sensitivity >= 0.90 on real val) and the lower edge
-    of its indeterminate band (sensitivity >= 0.97);
-  - the segmenter's pixel threshold and minimum area (mean Dice on real val's masked
-    positives, masks clipped to the lung fields as ptxd does);
-  - the not-a-chest-radiograph limits (`gate`: every real radiograph passes, with a margin).
-Metrics come with 95% bootstrap intervals, pooled and within NIH. Synthetic metrics are
-reported as what they are: a measure of the synthesiser. real-dev stays a separate check.
-Writes models/{manifest.toml, densenet121.toml, metrics.json, README.md's metrics section,
-reference/vectors.json} and copies the int8 files into models/.
+The other models keep the fixed real-val protocol they were trained under (`real.real_split`):
+DenseNet121 (a variant pipeline, densenet121.toml) and the Lite0 classifier (measured, not
+shipped), each thresholded at sensitivity >= 0.90 on real val, and the lung-field model with
+its not-a-chest-radiograph limits (`gate`). A model whose checkpoint is not given keeps its
+shipped file and its last measurements. Writes models/{manifest.toml, densenet121.toml,
+metrics.json, README.md's metrics section, reference/vectors.json} and copies the int8 files
+into models/.
 """
 
 import argparse
@@ -42,8 +42,6 @@ MODELS = Path(__file__).resolve().parents[2]
 VARIANTS = ("fp32", "int8", "int8-qdq")
 CLS_SENSITIVITY = 0.90
 CLS_INDETERMINATE_SENSITIVITY = 0.97
-SEG_PIXELS = (0.3, 0.4, 0.5, 0.6, 0.7)
-SEG_AREAS = (0, 25, 50, 100, 200)
 
 
 def sha256(path: Path) -> str:
@@ -110,107 +108,112 @@ def classifier_section(scores: dict, rval: dict, dev: dict, synth: dict) -> dict
     }
 
 
-def segmenter_section(probs: dict, fields: dict, rval: dict, dev: dict, cls_thr: float, cls_scores: np.ndarray) -> dict:
-    """Pixel threshold and minimum area on real val's masked positives (lung-clipped)."""
-    pos = rval["has_mask"] & rval["labels"]
-    clipped = probs["val"] * fields["val"]
-    best = None
-    for pt in SEG_PIXELS:
-        for area in SEG_AREAS:
-            d = np.mean([evaluate.dice_iou(evaluate.clean_mask(p, pt, area), m)[0] for p, m in zip(clipped[pos], rval["masks"][pos])])
-            if best is None or d > best[0]:
-                best = (d, pt, area)
-    _, pt, area = best
-    val = real.segmenter_report(clipped[pos], rval["masks"][pos], pt, area)
-    # outside the lungs: what share of the raw mask ptxd drops
-    raw = np.stack([evaluate.clean_mask(p, pt, area) for p in probs["val"][pos]])
-    outside = float((raw & ~fields["val"][pos]).sum() / max(raw.sum(), 1))
-    # the segmenter as a classifier: largest lung-clipped mask component area (SIIM winners'
-    # "mask present" rule) and the maximum probability
-    area_score = np.array([evaluate.clean_mask(p, pt, 0).sum() for p in clipped]) / clipped[0].size
-    max_score = clipped.reshape(len(clipped), -1).max(1)
-    seg_cls = {name: real.classifier_report(rval["labels"], s, rval["source"], evaluate.threshold_for_sensitivity(rval["labels"], s, CLS_SENSITIVITY))
-               for name, s in (("mask_area", area_score), ("max_probability", max_score))}
-    # the pipeline's SIIM score on all real val images: empty prediction where the classifier is below threshold
-    gated = np.where((cls_scores >= cls_thr)[:, None, None], clipped, 0.0)
-    siim = [evaluate.dice_iou(evaluate.clean_mask(p, pt, area), m)[0] for p, m, y, hm in zip(gated, rval["masks"], rval["labels"], rval["has_mask"]) if hm or not y]
-    dpos = dev["labels"]
-    ddice = [evaluate.dice_iou(evaluate.clean_mask(p * f, pt, area), m)[0] for p, f, m in zip(probs["dev"][dpos], fields["dev"][dpos], dev["masks"][dpos])]
+def default_section(paths: dict, cvrep: dict, dev: dict, synth: dict, probe: np.ndarray) -> dict:
+    """The default classifier (the segmenter's score): thresholds and metrics from the
+    cross-validation report, and the release file's own checks on images no choice used."""
+    t = cvrep["thresholds"]
+    dev_scores = evaluate.predict_onnx(paths["classifier"]["int8"], dev["images"])
+    band = (dev_scores >= t["indeterminate_low"]).astype(int) + (dev_scores >= t["probability"]).astype(int)
+    int8 = evaluate.predict_onnx(paths["classifier"]["int8"], probe)
+    fp32 = evaluate.predict_onnx(paths["classifier"]["fp32"], probe)
+    from scipy.stats import spearmanr
+
     return {
-        "thresholds": {"pixel": pt, "min_area_pixels": area},
-        "real_val_masked_positives": val,
-        "share_of_raw_mask_outside_lungs": round(outside, 4),
-        "as_classifier": seg_cls,
-        "pipeline_siim_score_real_val": {"value": round(float(np.mean(siim)), 4), "n": len(siim),
-                                         "note": "mean Dice over real val images with a known mask (SIIM positives and all negatives; NIH positives have no mask)"},
-        "real_dev_dice_positives": [round(float(d), 4) for d in ddice],
+        "thresholds": t,
+        "out_of_fold": {k: v for k, v in cvrep.items() if k not in ("segmenter", "thresholds")},
+        "real_dev": {"n": len(dev["labels"]), "positives": int(dev["labels"].sum()), "auc": round(evaluate.roc_auc(dev["labels"], dev_scores), 4),
+                     "bands": {n: ["negative", "indeterminate", "positive"][b] for n, b in zip(dev["names"], band)},
+                     "labels": {n: bool(y) for n, y in zip(dev["names"], dev["labels"])},
+                     "scores": {n: round(float(x), 4) for n, x in zip(dev["names"], dev_scores)}},
+        "synthetic_test": {"auc": round(evaluate.roc_auc(synth["labels"], evaluate.predict_onnx(paths["classifier"]["int8"], synth["images"])), 4),
+                           "n": len(synth["labels"]), "note": "synthetic lesions on real radiographs: a measure of the synthesiser, not of real skill"},
+        "quantization": {"images": len(probe), "note": "the release's int8 file against its fp32 twin on unlabelled cxr-512/ radiographs",
+                         "max_abs_diff": round(float(np.abs(int8 - fp32).max()), 4), "spearman": round(float(spearmanr(int8, fp32)[0]), 4)},
     }
+
+
+def release_segmenter(paths: dict, cvrep: dict, dev: dict, dev_fields: np.ndarray, checkpoint: Path) -> dict:
+    s = cvrep["segmenter"]
+    pt, area = s["thresholds"]["pixel"], s["thresholds"]["min_area_pixels"]
+    probs = evaluate.predict_onnx(paths["segmenter"]["int8"], dev["images"])
+    pos = dev["labels"]
+    ddice = [evaluate.dice_iou(evaluate.clean_mask(p * f, pt, area), m)[0] for p, f, m in zip(probs[pos], dev_fields[pos], dev["masks"][pos])]
+    return {"thresholds": s["thresholds"], "out_of_fold_masked_positives": s, "real_dev_dice_positives": [round(float(d), 4) for d in ddice],
+            "training": [torch.load(checkpoint.parent / stage, weights_only=False)["history"] for stage in ("seg.pt", "seg-mt.pt")]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--segmenter", type=Path, required=True, help="the segmenter checkpoint; its score is the default classifier")
-    ap.add_argument("--lite0", type=Path, required=True, help="the EfficientNet-Lite0 classifier checkpoint, measured only")
-    ap.add_argument("--densenet", type=Path, required=True, help="the DenseNet121 classifier checkpoint, shipped as a variant")
-    ap.add_argument("--lungs", type=Path, required=True)
-    ap.add_argument("--chest", type=Path, required=True, help="the chest-or-not head for the lung-field file (ptx_training.chest)")
+    ap.add_argument("--segmenter", type=Path, required=True, help="the release's segmenter checkpoint (the fold-0 model of ptx_training.cv); its score is the default classifier")
+    ap.add_argument("--cv", type=Path, required=True, help="the cross-validation report (ptx_training.cv report): thresholds and out-of-fold metrics")
+    ap.add_argument("--lite0", type=Path, help="the EfficientNet-Lite0 classifier checkpoint, measured only (absent: its last measurements kept)")
+    ap.add_argument("--densenet", type=Path, help="the DenseNet121 classifier checkpoint, shipped as a variant (absent: the shipped file kept)")
+    ap.add_argument("--lungs", type=Path, help="the lung-field checkpoint (absent: the shipped file and its measurements kept)")
+    ap.add_argument("--chest", type=Path, help="the chest-or-not head for the lung-field file (ptx_training.chest)")
     ap.add_argument("--work", type=Path, default=MODELS / "work")
     ap.add_argument("--ptxd", type=Path, help="a built ptxd binary, to time the files in tract")
     args = ap.parse_args()
+    if (args.lungs is None) != (args.chest is None):
+        ap.error("--lungs and --chest go together")
+    previous = json.loads((MODELS / "metrics.json").read_text())
+    cvrep = json.loads(args.cv.read_text())
 
-    kinds = {"classifier": args.segmenter, "lite0": args.lite0, "densenet121": args.densenet, "segmenter": args.segmenter, "lungs": args.lungs}
+    kinds = {"classifier": args.segmenter, "segmenter": args.segmenter, "lite0": args.lite0, "densenet121": args.densenet, "lungs": args.lungs}
+    kinds = {k: v for k, v in kinds.items() if v is not None}
     paths = {}
     for name, ck in kinds.items():
         kind = "classifier" if name in ("densenet121", "lite0") else name
-        out = args.work / name
-        paths[name] = export.export_all(kind, ck, out, chest=args.chest if name == "lungs" else None)
-    # the files ptxd runs by default decide everything
-    rval, dev = real.real_split("val"), evaluate.real_dev()
+        paths[name] = export.export_all(kind, ck, args.work / name, chest=args.chest if name == "lungs" else None)
+    lungs_file = paths["lungs"]["int8"] if "lungs" in paths else MODELS / "lungs.int8.onnx"
+    dev = evaluate.real_dev()
     _, cxr = data.radiographs()
+    probe = cxr[np.random.default_rng(11).choice(len(cxr), size=200, replace=False)]
+    synth = evaluate.synthetic_split("test")
+    metrics = {"released": time.strftime("%Y%m%d"), "protocol": cvrep["protocol"]}
+    metrics["classifier"] = default_section(paths, cvrep, dev, synth, probe)
+    metrics["classifier"]["training"] = "the segmenter's (below)"
+    metrics["segmenter"] = release_segmenter(paths, cvrep, dev, lung_fields(lungs_file, dev["images"]), args.segmenter)
+
+    # the other models keep the fixed real-val protocol they were trained under
+    rval = real.real_split("val")
     cxr_idx, cxr_split = real.siim_domain()
     siim_val = cxr[np.random.default_rng(5).choice(cxr_idx[cxr_split == "val"], size=200, replace=False)]
-    synth = evaluate.synthetic_split("test")
     sets = {"val": rval["images"], "dev": dev["images"], "siim_domain": siim_val, "synthetic": synth["images"]}
-
-    gate_report_path = args.work / "gate.json"
-    subprocess.run([sys.executable, "-m", "ptx_training.gate", "--lungs", str(paths["lungs"]["int8"]), "--out", str(gate_report_path)], check=True)
-    gate_report = json.loads(gate_report_path.read_text())
-    fields = {"val": lung_fields(paths["lungs"]["int8"], rval["images"]), "dev": lung_fields(paths["lungs"]["int8"], dev["images"])}
-
-    classifiers = {}
-    for name in ("classifier", "lite0", "densenet121"):
+    for name in ("lite0", "densenet121"):
+        if name not in paths:
+            metrics[name] = previous[name]
+            continue
         scores = {k: evaluate.predict_onnx(paths[name]["int8"], v) for k, v in sets.items()}
-        classifiers[name] = classifier_section(scores, rval, dev, synth)
-        classifiers[name]["training"] = torch.load(kinds[name], weights_only=False)["history"] if name != "classifier" else "the segmenter's (below)"
-        classifiers[name]["_val_scores"] = scores["val"]
+        metrics[name] = classifier_section(scores, rval, dev, synth)
+        metrics[name]["training"] = torch.load(kinds[name], weights_only=False)["history"]
         fp32 = evaluate.predict_onnx(paths[name]["fp32"], rval["images"])
-        classifiers[name]["quantization"] = {"max_abs_diff_int8_vs_fp32_real_val": round(float(np.abs(fp32 - scores["val"]).max()), 4),
-                                             "fp32_auc_pooled_real_val": round(evaluate.roc_auc(rval["labels"], fp32), 4)}
-    cls = classifiers["classifier"]
-    seg_probs = {"val": evaluate.predict_onnx(paths["segmenter"]["int8"], rval["images"]), "dev": evaluate.predict_onnx(paths["segmenter"]["int8"], dev["images"])}
-    seg = segmenter_section(seg_probs, fields, rval, dev, cls["thresholds"]["probability"], cls.pop("_val_scores"))
-    classifiers["densenet121"].pop("_val_scores")
-    classifiers["lite0"].pop("_val_scores")
-    seg["training"] = torch.load(args.segmenter, weights_only=False)["history"]
-    lungs_ck = torch.load(args.lungs, weights_only=False)
-    lungs = {"thresholds": gate_report["thresholds"], "gate": gate_report, "training": lungs_ck["history"],
-             "val_dice": lungs_ck["history"][-1]["val_dice"], "val_names": lungs_ck["val_names"],
-             "chest_head": {k: v for k, v in torch.load(args.chest, weights_only=False).items() if k not in ("mean", "std", "weight")}}
+        metrics[name]["quantization"] = {"max_abs_diff_int8_vs_fp32_real_val": round(float(np.abs(fp32 - scores["val"]).max()), 4),
+                                         "fp32_auc_pooled_real_val": round(evaluate.roc_auc(rval["labels"], fp32), 4)}
+    if "lungs" in paths:
+        gate_report_path = args.work / "gate.json"
+        subprocess.run([sys.executable, "-m", "ptx_training.gate", "--lungs", str(lungs_file), "--out", str(gate_report_path)], check=True)
+        gate_report = json.loads(gate_report_path.read_text())
+        lungs_ck = torch.load(args.lungs, weights_only=False)
+        metrics["lungs"] = {"thresholds": gate_report["thresholds"], "gate": gate_report, "training": lungs_ck["history"],
+                            "val_dice": lungs_ck["history"][-1]["val_dice"], "val_names": lungs_ck["val_names"],
+                            "chest_head": {k: v for k, v in torch.load(args.chest, weights_only=False).items() if k not in ("mean", "std", "weight")}}
+    else:
+        metrics["lungs"] = previous["lungs"]
 
-    latency = {}
+    latency = dict(previous.get("latency", {}))
     for name, p in paths.items():
         size = LUNG_SIZE if name == "lungs" else INPUT_SIZE
-        x = data.normalize(data.resize_grey(Image.fromarray(rval["images"][0]), size))[None]
+        x = data.normalize(data.resize_grey(Image.fromarray(dev["images"][0]), size))[None]
         latency[name] = {}
         for v in VARIANTS:
             latency[name][v] = {"onnxruntime_s": round(ort_latency(p[v], x), 4), "size_mb": round(p[v].stat().st_size / 1e6, 2),
                                 "tract_s": tract_time(args.ptxd, p[v], x) if args.ptxd else None}
+    metrics["latency"] = latency
     files = {"classifier": "classifier", "densenet121": "classifier-densenet121", "segmenter": "segmenter", "lungs": "lungs"}
     for name, stem in files.items():  # lite0: measured, not shipped
-        for v in ("int8", "int8-qdq"):
-            shutil.copy(paths[name][v], MODELS / f"{stem}.{v}.onnx")
-    metrics = {"released": time.strftime("%Y%m%d"), "protocol": real.__doc__.strip(), "classifier": cls, "lite0": classifiers["lite0"], "densenet121": classifiers["densenet121"],
-               "segmenter": seg, "lungs": lungs, "latency": latency}
+        if name in paths:
+            for v in ("int8", "int8-qdq"):
+                shutil.copy(paths[name][v], MODELS / f"{stem}.{v}.onnx")
     (MODELS / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     from . import card
 

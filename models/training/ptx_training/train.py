@@ -243,6 +243,10 @@ def main() -> None:
     ap.add_argument("--image-loss", type=float, default=0.0, help="segmenter: weight of the image-level BCE on its score (0: off)")
     ap.add_argument("--clean-negatives", type=float, help="drop this share of the cxr-512 presumed negatives, those that score "
                     "highest under --init (pseudo-labels: about one in five of them is positive)")
+    ap.add_argument("--holdout", type=int, nargs="*", help="real-labelled folds held out of training (default: real val, "
+                    "folds 0-1; one fold in cross-validation; none: train on every labelled image)")
+    ap.add_argument("--encoder", type=Path, help="start the encoder from these weights (ptx_training.ssl) instead of ImageNet")
+    ap.add_argument("--keep-last", action="store_true", help="keep the last epoch: no choice is made on the held-out folds")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -251,17 +255,21 @@ def main() -> None:
         return train_lungs(args)
 
     seg = args.kind == "segmenter"
-    rtrain, rval = real.real_split("train", args.size), real.real_split("val", args.size)
+    holdout = real.VAL_FOLDS if args.holdout is None else tuple(args.holdout)
+    rtrain, rval = real.real_split("train", args.size, holdout), real.real_split("val", args.size, holdout)
     _, cxr_images = data.radiographs(args.size)
-    cxr_idx, cxr_split = real.siim_domain(args.size)
+    cxr_idx, cxr_split = real.siim_domain(args.size, holdout)
     cxr_train, cxr_val = cxr_idx[cxr_split == "train"], cxr_idx[cxr_split == "val"]
-    siim_val_images = cxr_images[np.random.default_rng(5).choice(cxr_val, size=200, replace=False)]
+    validate = len(rval["labels"]) > 0
+    siim_val_images = cxr_images[np.random.default_rng(5).choice(cxr_val, size=200, replace=False)] if validate else None
     shape_ids, shapes = data.mask_shapes(args.size)
     train_shapes = shapes[[i for i, s in enumerate(shape_ids) if data.split_of(s) == "train"]]
 
     model = nets.build(args.kind, args.arch, pretrained=args.init is None)
     if args.init:
         model.load_state_dict(torch.load(args.init, weights_only=False)["state"])
+    elif args.encoder:
+        model.encoder.load_state_dict(torch.load(args.encoder, weights_only=False)["encoder"])
     if args.clean_negatives is not None:
         scores = segmenter_scores(model, cxr_images[cxr_train])
         cut = float(np.quantile(scores, 1 - args.clean_negatives))
@@ -294,7 +302,9 @@ def main() -> None:
             if step % 10 == 0:
                 print(f"epoch {epoch} step {step}/{len(loader)} loss {np.mean(losses[-10:]):.4f} {time.time() - t0:.0f}s", flush=True)
         rec = {"epoch": epoch, "loss": float(np.mean(losses)), "train_seconds": time.time() - t0, "items": len(items)}
-        if seg:
+        if not validate:
+            score = float(epoch)  # nothing held out: the schedule's last epoch is kept
+        elif seg:
             pos = rval["has_mask"] & rval["labels"]
             prob = evaluate.predict_torch("segmenter", model, rval["images"][pos])
             rec["val"] = real.segmenter_report(prob, rval["masks"][pos], 0.5, 0)
@@ -308,6 +318,8 @@ def main() -> None:
         else:
             rec["val"], _, _ = validate_classifier(lambda im: evaluate.predict_torch("classifier", model, im), rval, siim_val_images)
             score = selection_score(rec["val"])
+        if args.keep_last:
+            score = float(epoch)  # cross-validation: the held-out fold is reported on, never chosen on
         rec["selection_score"] = score
         history.append(rec)
         print(json.dumps(rec), flush=True)
