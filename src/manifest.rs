@@ -116,7 +116,8 @@ pub struct Manifest {
     dir: PathBuf,
 }
 
-/// How to read the classifier's probability (chosen on the real validation split).
+/// How to read the classifier's probability (an alarm budget on cross-validated scores:
+/// models/README.md).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifierThresholds {

@@ -26,6 +26,8 @@ from .evaluate import dice_iou, roc_auc, sens_spec
 
 VAL_FOLDS = (0, 1)
 N_FOLDS = 5
+# The cross-validation model the release ships (ptx_training.cv): trained on the other folds.
+RELEASE_FOLD = 0
 
 
 def fold_of(patient: str) -> int:

@@ -9,7 +9,7 @@ winners scored images); classifier and segmenter files are that one network. Its
 and its metrics come from cross-validation (`ptx_training.cv`): the recipe trained once per
 patient fold, each image scored by the model that never saw it, the alarm-budget thresholds
 chosen on those out-of-fold scores, their report nested. The release file is the fold-0
-model (cv.RELEASE_FOLD): its own numbers are the out-of-fold ones of fold 0, and it is also
+model (real.RELEASE_FOLD): its own numbers are the out-of-fold ones of fold 0, and it is also
 checked on real-dev (10 images no choice touches), against its fp32 twin, and on synthetic
 lesions (a measure of the synthesiser).
 

@@ -1,7 +1,8 @@
 """Do a role's shipped variants agree at the operating point? The classifier's thresholds were
 chosen on the default variant's outputs (ptx_training.release); this runs every shipped
-classifier variant of a manifest through onnxruntime on the real validation split and the
-real dev set and prints how far each moves from the default: probabilities, verdict bands
+classifier variant of a manifest through onnxruntime on real-labelled/'s fold 0 (held out
+of both the default release, real.RELEASE_FOLD, and the DenseNet121 variant, trained on folds
+2-4) and the real dev set and prints how far each moves from the default: probabilities, verdict bands
 (negative / indeterminate / positive), alarms, and sensitivity and specificity at the
 manifest's thresholds. A variant whose verdicts move is another model at that operating
 point: it stays out of `variant = "auto"` (src/variant.rs) unless the manifest marks it
@@ -33,7 +34,8 @@ def main() -> None:
     section = tomllib.loads(args.manifest.read_text())["classifier"]
     thr, default = section["thresholds"], section["default_variant"]
     files = {name: args.manifest.parent / v["file"] for name, v in section["variants"].items()}
-    for split, s in (("real val", real.real_split("val")), ("real dev", evaluate.real_dev())):
+    held_out = real.real_split("val", holdout=(real.RELEASE_FOLD,))
+    for split, s in (("real fold 0", held_out), ("real dev", evaluate.real_dev())):
         y = np.asarray(s["labels"])
         scores = {name: evaluate.predict_onnx(f, s["images"]) for name, f in files.items()}
         base = scores[default]

@@ -46,9 +46,12 @@ def test_files_are_int8():
         ops = {n.op_type for n in nodes}
         if name == "int8":
             assert "QLinearConv" in ops, f"{v['file']}: {sorted(ops)}"
-            # only depthwise convolutions stay f32 (tract cannot run them per-channel quantized)
-            float_convs = [n for n in nodes if n.op_type == "Conv"]
-            assert all(any(a.name == "group" and a.i > 1 for a in n.attribute) for n in float_convs), v["file"]
+            # only depthwise convolutions stay f32 (tract cannot run them per-channel quantized),
+            # and in the UNet++ files the encoder's stem and first stage (export.stem_convs)
+            float_convs = [n for n in nodes if n.op_type == "Conv" and not any(a.name == "group" and a.i > 1 for a in n.attribute)]
+            stem = [n for n in float_convs if "/encoder/stem/" in n.name or "/encoder/stages.0/" in n.name]
+            assert float_convs == stem, f"{v['file']}: {[n.name for n in float_convs]}"
+            assert len(stem) == (0 if role == "lungs" or "densenet" in v["file"] else 2), f"{v['file']}: {[n.name for n in stem]}"
         else:
             assert {"QuantizeLinear", "DequantizeLinear"} <= ops, f"{v['file']}: {sorted(ops)}"
 
@@ -91,3 +94,24 @@ def test_manifests_share_lungs_and_segmenter():
     a, b = MANIFESTS["manifest.toml"], MANIFESTS["densenet121.toml"]
     assert a["lungs"] == b["lungs"] and a["segmenter"] == b["segmenter"]
     assert a["classifier"]["variants"]["int8"]["file"] != b["classifier"]["variants"]["int8"]["file"]
+
+
+def test_demo_examples_get_the_verdicts_the_readme_shows():
+    """docs/examples/ (the demo's four NIH radiographs): each gets, from the shipped default
+    classifier at the manifest's thresholds, the verdict labels.csv and the README show. A
+    release that reads them otherwise must say so there."""
+    import csv
+
+    from ptx_training import variants
+
+    folder = MODELS.parent / "docs" / "examples"
+    with open(folder / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) <= 4, "at most four radiographs from ../shared/data are committed"
+    section = MANIFESTS["manifest.toml"]["classifier"]
+    scores = predict_onnx(MODELS / section["variants"]["int8"]["file"], np.stack([data.load_grey(folder / r["file"]) for r in rows]))
+    got = [["negative", "indeterminate", "positive"][b] for b in variants.bands(scores, section["thresholds"])]
+    assert got == [r["verdict"] for r in rows], list(zip([r["file"] for r in rows], scores.round(3), got))
+    # the four outcomes the demo promises: a pneumothorax flagged and one missed, a clear film passed and one flagged
+    outcomes = {(r["label"] == "pneumothorax", v != "negative") for r, v in zip(rows, got)}
+    assert outcomes == {(True, True), (True, False), (False, False), (False, True)}, outcomes
