@@ -2,9 +2,9 @@
 # ptxd on four real chest radiographs (NIH ChestX-ray14, docs/examples/, with their
 # attribution): analyze them with the shipped int8 models, write the result screens and
 # masks, print each verdict beside the film's label. The release never trained on these
-# films (they are in its held-out fold); they were picked to show all four outcomes a clinic
-# will meet at the shipped alarm budget: a pneumothorax flagged, a clear film passed, a false
-# alarm and a missed pneumothorax.
+# films (they are in its held-out fold); they were picked to show what a clinic meets at the
+# shipped alarm budget: a pneumothorax raising the alarm, one only amber, a clear film passed
+# and a false alarm (docs/examples/README.md).
 #   ./demo.sh [OUT]      (default OUT: demo-out/)
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -9,7 +9,7 @@
 //! outputs the thresholds (the operating point, the indeterminate band, the mask's pixel
 //! limit) were chosen, and any variant the manifest marks `calibrated`. A twin that computes
 //! differently is another model at that operating point, however fast: the UNet++
-//! classifier's QDQ twin moved 34 of 236 real validation verdicts across it, while agreeing
+//! classifier's QDQ twin moves 25 of 124 held-out verdicts across it, while agreeing
 //! with it within tolerance on the shipped phantoms (docs/performance.md). A few shipped
 //! inputs cannot tell that; the validation set that chose the thresholds can. Why measure
 //! rather than decide by architecture: which file tract runs faster depends on the CPU's

@@ -310,7 +310,7 @@ def write_card_metrics(m: dict) -> None:
     lines += ["", f"Release thresholds (from all five folds' clear films): probability {c['thresholds']['probability']}, indeterminate band from "
               f"{c['thresholds']['indeterminate_low']}. Held-out SIIM-processed unlabelled images at them: {sd['flagged']:.2f} flagged, {sd['red']:.2f} red "
               "(about one in five of them is expected to be a real pneumothorax).", "",
-              f"The release file (the recipe on every labelled image) on real-dev (10 real images, 3 positive, never used for a choice): "
+              f"The release file (the fold-0 model) on real-dev (10 real images, 3 positive, never used for a choice): "
               f"AUC {d['auc']:.3f}; verdicts {dev_bands}. Against its fp32 twin on {c['quantization']['images']} unlabelled radiographs: Spearman "
               f"{c['quantization']['spearman']:.3f}, largest difference {c['quantization']['max_abs_diff']:.3f}. Synthetic test AUC {c['synthetic_test']['auc']:.3f} "
               "(a measure of the synthesiser).", "",

@@ -112,6 +112,13 @@ def test_demo_examples_get_the_verdicts_the_readme_shows():
     scores = predict_onnx(MODELS / section["variants"]["int8"]["file"], np.stack([data.load_grey(folder / r["file"]) for r in rows]))
     got = [["negative", "indeterminate", "positive"][b] for b in variants.bands(scores, section["thresholds"])]
     assert got == [r["verdict"] for r in rows], list(zip([r["file"] for r in rows], scores.round(3), got))
-    # the four outcomes the demo promises: a pneumothorax flagged and one missed, a clear film passed and one flagged
-    outcomes = {(r["label"] == "pneumothorax", v != "negative") for r, v in zip(rows, got)}
-    assert outcomes == {(True, True), (True, False), (False, False), (False, True)}, outcomes
+    # ptxd decodes the JPEGs with another decoder than Pillow's: its scores differ by up to
+    # 0.04 here (measured), so an example that close to a threshold could read otherwise on
+    # the screen than in this test
+    t = section["thresholds"]
+    margin = np.abs(scores[:, None] - np.array([t["indeterminate_low"], t["probability"]])[None]).min()
+    assert margin > 0.04, (scores.round(3), t)
+    # what the demo shows: a pneumothorax raising the alarm, one only amber, a clear film
+    # passed and one raising the alarm
+    shown = sorted((r["label"], v) for r, v in zip(rows, got))
+    assert shown == [("no finding", "negative"), ("no finding", "positive"), ("pneumothorax", "indeterminate"), ("pneumothorax", "positive")], shown
