@@ -45,7 +45,7 @@ cat <<MSG
 
 Result screens (1280x720): $out/overlays/   Masks (positives only): $out/masks/
 At the shipped alarm budget ptxd flags (amber or red) about one clear film in four and
-misses some pneumothoraces: a "No pneumothorax flagged" film still goes to a reader.
+misses about one pneumothorax in four: a "No pneumothorax flagged" film still goes to a reader.
 models/README.md gives what the models measured on real radiographs they never saw.
 Verdicts on 10 more labelled radiographs (labels in labels.csv):
   ./target/release/ptxd analyze --overlay-dir $out/real ../shared/data/real-dev/images/*.png

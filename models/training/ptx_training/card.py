@@ -44,6 +44,12 @@ def toml_ci(d: dict) -> str:
     return f"{{ value = {d['value']:.4f}, ci95 = [{d['ci95'][0]:.4f}, {d['ci95'][1]:.4f}] }}"
 
 
+def ranking(v: dict) -> str:
+    """The counts and the three AUCs of a classifier report, as TOML lines."""
+    return "\n".join([f"n = {v['n']}", f"positives = {v['positives']}"]
+                     + [f"{k} = {toml_ci(v[k])}" for k in ("auc_pooled", "auc_nih", "auc_siim_vs_siim_domain")])
+
+
 def variants(role: str, stem: str, models_dir: str = "") -> str:
     out = []
     for v, (fmt, note) in FORMATS.items():
@@ -166,11 +172,7 @@ indeterminate_low = {c["thresholds"]["indeterminate_low"]}
 # 95% bootstrap intervals. auc_nih: within NIH images only (the source shortcut cannot explain
 # it); auc_siim_vs_siim_domain: SIIM positives against unlabelled SIIM-processed images, about
 # one in five of which is itself positive (a pessimistic stand-in).
-n = {v["n"]}
-positives = {v["positives"]}
-auc_pooled = {toml_ci(v["auc_pooled"])}
-auc_nih = {toml_ci(v["auc_nih"])}
-auc_siim_vs_siim_domain = {toml_ci(v["auc_siim_vs_siim_domain"])}
+{ranking(v)}
 sensitivity = {toml_ci(v["sensitivity"])}
 specificity = {toml_ci(v["specificity"])}
 
@@ -214,11 +216,7 @@ indeterminate_low = {c["thresholds"]["indeterminate_low"]}
 # file. 95% bootstrap intervals. auc_nih: within NIH images only (the source shortcut cannot
 # explain it); auc_siim_vs_siim_domain: SIIM positives against held-out unlabelled
 # SIIM-processed images, about one in five of which is itself positive (pessimistic).
-n = {o["n"]}
-positives = {o["positives"]}
-auc_pooled = {toml_ci(o["auc_pooled"])}
-auc_nih = {toml_ci(o["auc_nih"])}
-auc_siim_vs_siim_domain = {toml_ci(o["auc_siim_vs_siim_domain"])}
+{ranking(o)}
 clear_flagged = {toml_ci(p["clear_flagged"])}
 clear_red = {toml_ci(p["clear_red"])}
 sensitivity_flagged = {toml_ci(p["sensitivity_flagged"])}
