@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import INPUT_SIZE, data, evaluate, export, real
+from . import INPUT_SIZE, data, evaluate, export, real, variants
 
 # The release recipe: a UNet++ on ImageNet EfficientNet-Lite0 trained on 128 px crops at full
 # scale, then fine-tuned on whole images with the image-level loss on its score (NIH positives
@@ -148,26 +148,22 @@ def nested_bands(r: dict) -> tuple[np.ndarray, list[dict]]:
         other = (r["fold"] != k) & ~r["labels"]
         t = alarm_thresholds(r["scores"][other])
         here = r["fold"] == k
-        band[here] = (r["scores"][here] >= t["indeterminate_low"]).astype(int) + (r["scores"][here] >= t["probability"]).astype(int)
+        band[here] = variants.bands(r["scores"][here], t)
         per_fold.append({k2: round(v, 4) for k2, v in t.items()})
     return band, per_fold
 
 
 def band_report(labels: np.ndarray, band: np.ndarray, source: np.ndarray) -> dict:
     """Flagged shares of clear films and sensitivities, with 95% bootstrap intervals."""
-    def share(sel, cond):
-        lab, b = labels[sel], band[sel]
-        return real.ci(real.bootstrap(lambda l, x: float(np.mean(cond(x[l]))) if l.any() else float("nan"), [lab, b]))
-
-    def share_clear(sel, cond):
-        lab, b = ~labels[sel], band[sel]
-        return real.ci(real.bootstrap(lambda l, x: float(np.mean(cond(x[l]))) if l.any() else float("nan"), [lab, b]))
+    def share(group, sel, cond):
+        """The share of `group` (a mask over the images) in `sel` whose band meets `cond`."""
+        return real.ci(real.bootstrap(lambda g, x: float(np.mean(cond(x[g]))) if g.any() else float("nan"), [group[sel], band[sel]]))
 
     out = {}
     for name, sel in (("pooled", np.ones(len(labels), bool)), ("nih", source == "nih"), ("siim", source == "siim")):
         out[name] = {"n": int(sel.sum()), "positives": int(labels[sel].sum()),
-                     "clear_flagged": share_clear(sel, lambda x: x >= 1), "clear_red": share_clear(sel, lambda x: x >= 2),
-                     "sensitivity_flagged": share(sel, lambda x: x >= 1), "sensitivity_red": share(sel, lambda x: x >= 2)}
+                     "clear_flagged": share(~labels, sel, lambda x: x >= 1), "clear_red": share(~labels, sel, lambda x: x >= 2),
+                     "sensitivity_flagged": share(labels, sel, lambda x: x >= 1), "sensitivity_red": share(labels, sel, lambda x: x >= 2)}
     return out
 
 
@@ -201,7 +197,7 @@ def report(work: Path, lungs_onnx: Path) -> dict:
     lab_dom = np.r_[np.ones(len(siim_pos), bool), np.zeros(len(dom), bool)]
     band, per_fold = nested_bands(r)
     release = alarm_thresholds(scores[~labels])
-    dom_band = (dom >= release["indeterminate_low"]).astype(int) + (dom >= release["probability"]).astype(int)
+    dom_band = variants.bands(dom, release)
     from .release import lung_fields
 
     fields = lung_fields(lungs_onnx, r["images"])

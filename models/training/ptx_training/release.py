@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import INPUT_SIZE, LUNG_SIZE, MEAN, STD, data, evaluate, export, gate, real
+from . import INPUT_SIZE, LUNG_SIZE, MEAN, STD, data, evaluate, export, gate, real, variants
 
 MODELS = Path(__file__).resolve().parents[2]
 VARIANTS = ("fp32", "int8", "int8-qdq")
@@ -113,7 +113,7 @@ def default_section(paths: dict, cvrep: dict, dev: dict, synth: dict, probe: np.
     cross-validation report, and the release file's own checks on images no choice used."""
     t = cvrep["thresholds"]
     dev_scores = evaluate.predict_onnx(paths["classifier"]["int8"], dev["images"])
-    band = (dev_scores >= t["indeterminate_low"]).astype(int) + (dev_scores >= t["probability"]).astype(int)
+    band = variants.bands(dev_scores, t)
     int8 = evaluate.predict_onnx(paths["classifier"]["int8"], probe)
     fp32 = evaluate.predict_onnx(paths["classifier"]["fp32"], probe)
     from scipy.stats import spearmanr
