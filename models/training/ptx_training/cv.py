@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import INPUT_SIZE, data, evaluate, export, real, variants
+from . import INPUT_SIZE, data, evaluate, export, nets, real, variants
 
 # The release recipe: a UNet++ on ImageNet EfficientNet-Lite0 trained on 128 px crops at full
 # scale, then fine-tuned on whole images with the image-level loss on its score (NIH positives
@@ -82,7 +82,7 @@ def int8_segmenter(checkpoint: Path, out_dir: Path) -> Path:
     return paths["int8"]
 
 
-def block_scores(masks: np.ndarray, block: int = 8) -> np.ndarray:
+def block_scores(masks: np.ndarray, block: int = nets.SegmenterScore.BLOCK) -> np.ndarray:
     """nets.SegmenterScore in numpy: the largest block x block mean of each mask. Equal to the
     classifier file's output (the same network; measured within 2e-7 on the shipped files)."""
     n, h, w = masks.shape
