@@ -16,6 +16,7 @@ use crate::analysis::{Analyzer, Stages};
 use crate::config::OverlaySize;
 use crate::journal::{self, Journal, Record};
 use crate::screen;
+use crate::timings::Timings;
 
 /// The steps reported, in pipeline order.
 pub const STEPS: [&str; 10] = [
@@ -97,14 +98,12 @@ fn run_once(
         findings,
     } = analysis.stages;
     let models = analyzer.versions();
-    let mut record = Record::new(
+    let record = Record::analyzed(
         format!("bench:{}", file.display()),
         Some(analysis.radiograph.sha256.clone()),
         models,
-        analysis.verdict,
+        &analysis,
     );
-    record.probability = analysis.probability;
-    record.findings = analysis.findings.clone();
 
     let t = Instant::now();
     let name = file.file_name().unwrap_or_default().to_string_lossy();
@@ -135,9 +134,8 @@ fn summarise(file: &Path, verdict: String, times: &[Run]) -> ImageReport {
         .iter()
         .enumerate()
         .map(|(i, &name)| {
-            let mut v: Vec<f64> = times.iter().map(|r| r.0[i].as_secs_f64()).collect();
-            v.sort_by(f64::total_cmp);
-            (name, v[v.len() / 2], v[0], v[v.len() - 1])
+            let t = Timings::from_seconds(times.iter().map(|r| r.0[i].as_secs_f64()).collect());
+            (name, t.median(), t.min(), t.max())
         })
         .collect();
     ImageReport {

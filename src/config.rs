@@ -277,6 +277,10 @@ pub struct SerialConfig {
     /// A status frame this often. Default 30.
     #[serde(default = "default_heartbeat_s")]
     pub heartbeat_s: NonZeroU64,
+    /// After an unplug or an error the port is reopened after 1 s, doubling up to this.
+    /// Default 30000.
+    #[serde(default = "default_reopen_max_ms")]
+    pub reopen_max_ms: NonZeroU64,
     /// Where the host's ACKs are kept. Default: `acks.json` beside the journal.
     pub acks: Option<PathBuf>,
     /// The name ptxd gives itself in `hello`. Default "ptxd".
@@ -295,6 +299,9 @@ fn default_max_backoff_ms() -> NonZeroU64 {
 }
 fn default_heartbeat_s() -> NonZeroU64 {
     NonZeroU64::new(30).expect("not zero")
+}
+fn default_reopen_max_ms() -> NonZeroU64 {
+    NonZeroU64::new(30_000).expect("not zero")
 }
 fn default_device_id() -> String {
     "ptxd".into()

@@ -44,7 +44,7 @@ use crate::display;
 use crate::infer;
 use crate::journal::{self, Journal, JournalError, Record};
 use crate::manifest::{hex, sha256_file, Manifest, ManifestError};
-use crate::outcome::{ErrorKind, Failure, Origin, ServiceState};
+use crate::outcome::{ErrorKind, ErrorReason, Failure, Origin, ServiceState};
 use crate::pacs::Outbox;
 use crate::receive::Listener;
 use crate::render::StatusView;
@@ -190,6 +190,14 @@ impl Unwritten {
         match self.full {
             true => ServiceState::DiskFull,
             false => ServiceState::StorageError,
+        }
+    }
+
+    /// The `error` frame's reason, the word of [`Unwritten::state`].
+    fn reason(&self) -> ErrorReason {
+        match self.full {
+            true => ErrorReason::DiskFull,
+            false => ErrorReason::StorageError,
         }
     }
 
@@ -499,7 +507,7 @@ impl Daemon {
             STALL_RETRY.as_secs()
         );
         if let Some(link) = &self.link {
-            link.send_error(why.state().as_str(), &why.advice());
+            link.send_error(why.reason(), &why.advice());
         }
         self.stalled = Some(stalled);
     }
@@ -562,11 +570,7 @@ impl Daemon {
         let models = self.analyzer.versions();
         let record = match outcome {
             Ok(analysis) => {
-                let mut record = Record::new(input.source(), sha, models, analysis.verdict);
-                record.probability = analysis.probability;
-                record.findings = analysis.findings.clone();
-                record.error_kind = analysis.error_kind();
-                record.error = analysis.not_chest.as_ref().map(ToString::to_string);
+                let mut record = Record::analyzed(input.source(), sha, models, analysis);
                 (record.overlay, record.mask) = self.write_files(input, analysis, &record)?;
                 record
             }
@@ -711,7 +715,7 @@ impl Daemon {
                     if let Some(link) = &self.link {
                         let device = self.config.capture.as_ref().map(|c| c.device.display().to_string());
                         link.send_error(
-                            "capture-lost",
+                            ErrorReason::CaptureLost,
                             &format!("{}: device lost, retrying", device.unwrap_or_default()),
                         );
                     }
@@ -734,7 +738,7 @@ impl Daemon {
         };
         log::warn!("trigger from the {from} ignored: {problem}");
         if let Some(link) = &self.link {
-            link.send_error("no-capture", &format!("TRIGGER: {problem}"));
+            link.send_error(ErrorReason::NoCapture, &format!("TRIGGER: {problem}"));
         }
     }
 

@@ -21,7 +21,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_object::{DefaultDicomObject, OpenFileOptions, StandardDataDictionary};
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder, VoiLutOption};
 use image::{DynamicImage, ImageDecoder, ImageReader};
@@ -374,10 +374,12 @@ fn walk_lengths(file: &[u8], part: Part) -> Result<Walked, Refusal> {
         };
         if in_meta && meta_over {
             in_meta = false;
+            // big endian is retired from the standard, and old modalities still write it
+            #[allow(deprecated)]
             match syntax.as_str() {
-                "1.2.840.10008.1.2" => explicit = false,
-                "1.2.840.10008.1.2.2" => big_endian = true,
-                "1.2.840.10008.1.2.1.99" => return Ok(Walked::Deflated { at: pos }),
+                uids::IMPLICIT_VR_LITTLE_ENDIAN => explicit = false,
+                uids::EXPLICIT_VR_BIG_ENDIAN => big_endian = true,
+                uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN => return Ok(Walked::Deflated { at: pos }),
                 _ => {}
             }
         }
@@ -656,7 +658,8 @@ fn with_pixel_data<T>(
     check_expansion(decoded, after_preamble.len() + 128)?;
     check_frame_header(&obj, rows, columns, samples)?;
     let syntax = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
-    if syntax == JPEG_EXTENDED && int_attr(&obj, tags::BITS_STORED, "Bits Stored").unwrap_or(8) > 8 {
+    // JPEG extended (process 2 and 4): dicom-rs decodes its 8-bit samples, jpeg12 its 12-bit ones
+    if syntax == uids::JPEG_EXTENDED12_BIT && int_attr(&obj, tags::BITS_STORED, "Bits Stored").unwrap_or(8) > 8 {
         decode_jpeg12_in_place(&mut obj, rows, columns, limits)?;
     }
     let header = FileHeader {
@@ -749,10 +752,6 @@ fn check_frame_header(obj: &DefaultDicomObject, rows: u64, columns: u64, samples
     }
     Ok(())
 }
-
-/// JPEG extended (process 2 and 4): dicom-rs decodes its 8-bit samples, [`jpeg12`] its
-/// 12-bit ones.
-const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 
 /// Replace a 12-bit extended JPEG object's compressed frame with its decoded samples, as
 /// native (explicit VR little endian) pixel data, so that the rest of the way (modality LUT,

@@ -11,9 +11,6 @@ use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 use dicom_ul::pdu::{PDataValue, PDataValueType};
 use dicom_ul::Pdu;
 
-/// The Verification SOP class (C-ECHO).
-pub const VERIFICATION: &str = "1.2.840.10008.1.1";
-
 /// Command Field values (PS3.7 E.1).
 pub const C_STORE_RQ: u16 = 0x0001;
 pub const C_STORE_RSP: u16 = 0x8001;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::analysis::Analysis;
 use crate::findings::{Finding, Verdict};
 use crate::infer::ModelVersions;
 use crate::outcome::{self, ErrorKind, Failure};
@@ -84,6 +85,23 @@ impl Record {
             mask: None,
             error_kind: None,
             error: None,
+        }
+    }
+
+    /// The record of an analyzed input: its verdict, probability and findings, and for a
+    /// refusal its kind and reason. The overlay and mask files are the caller's to add.
+    pub fn analyzed(
+        source: String,
+        input_sha256: Option<String>,
+        models: ModelVersions,
+        analysis: &Analysis,
+    ) -> Record {
+        Record {
+            probability: analysis.probability,
+            findings: analysis.findings.clone(),
+            error_kind: analysis.error_kind(),
+            error: analysis.not_chest.as_ref().map(ToString::to_string),
+            ..Record::new(source, input_sha256, models, analysis.verdict)
         }
     }
 

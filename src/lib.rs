@@ -6,7 +6,7 @@
 //! - [`decode`] (with [`codestream`], what compressed frames declare, and [`jpeg12`]
 //!   for the one JPEG dicom-rs cannot read), [`preprocess`], [`infer`], [`lungs`],
 //!   [`findings`]: one radiograph's way through the models, put together by [`analysis`];
-//!   [`reference`]: onnxruntime's outputs that tract must reproduce, and [`variant`]: which
+//!   [`reference`](mod@reference): onnxruntime's outputs that tract must reproduce, and [`variant`]: which
 //!   shipped variant this CPU runs;
 //! - [`render`], [`journal`], [`source`]: drawing, recording and receiving results;
 //! - [`sink`] and the sinks a journaled result goes to: [`screen`] (the display),
@@ -15,7 +15,8 @@
 //! - [`display`] (one file per backend) and [`gpio`] (lines for the alert, the panel and
 //!   `doctor`): the hardware the screen and the alert drive;
 //! - [`worker`]: the stop-on-drop thread that the watch folder, the link, the capture
-//!   device and the alert each run on (it depends on nothing).
+//!   device and the alert each run on (it uses only [`logging`]), and [`timings`]: the
+//!   median of repeated runs that every speed figure is taken as (it depends on nothing).
 
 pub mod alert;
 pub mod analysis;
@@ -47,5 +48,6 @@ pub mod report;
 pub mod screen;
 pub mod sink;
 pub mod source;
+pub mod timings;
 pub mod variant;
 pub mod worker;

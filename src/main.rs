@@ -13,6 +13,7 @@ use ptxd::infer::{self, Model};
 use ptxd::journal;
 use ptxd::manifest::{Manifest, Role};
 use ptxd::outcome::{self, ErrorKind, Failure, Verdict};
+use ptxd::timings::Timings;
 use ptxd::variant;
 
 #[derive(Parser)]
@@ -600,15 +601,9 @@ fn bench(
         let plan = infer::load_plan(file, &shape)?;
         let load_s = started.elapsed().as_secs_f64();
         let tensor = Tensor::from_shape(&shape, &data)?;
-        let mut last = plan.run(tvec!(tensor.clone().into_tvalue()))?;
-        let mut times = Vec::with_capacity(runs.max(1));
-        for _ in 0..runs.max(1) {
-            let t = Instant::now();
-            last = plan.run(tvec!(tensor.clone().into_tvalue()))?;
-            times.push(t.elapsed().as_secs_f64());
-        }
-        times.sort_by(f64::total_cmp);
-        let median = times[times.len() / 2];
+        plan.run(tvec!(tensor.clone().into_tvalue()))?; // the warm-up
+        let (times, last) = Timings::measure(runs, || plan.run(tvec!(tensor.clone().into_tvalue())))?;
+        let median = times.median();
         if let Some(path) = output {
             let out = last[0].to_plain_array_view::<f32>()?;
             let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -617,14 +612,14 @@ fn bench(
         if json {
             println!(
                 "{}",
-                serde_json::json!({"file": file.display().to_string(), "runs": times.len(), "median_s": median, "load_s": load_s})
+                serde_json::json!({"file": file.display().to_string(), "runs": times.runs(), "median_s": median, "load_s": load_s})
             );
         } else {
             println!(
                 "{}: median {:.3}s over {} runs (load {:.2}s)",
                 file.display(),
                 median,
-                times.len(),
+                times.runs(),
                 load_s
             );
         }

@@ -72,8 +72,9 @@ pub fn default_manifest() -> Result<PathBuf, ManifestError> {
 /// probability (`[[lungs.extra_outputs]]`, `lungs.thresholds.min_chest`).
 pub const SCHEMA: u32 = 3;
 
-/// A model's job in the pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A model's job in the pipeline (serialised as its manifest name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Lung fields: gates out what is not a chest radiograph, and places findings.
     Lungs,

@@ -140,6 +140,54 @@ impl ServiceState {
     }
 }
 
+/// Why ptxd sent an `error` frame: a host line it could not take, or a device failure
+/// (`docs/serial-protocol.md`'s table, in the same order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorReason {
+    /// A host line that is not a command.
+    BadCommand,
+    /// `ACK`/`NAK`/`REPLAY` for a seq ptxd has not sent or does not hold.
+    UnknownSeq,
+    /// `TRIGGER` with no capture device configured, or one that is not streaming.
+    NoCapture,
+    /// The capture device failed or was unplugged.
+    CaptureLost,
+    /// A result could not be written: no space left.
+    DiskFull,
+    /// A result could not be written for another reason.
+    StorageError,
+}
+
+impl ErrorReason {
+    pub const ALL: [ErrorReason; 6] = [
+        ErrorReason::BadCommand,
+        ErrorReason::UnknownSeq,
+        ErrorReason::NoCapture,
+        ErrorReason::CaptureLost,
+        ErrorReason::DiskFull,
+        ErrorReason::StorageError,
+    ];
+
+    /// The serial protocol's word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorReason::BadCommand => "bad-command",
+            ErrorReason::UnknownSeq => "unknown-seq",
+            ErrorReason::NoCapture => "no-capture",
+            // the states' words: a host reads the same word in `error` and in `status`
+            ErrorReason::CaptureLost => ServiceState::CaptureLost.as_str(),
+            ErrorReason::DiskFull => ServiceState::DiskFull.as_str(),
+            ErrorReason::StorageError => ServiceState::StorageError.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where an input came from, carried with it rather than guessed from its name: the watch
 /// folder (a file someone or something dropped there) or the capture device (a frame the
 /// capture thread chose and spooled into its own folder).

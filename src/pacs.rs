@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use dicom_core::value::PrimitiveValue;
 use dicom_core::VR;
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_transfer_syntax_registry::entries::{EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN};
 use dicom_ul::pdu::PDataValueType;
 use dicom_ul::{ClientAssociation, ClientAssociationOptions, Pdu};
@@ -169,13 +169,13 @@ fn response_status(association: &mut ClientAssociation<TcpStream>) -> Result<(u1
 
 /// C-ECHO: is the PACS there and does it accept us?
 pub fn echo(config: &PacsConfig) -> Result<(), String> {
-    let mut association = associate(config, dimse::VERIFICATION)?;
+    let mut association = associate(config, uids::VERIFICATION)?;
     let context = association.presentation_contexts()[0].id;
     let command = dimse::command([
         (
             tags::AFFECTED_SOP_CLASS_UID,
             VR::UI,
-            PrimitiveValue::from(dimse::VERIFICATION),
+            PrimitiveValue::from(uids::VERIFICATION),
         ),
         (tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(dimse::C_ECHO_RQ)),
         (tags::MESSAGE_ID, VR::US, PrimitiveValue::from(1u16)),

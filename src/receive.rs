@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use dicom_core::value::PrimitiveValue;
 use dicom_core::VR;
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
 use dicom_ul::association::server::AccessControl;
 use dicom_ul::association::Association;
@@ -42,38 +42,40 @@ use crate::journal::write_durably;
 /// The radiograph SOP classes stored and analyzed: CR, DX (for presentation and for
 /// processing), and Secondary Capture (digitized film).
 const IMAGE_CLASSES: [&str; 4] = [
-    "1.2.840.10008.5.1.4.1.1.1",
-    "1.2.840.10008.5.1.4.1.1.1.1",
-    "1.2.840.10008.5.1.4.1.1.1.1.1",
-    "1.2.840.10008.5.1.4.1.1.7",
+    uids::COMPUTED_RADIOGRAPHY_IMAGE_STORAGE,
+    uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+    uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PROCESSING,
+    uids::SECONDARY_CAPTURE_IMAGE_STORAGE,
 ];
 
 /// Objects a modality may send along with its images, accepted into the association only
 /// to be refused clearly: basic text, enhanced and comprehensive SR, grey presentation
 /// state, encapsulated PDF.
 const REFUSED_CLASSES: [&str; 5] = [
-    "1.2.840.10008.5.1.4.1.1.88.11",
-    "1.2.840.10008.5.1.4.1.1.88.22",
-    "1.2.840.10008.5.1.4.1.1.88.33",
-    "1.2.840.10008.5.1.4.1.1.11.1",
-    "1.2.840.10008.5.1.4.1.1.104.1",
+    uids::BASIC_TEXT_SR_STORAGE,
+    uids::ENHANCED_SR_STORAGE,
+    uids::COMPREHENSIVE_SR_STORAGE,
+    uids::GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE,
+    uids::ENCAPSULATED_PDF_STORAGE,
 ];
 
 /// The transfer syntaxes ptxd decodes (docs/dicom.md), 8- and 12-bit extended JPEG included.
+/// Big endian is retired from the standard, and old modalities still send it.
+#[allow(deprecated)]
 const TRANSFER_SYNTAXES: [&str; 13] = [
-    "1.2.840.10008.1.2.1",
-    "1.2.840.10008.1.2",
-    "1.2.840.10008.1.2.2",
-    "1.2.840.10008.1.2.1.99",
-    "1.2.840.10008.1.2.5",
-    "1.2.840.10008.1.2.4.50",
-    "1.2.840.10008.1.2.4.51",
-    "1.2.840.10008.1.2.4.57",
-    "1.2.840.10008.1.2.4.70",
-    "1.2.840.10008.1.2.4.80",
-    "1.2.840.10008.1.2.4.81",
-    "1.2.840.10008.1.2.4.90",
-    "1.2.840.10008.1.2.4.91",
+    uids::EXPLICIT_VR_LITTLE_ENDIAN,
+    uids::IMPLICIT_VR_LITTLE_ENDIAN,
+    uids::EXPLICIT_VR_BIG_ENDIAN,
+    uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    uids::RLE_LOSSLESS,
+    uids::JPEG_BASELINE8_BIT,
+    uids::JPEG_EXTENDED12_BIT,
+    uids::JPEG_LOSSLESS,
+    uids::JPEG_LOSSLESS_SV1,
+    uids::JPEGLS_LOSSLESS,
+    uids::JPEGLS_NEAR_LOSSLESS,
+    uids::JPEG2000_LOSSLESS,
+    uids::JPEG2000,
 ];
 
 /// C-STORE status: stored.
@@ -176,7 +178,7 @@ fn serve(stream: TcpStream, config: &DicomConfig, dir: &Path, limits: Limits) ->
         .ae_title(config.ae_title.as_str())
         .read_timeout(timeout)
         .write_timeout(timeout)
-        .with_abstract_syntax(dimse::VERIFICATION);
+        .with_abstract_syntax(uids::VERIFICATION);
     for class in IMAGE_CLASSES.iter().chain(&REFUSED_CLASSES) {
         options = options.with_abstract_syntax(*class);
     }
@@ -349,12 +351,7 @@ fn response(
 }
 
 fn echo_response(request: &InMemDicomObject) -> InMemDicomObject {
-    dimse::command(response(
-        request,
-        dimse::VERIFICATION.into(),
-        dimse::C_ECHO_RSP,
-        SUCCESS,
-    ))
+    dimse::command(response(request, uids::VERIFICATION.into(), dimse::C_ECHO_RSP, SUCCESS))
 }
 
 fn store_response(request: &InMemDicomObject, status: u16, comment: Option<&str>) -> InMemDicomObject {
@@ -377,7 +374,6 @@ fn store_response(request: &InMemDicomObject, status: u16, comment: Option<&str>
 mod tests {
     use super::*;
     use dicom_core::{DataElement, PrimitiveValue, VR};
-    use dicom_dictionary_std::uids;
 
     /// A small grey DICOM file whose Body Part Examined is `part` (none when empty).
     fn image(part: &str) -> Vec<u8> {

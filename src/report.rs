@@ -34,7 +34,7 @@ use serde_json::{json, Map, Value};
 use crate::config::SerialConfig;
 use crate::infer::ModelVersions;
 use crate::journal::{encode_line, write_durably, JournalError, Record, Records};
-use crate::outcome::ServiceState;
+use crate::outcome::{ErrorReason, ServiceState};
 use crate::sink::{Delivery, Sink, SinkError};
 use crate::worker::{nap, Backoff, Worker};
 
@@ -129,18 +129,18 @@ pub fn hello_frame(h: &Hello<'_>) -> String {
 }
 
 /// A heartbeat or an answer to `STATUS`. `seq` is the last journaled seq.
-pub fn status_frame(last_seq: u64, unacked: u64, queue: usize, state: &str) -> String {
+pub fn status_frame(last_seq: u64, unacked: u64, queue: usize, state: ServiceState) -> String {
     frame(
         "status",
         last_seq,
-        json!({"last_seq": last_seq, "unacked": unacked, "queue": queue, "state": state}),
+        json!({"last_seq": last_seq, "unacked": unacked, "queue": queue, "state": state.as_str()}),
     )
 }
 
 /// Something failed that is not a journaled result: a host line ptxd could not take, a
 /// capture device lost. `seq` is the last journaled seq.
-pub fn error_frame(last_seq: u64, reason: &str, detail: &str) -> String {
-    frame("error", last_seq, json!({"reason": reason, "detail": detail}))
+pub fn error_frame(last_seq: u64, reason: ErrorReason, detail: &str) -> String {
+    frame("error", last_seq, json!({"reason": reason.as_str(), "detail": detail}))
 }
 
 /// Which results the host has acknowledged, kept on disk (a small JSON file rewritten
@@ -363,14 +363,14 @@ impl<P: Read + Write> Link<P> {
     }
 
     /// Send an `error` frame about a device or frame failure.
-    pub fn send_error(&mut self, reason: &str, detail: &str) -> io::Result<()> {
+    pub fn send_error(&mut self, reason: ErrorReason, detail: &str) -> io::Result<()> {
         let frame = error_frame(self.last_seq, reason, detail);
         self.write(&frame)
     }
 
     /// Send a `status` frame now (the heartbeat).
     pub fn send_status(&mut self) -> io::Result<()> {
-        let frame = status_frame(self.last_seq, self.unacked() as u64, self.queue, self.state.as_str());
+        let frame = status_frame(self.last_seq, self.unacked() as u64, self.queue, self.state);
         self.write(&frame)
     }
 
@@ -419,7 +419,7 @@ impl<P: Read + Write> Link<P> {
         }
         if let Some(more) = self.bad_lines.checked_sub(MAX_BAD_COMMAND_ERRORS).filter(|&n| n > 0) {
             let detail = format!("{more} more bad line(s) ignored without an answer each");
-            self.write(&error_frame(self.last_seq, "bad-command", &detail))?;
+            self.write(&error_frame(self.last_seq, ErrorReason::BadCommand, &detail))?;
         }
         self.resend_overdue()?;
         self.feed()?;
@@ -458,7 +458,7 @@ impl<P: Read + Write> Link<P> {
         if self.bad_lines > MAX_BAD_COMMAND_ERRORS {
             return Ok(());
         }
-        self.write(&error_frame(self.last_seq, "bad-command", &detail))
+        self.write(&error_frame(self.last_seq, ErrorReason::BadCommand, &detail))
     }
 
     fn execute(&mut self, command: Command) -> io::Result<Option<Event>> {
@@ -469,7 +469,7 @@ impl<P: Read + Write> Link<P> {
                     "ACK {seq}: no result with that seq was sent (last is {})",
                     self.last_seq
                 );
-                self.write(&error_frame(self.last_seq, "unknown-seq", &detail))?;
+                self.write(&error_frame(self.last_seq, ErrorReason::UnknownSeq, &detail))?;
             }
             Command::Ack(seq) => {
                 self.pending.remove(&seq);
@@ -515,7 +515,7 @@ impl<P: Read + Write> Link<P> {
                 "no journaled result with seq {from}{}",
                 if only.is_some() { "" } else { " or later" }
             );
-            self.write(&error_frame(self.last_seq, "unknown-seq", &detail))?;
+            self.write(&error_frame(self.last_seq, ErrorReason::UnknownSeq, &detail))?;
         }
         Ok(())
     }
@@ -618,7 +618,7 @@ pub struct LinkSetup {
 /// What the daemon hands the link thread.
 enum Outgoing {
     Result(Box<Record>),
-    Error { reason: String, detail: String },
+    Error { reason: ErrorReason, detail: String },
     Status { queue: usize, state: ServiceState },
 }
 
@@ -635,9 +635,9 @@ impl LinkService {
 
     /// Report a device or frame failure as an `error` frame (dropped while the link is down:
     /// errors are news, results are records).
-    pub fn send_error(&self, reason: &str, detail: &str) {
+    pub fn send_error(&self, reason: ErrorReason, detail: &str) {
         let _ = self.outbox.send(Outgoing::Error {
-            reason: reason.into(),
+            reason,
             detail: detail.into(),
         });
     }
@@ -676,7 +676,7 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Sender<Event>, 
         max_backoff: Duration::from_millis(cfg.max_backoff_ms.get()),
     };
     let heartbeat = Duration::from_secs(cfg.heartbeat_s.get());
-    let mut backoff = Backoff::new(Duration::from_secs(30));
+    let mut backoff = Backoff::new(Duration::from_millis(cfg.reopen_max_ms.get()));
     let mut status = (0usize, ServiceState::Ready);
     while !stop.load(Ordering::Relaxed) {
         let opened = serialport::new(&port_name, cfg.baud)
@@ -734,7 +734,7 @@ fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Sender<Event>, 
                 while let Ok(out) = inbox.try_recv() {
                     match out {
                         Outgoing::Result(record) => link.send_result(&record)?,
-                        Outgoing::Error { reason, detail } => link.send_error(&reason, &detail)?,
+                        Outgoing::Error { reason, detail } => link.send_error(reason, &detail)?,
                         Outgoing::Status { queue, state } => {
                             link.set_status(queue, state);
                             status = (queue, state);
@@ -798,7 +798,7 @@ mod tests {
 
     #[test]
     fn frames_carry_version_type_seq_and_a_crc() {
-        let line = error_frame(7, "bad-command", "unknown command \"FOO\"");
+        let line = error_frame(7, ErrorReason::BadCommand, "unknown command \"FOO\"");
         assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
         let json = decode_line(line.trim_end()).expect("CRC matches");
         assert!(json.starts_with(r#"{"v":2,"type":"error","seq":7"#), "{json}");

@@ -22,7 +22,6 @@
 //! thread count.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +30,7 @@ use crate::infer::{self, InferError, Model};
 use crate::manifest::{sha256_file, Manifest, Role};
 use crate::preprocess::{model_input, GreyImage};
 use crate::reference::{Input, ReferenceError, Vectors};
+use crate::timings::Timings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VariantError {
@@ -56,7 +56,7 @@ pub enum VariantError {
 /// One model of a variant, on this CPU.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelTrial {
-    pub role: String,
+    pub role: Role,
     pub file: String,
     /// Median of the timed runs, on a shipped input.
     pub median_ms: f64,
@@ -239,7 +239,7 @@ fn try_model(
     let (default_name, default) = files.variant(None).expect("validated: the default ships");
     let model = Model::load(manifest, role, Some(variant))?;
     let mut trial = ModelTrial {
-        role: role.to_string(),
+        role,
         file: v.file.clone(),
         median_ms: 0.0,
         worst: 0.0,
@@ -268,14 +268,8 @@ fn try_model(
         }
     }
     // the reference runs above were the warm-up; time the last input
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
-        let started = Instant::now();
-        model.run_all(tensor.clone())?;
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    times.sort_by(f64::total_cmp);
-    trial.median_ms = times[times.len() / 2];
+    let (times, _) = Timings::measure(runs, || model.run_all(tensor.clone()))?;
+    trial.median_ms = times.median() * 1000.0;
     Ok(trial)
 }
 
@@ -299,11 +293,11 @@ mod tests {
     use super::*;
 
     fn trial(variant: &str, ms: [f64; 3], worst: f64) -> Trial {
-        let models = ["lungs", "classifier", "segmenter"]
-            .iter()
+        let models = Role::ALL
+            .into_iter()
             .zip(ms)
             .map(|(role, median_ms)| ModelTrial {
-                role: role.to_string(),
+                role,
                 file: format!("{role}.{variant}.onnx"),
                 median_ms,
                 worst,

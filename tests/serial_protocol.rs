@@ -7,7 +7,7 @@ use std::path::PathBuf;
 mod common;
 
 use ptxd::journal::{decode_line, encode_line, read_records, Record};
-use ptxd::outcome::{needs_attention, ErrorKind, Verdict};
+use ptxd::outcome::{needs_attention, ErrorKind, ErrorReason, ServiceState, Verdict};
 use ptxd::report::{error_frame, hello_frame, parse_command, result_frame, status_frame, Hello};
 
 fn page_lines(page: &str, prefix: &str) -> Vec<String> {
@@ -53,9 +53,25 @@ fn the_codec_writes_the_documented_frames() {
         last_seq: 41,
     };
     assert_eq!(hello_frame(&hello), example("hello"));
-    assert_eq!(status_frame(42, 1, 0, "ready"), example("status"));
+    assert_eq!(status_frame(42, 1, 0, ServiceState::Ready), example("status"));
     let detail = parse_command(b"HELLO").unwrap_err();
-    assert_eq!(error_frame(42, "bad-command", &detail), example("error"));
+    assert_eq!(error_frame(42, ErrorReason::BadCommand, &detail), example("error"));
+}
+
+/// The page's table of `error` reasons is the code's, word for word and in order.
+#[test]
+fn the_page_lists_every_error_reason() {
+    let text =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/serial-protocol.md")).unwrap();
+    let table = text.split("| `reason` | when |").nth(1).expect("the reason table");
+    let words: Vec<&str> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with("| `"))
+        .map(|l| l.trim_start_matches("| `").split('`').next().unwrap())
+        .collect();
+    let code: Vec<&str> = ErrorReason::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(words, code);
 }
 
 /// docs/contract.md's journal records: each is what ptxd writes for it (a record read back
