@@ -113,19 +113,25 @@ def folds(work: Path, threads: int, encoder: Path | None = None, which: list[int
         print(f"fold {k}: {len(held)} held-out images scored", flush=True)
 
 
-def collect(work: Path) -> dict:
-    """Every fold's predictions gathered into arrays over real-labelled/ (index order)."""
+def scored_folds(work: Path) -> list[int]:
+    """The folds whose held-out predictions are on disk."""
+    return [k for k in range(real.N_FOLDS) if (work / f"fold{k}" / "pred.npz").exists()]
+
+
+def collect(work: Path, which: list[int] | None = None) -> dict:
+    """The folds' predictions gathered into arrays over real-labelled/ (index order): every
+    fold, or only `which` (their images' scores set, the others' NaN)."""
     d = real.labelled()
     n = len(d["labels"])
     scores, masks = np.full(n, np.nan), np.zeros(d["masks"].shape, np.float16)
     dom_scores, dom_fold = [], []
-    for k in range(real.N_FOLDS):
+    for k in range(real.N_FOLDS) if which is None else which:
         z = np.load(work / f"fold{k}" / "pred.npz")
         scores[z["index"]] = z["scores"]
         masks[z["index"]] = z["masks"]
         dom_scores.append(z["domain_scores"])
         dom_fold.append(np.full(len(z["domain_scores"]), k))
-    assert not np.isnan(scores).any(), "a fold is missing"
+    assert which is not None or not np.isnan(scores).any(), "a fold is missing"
     return d | {"scores": scores, "probs": masks, "domain_scores": np.concatenate(dom_scores), "domain_fold": np.concatenate(dom_fold)}
 
 
@@ -224,11 +230,15 @@ def report(work: Path, lungs_onnx: Path) -> dict:
 def compare(a: Path, b: Path) -> dict:
     """Two recipes' out-of-fold scores on the same images: each AUC and the paired bootstrap
     interval of B's gain over A (pooled and within NIH). B wins only where that interval
-    lies above zero."""
-    ra, rb = collect(a), collect(b)
+    lies above zero. Where B has not scored every fold yet, both are compared on the folds
+    B has, and the answer names them."""
+    in_a = set(scored_folds(a))
+    which = [k for k in scored_folds(b) if k in in_a]
+    ra, rb = collect(a, which), collect(b, which)
+    held = ~np.isnan(rb["scores"])
     labels, nih = ra["labels"], ra["source"] == "nih"
-    out = {}
-    for name, sel in (("pooled", np.ones(len(labels), bool)), ("nih", nih)):
+    out = {"folds": which, "images": int(held.sum()), "positives": int(labels[held].sum())}
+    for name, sel in (("pooled", held), ("nih", held & nih)):
         y, sa, sb = labels[sel], ra["scores"][sel], rb["scores"][sel]
         out[name] = {"a": round(evaluate.roc_auc(y, sa), 4), "b": round(evaluate.roc_auc(y, sb), 4),
                      "gain": real.ci(real.bootstrap(lambda l, x, z: evaluate.roc_auc(l, z) - evaluate.roc_auc(l, x), [y, sa, sb]))}

@@ -1,7 +1,7 @@
 """Self-supervised pretraining of the segmenter's encoder on every real radiograph here,
 labels unused: SimCLR (Chen et al. 2020) from ImageNet EfficientNet-Lite0.
 
-    python -m ptx_training.ssl --out ../work/ssl/encoder.pt --size 128 --epochs 15      # 2 CPU cores: about 76 min
+    python -m ptx_training.ssl --out ../work/ssl/encoder.pt --size 128 --epochs 8       # 2 CPU cores: about 25 min (`make ssl`)
     python -m ptx_training.ssl --out ../work/ssl/encoder.pt --size 256 --epochs 200 --batch 512   # a GPU
     python -m ptx_training.cv folds --work ../work/cv-ssl --encoder ../work/ssl/encoder.pt
     python -m ptx_training.cv compare ../work/cv ../work/cv-ssl
