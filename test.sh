@@ -26,19 +26,19 @@ esac
 # Python side: the synthesiser's tests and the checks of the shipped model files
 # (onnxruntime reproduces the reference vectors). No torch: training never runs here.
 PY=${PTXD_PYTHON:-$(models/training/setup-venv.sh)}
-# tests/dicom_syntaxes.rs makes its DICOM files with it
+# tests/it/dicom_syntaxes.rs makes its DICOM files with it
 export PTXD_PYTHON="$PY"
 
 # Debian/Ubuntu packages:
-# - libclang for v4l's bindgen (build time); systemd-analyze to score the unit (tests/deploy.rs);
+# - libclang for v4l's bindgen (build time); systemd-analyze to score the unit (tests/it/deploy.rs);
 # - for the full run, the aarch64 cross build (gcc, libc), qemu-user for its tests (the
 #   static build; the dynamic one, package qemu-user, loads benches/instruction_mix.c), qemu-system and cpio for the QEMU device test, whose guest kernel and busybox are arm64
 #   packages (tests/qemu).
 install_packages() {
-    # time: GNU time measures the decompression-bomb test's peak memory (tests/bombs.rs);
+    # time: GNU time measures the decompression-bomb test's peak memory (tests/it/bombs.rs);
     # cmake and g++ build CharLS, the JPEG-LS decoder; dcmtk and libopenjp2-tools are the
-    # independent encoders and the test modality (tests/dicom_syntaxes.rs, dicom_node.rs),
-    # dicom3tools validates the results (dciodvfy), orthanc is the PACS of tests/pacs.rs
+    # independent encoders and the test modality (tests/it/dicom_syntaxes.rs, dicom_node.rs),
+    # dicom3tools validates the results (dciodvfy), orthanc is the PACS of tests/it/pacs.rs
     # (curl queries its REST API)
     local want=(systemd time cmake g++ dcmtk libopenjp2-tools dicom3tools orthanc curl)
     # Debian 12 names libclang by version; elsewhere (Ubuntu, Debian 13) libclang-dev
@@ -124,11 +124,12 @@ cargo build --quiet --release --target $A64
 # qemu-user emulates a Cortex-A76 first (dot product: tract's SDOT int8 kernel, the Pi 5's and
 # Orin's path), then the reference vectors again as a Cortex-A72 (none: the SMLAL kernel, the
 # Pi 4's); PTXD_EXPECT_CPU makes the test fail if tract took the other path
-QEMU_CPU=cortex-a76 PTXD_EXPECT_CPU=+dotprod cargo test --quiet --release --target $A64 --lib \
-    --test reference_vectors --test serial_link --test journal --test render --test serial_protocol \
-    --test decode_robustness --test dicom_syntaxes
-QEMU_CPU=cortex-a72 PTXD_EXPECT_CPU=-dotprod cargo test --quiet --release --target $A64 \
-    --test reference_vectors
+QEMU_CPU=cortex-a76 PTXD_EXPECT_CPU=+dotprod cargo test --quiet --release --target $A64 --lib
+QEMU_CPU=cortex-a76 PTXD_EXPECT_CPU=+dotprod cargo test --quiet --release --target $A64 --test it -- \
+    reference_vectors:: serial_link:: journal:: render:: serial_protocol:: decode_robustness:: \
+    dicom_syntaxes::
+QEMU_CPU=cortex-a72 PTXD_EXPECT_CPU=-dotprod cargo test --quiet --release --target $A64 --test it -- \
+    reference_vectors::
 # the instruction counter behind the boards' budgets (docs/performance.md), checked on a loop of
 # known instructions; the counts themselves are a manual run (benches/instruction_counts.py)
 "$PY" benches/instruction_counts.py --self-check

@@ -59,7 +59,7 @@ pub struct Config {
     pub pacs: Option<PacsConfig>,
 }
 
-/// `[pacs]`: the DICOM results of `output.dicom_dir` are stored there (`crate::pacs`).
+/// `[pacs]`: the DICOM results of `output.dicom_dir` are stored there (`crate::sink::pacs`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PacsConfig {
@@ -243,7 +243,7 @@ pub struct OutputConfig {
     pub overlay_dir: PathBuf,
     /// Predicted masks (8-bit 0/255 PNG at the input's resolution), for positives; optional.
     pub mask_dir: Option<PathBuf>,
-    /// Results of DICOM inputs as DICOM (`crate::dicom_result`): a Structured Report
+    /// Results of DICOM inputs as DICOM (`crate::record::dicom_result`): a Structured Report
     /// `<seq>-<input stem>.sr.dcm` and the overlay as a Secondary Capture `....sc.dcm`, in
     /// the source's study; optional.
     pub dicom_dir: Option<PathBuf>,
@@ -251,7 +251,7 @@ pub struct OutputConfig {
     #[serde(default = "default_overlay_size")]
     pub overlay_size: OverlaySize,
     /// Seconds a positive or indeterminate result holds the screen unless the ACK button is
-    /// pressed (`crate::screen`). Default 60.
+    /// pressed (`crate::sink::screen`). Default 60.
     #[serde(default = "default_alert_hold_s")]
     pub alert_hold_s: u32,
 }

@@ -1,53 +1,28 @@
 //! ptxd: pneumothorax triage beside a portable X-ray digitizer. **Not a diagnosis.**
 //!
-//! Layers, each depending only on those above it in this list:
-//! - [`outcome`]: the result contract's words (verdict, needs_attention, error kinds);
-//! - [`manifest`], [`config`]: what the models are and how the daemon is set up, parsed once;
-//! - [`decode`] (with [`codestream`], what compressed frames declare, and [`jpeg12`]
-//!   for the one JPEG dicom-rs cannot read), [`preprocess`], [`infer`], [`lungs`],
-//!   [`findings`]: one radiograph's way through the models, put together by [`analysis`];
-//!   [`reference`](mod@reference): onnxruntime's outputs that tract must reproduce, and [`variant`]: which
-//!   shipped variant this CPU runs;
-//! - [`render`], [`journal`], [`source`]: drawing, recording and receiving results;
-//! - [`sink`] and the sinks a journaled result goes to: [`screen`] (the display),
-//!   [`alert`] (LED, buzzer), [`report`] (the serial link, framing `journal` records);
-//! - [`daemon`]: the service loop that ties them together; [`logging`] for its messages;
-//! - [`display`] (one file per backend) and [`gpio`] (lines for the alert, the panel and
-//!   `doctor`): the hardware the screen and the alert drive;
-//! - [`worker`]: the stop-on-drop thread that the watch folder, the link, the capture
-//!   device and the alert each run on (it uses only [`logging`]), and [`timings`]: the
-//!   median of repeated runs that every speed figure is taken as (it depends on nothing).
+//! One folder per layer. A module may use its own layer and those listed before it, never one
+//! listed after it (`tests/it/layers.rs` reads every `crate::` path and holds this order):
+//! 1. [`base`]: the result contract's words ([`base::outcome`]), the stop-on-drop thread
+//!    ([`base::worker`]), the log, durable writes and digests, timings;
+//! 2. [`config`]: how the daemon is set up, parsed once into validated types;
+//! 3. [`pixels`]: bytes on disk to an 8-bit grey image (DICOM, PNG, JPEG, TIFF);
+//! 4. [`model`]: the shipped models, their input, tract, and which variant this CPU runs;
+//! 5. [`analysis`]: one radiograph through the models: lung fields, verdict, findings;
+//! 6. [`record`]: a result written down: the journal, the result screen's pixels, DICOM;
+//! 7. [`hw`]: GPIO lines and the attached screen, behind embedded-hal traits;
+//! 8. [`input`]: where radiographs come from: watch folder, V4L2 capture, DICOM listener;
+//! 9. [`sink`]: where a journaled result goes: screen, alert lines, serial link, PACS;
+//! 10. [`tools`]: `doctor` and `bench`, for the people who install and tune a board;
+//! 11. [`daemon`]: the service loop that ties them together.
 
-pub mod alert;
-pub mod analysis;
-pub mod bench;
-pub mod capture;
-pub mod codestream;
+pub mod base;
 pub mod config;
-pub mod daemon;
-pub mod decode;
-pub mod dicom_result;
-pub mod dimse;
-pub mod display;
-pub mod doctor;
-pub mod findings;
-pub mod gpio;
-pub mod infer;
-pub mod journal;
-pub mod jpeg12;
-pub mod logging;
-pub mod lungs;
-pub mod manifest;
-pub mod outcome;
-pub mod pacs;
-pub mod preprocess;
-pub mod receive;
-pub mod reference;
-pub mod render;
-pub mod report;
-pub mod screen;
+pub mod pixels;
+pub mod model;
+pub mod analysis;
+pub mod record;
+pub mod hw;
+pub mod input;
 pub mod sink;
-pub mod source;
-pub mod timings;
-pub mod variant;
-pub mod worker;
+pub mod tools;
+pub mod daemon;

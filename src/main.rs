@@ -1,20 +1,18 @@
-//! The `ptxd` command line: a thin layer over the library.
+//! The `ptxd` command line: a thin layer over the library, its subcommands in [`cli`].
+
+mod cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use ptxd::analysis::{Analysis, AnalysisError, Analyzer};
-use ptxd::config::Limits;
-use ptxd::config::{Config, OverlaySize};
+use ptxd::config::{Config, Limits, OverlaySize};
 use ptxd::daemon::{self, Daemon};
-use ptxd::infer::{self, Model};
-use ptxd::journal;
-use ptxd::manifest::{Manifest, Role};
-use ptxd::outcome::{self, ErrorKind, Failure, Verdict};
-use ptxd::timings::Timings;
-use ptxd::variant;
+use ptxd::model::infer;
+
+use cli::analyze::{analyze, Outputs};
+use cli::bench::{bench, bench_choose, bench_pipeline};
+use cli::check_models::check_models;
 
 #[derive(Parser)]
 #[command(
@@ -139,7 +137,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    ptxd::logging::init(cli.verbose);
+    ptxd::base::logging::init(cli.verbose);
     infer::set_threads(cli.threads);
     // `run`, `doctor --config` and `bench --choose --config` read the config's [models]
     // manifest; a plain `bench` times the files it is given
@@ -158,7 +156,7 @@ fn main() -> ExitCode {
         .manifest
         .clone()
         .map(Ok)
-        .unwrap_or_else(ptxd::manifest::default_manifest)
+        .unwrap_or_else(ptxd::model::manifest::default_manifest)
     {
         Ok(path) => path,
         Err(e) if needs_manifest => {
@@ -199,11 +197,11 @@ fn main() -> ExitCode {
                 }
             };
             let check = if quick {
-                ptxd::doctor::ModelCheck::Checksums
+                ptxd::tools::doctor::ModelCheck::Checksums
             } else {
-                ptxd::doctor::ModelCheck::LoadAndRun
+                ptxd::tools::doctor::ModelCheck::LoadAndRun
             };
-            let report = ptxd::doctor::examine(&dev, &manifest, config.as_ref(), check);
+            let report = ptxd::tools::doctor::examine(&dev, &manifest, config.as_ref(), check);
             print!("{report}");
             return if report.failures() == 0 {
                 ExitCode::SUCCESS
@@ -254,375 +252,9 @@ fn parse_size(s: &str) -> Result<OverlaySize, String> {
     OverlaySize::try_from([w, h])
 }
 
-struct Outputs {
-    json: bool,
-    mask_dir: Option<PathBuf>,
-    overlay_dir: Option<PathBuf>,
-    overlay_size: OverlaySize,
-}
-
-/// Analyze every file; Ok(true) when all were analyzed.
-fn analyze(
-    manifest: &Path,
-    variant: Option<&str>,
-    limits: Limits,
-    out: &Outputs,
-    files: &[PathBuf],
-) -> Result<bool, Box<dyn std::error::Error>> {
-    let manifest = Manifest::load(manifest)?;
-    let analyzer = Analyzer::load(&manifest, variant, limits)?;
-    for dir in [&out.mask_dir, &out.overlay_dir].into_iter().flatten() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
-    }
-    let mut all_ok = true;
-    for file in files {
-        let analyze = || {
-            let a = analyzer.analyze_file(file).map_err(AnalysisError::into_failure)?;
-            let written = write_outputs(&analyzer, &a, file, out).map_err(|message| Failure {
-                kind: ErrorKind::Io,
-                message,
-            })?;
-            Ok((a, written))
-        };
-        // one file's internal error (a panic in a decoder or tract) must not stop the others
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(analyze)).unwrap_or_else(|panic| {
-            Err(Failure {
-                kind: ErrorKind::Internal,
-                message: format!("{}: internal error: {}", file.display(), daemon::panic_text(&*panic)),
-            })
-        });
-        all_ok &= result.is_ok();
-        print_result(file, &result, out.json);
-    }
-    Ok(all_ok)
-}
-
-/// Mask and overlay files for one analysis: (mask path, overlay path).
-fn write_outputs(
-    analyzer: &Analyzer,
-    a: &Analysis,
-    file: &Path,
-    out: &Outputs,
-) -> Result<(Option<PathBuf>, Option<PathBuf>), String> {
-    let stem = file.file_stem().unwrap_or_default().to_string_lossy();
-    let name = file.file_name().unwrap_or_default().to_string_lossy();
-    let write = |path: PathBuf, bytes: Vec<u8>| {
-        std::fs::write(&path, bytes)
-            .map(|_| path.clone())
-            .map_err(|e| format!("{}: cannot write: {e}", path.display()))
-    };
-    let mask = match (&a.mask, &out.mask_dir) {
-        (Some(mask), Some(dir)) => Some(write(dir.join(format!("{stem}.png")), mask.to_png())?),
-        _ => None,
-    };
-    let overlay = match &out.overlay_dir {
-        Some(dir) => {
-            let fb = ptxd::screen::result_frame(
-                a,
-                out.overlay_size,
-                &analyzer.versions(),
-                &journal::now_rfc3339(),
-                &name,
-            );
-            Some(write(dir.join(format!("{stem}.png")), fb.to_png())?)
-        }
-        None => None,
-    };
-    Ok((mask, overlay))
-}
-
-type Outcome = Result<(Analysis, (Option<PathBuf>, Option<PathBuf>)), Failure>;
-
-/// One `analyze --json` line: the result contract (docs/contract.md), every field on every
-/// line, null where it does not apply.
-#[derive(serde::Serialize)]
-struct AnalyzeLine<'a> {
-    v: u32,
-    file: String,
-    verdict: Verdict,
-    needs_attention: bool,
-    probability: Option<f32>,
-    findings: &'a [ptxd::findings::Finding],
-    width: Option<usize>,
-    height: Option<usize>,
-    format: Option<ptxd::decode::InputFormat>,
-    orientation: Option<ptxd::decode::Orientation>,
-    input_sha256: Option<&'a str>,
-    mask: Option<String>,
-    overlay: Option<String>,
-    seconds: Option<f64>,
-    error_kind: Option<ErrorKind>,
-    error: Option<String>,
-}
-
-impl<'a> AnalyzeLine<'a> {
-    fn new(file: &Path, result: &'a Outcome) -> AnalyzeLine<'a> {
-        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
-        let file = file.display().to_string();
-        match result {
-            Ok((a, (mask, overlay))) => AnalyzeLine {
-                v: outcome::VERSION,
-                file,
-                verdict: a.verdict,
-                needs_attention: a.needs_attention(),
-                probability: a.probability,
-                findings: &a.findings,
-                width: Some(a.radiograph.image.width),
-                height: Some(a.radiograph.image.height),
-                format: Some(a.radiograph.format),
-                orientation: Some(a.radiograph.orientation),
-                input_sha256: Some(&a.radiograph.sha256),
-                mask: path(mask),
-                overlay: path(overlay),
-                seconds: Some(a.seconds),
-                error_kind: a.error_kind(),
-                error: a.not_chest.as_ref().map(ToString::to_string),
-            },
-            Err(failure) => AnalyzeLine {
-                v: outcome::VERSION,
-                file,
-                verdict: Verdict::NotAnalyzed,
-                needs_attention: true,
-                probability: None,
-                findings: &[],
-                width: None,
-                height: None,
-                format: None,
-                orientation: None,
-                input_sha256: None,
-                mask: None,
-                overlay: None,
-                seconds: None,
-                error_kind: Some(failure.kind),
-                error: Some(failure.message.clone()),
-            },
-        }
-    }
-}
-
-fn print_result(file: &Path, result: &Outcome, json: bool) {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string(&AnalyzeLine::new(file, result)).expect("serialises")
-        );
-        return;
-    }
-    match result {
-        Ok((a, _)) => {
-            let (banner, _) = ptxd::render::banner(a.verdict, &a.findings);
-            match (&a.not_chest, a.probability) {
-                (Some(why), _) => println!("{}: {}: {banner}: {why}", file.display(), a.verdict),
-                (None, Some(p)) => println!("{}: {} (p={p:.3}): {banner}", file.display(), a.verdict),
-                (None, None) => println!("{}: {}: {banner}", file.display(), a.verdict),
-            }
-        }
-        Err(failure) => {
-            // the message names the file already (the daemon logs it as it is)
-            let prefix = format!("{}: ", file.display());
-            let reason = failure.message.strip_prefix(&prefix).unwrap_or(&failure.message);
-            println!(
-                "{}: {} ({}): {reason}",
-                file.display(),
-                Verdict::NotAnalyzed,
-                failure.kind
-            );
-        }
-    }
-}
-
 fn run(config: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::load(config)?;
     let stop = daemon::stop_on_signals()?;
     Daemon::start(config)?.run(&stop)?;
-    Ok(())
-}
-
-/// `bench --choose`: every variant timed and checked here, the choice printed (and cached
-/// for the service when its config is given).
-fn bench_choose(
-    manifest: &Path,
-    config: Option<&Path>,
-    threads: usize,
-    runs: usize,
-    json: bool,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let (manifest, threads, cache) = match config {
-        Some(path) => {
-            let c = Config::load(path)?;
-            infer::set_threads(c.models.threads.get());
-            let cache = c.variant_cache();
-            (c.models.manifest, c.models.threads.get(), Some(cache))
-        }
-        None => (manifest.to_path_buf(), threads, None),
-    };
-    let key = variant::Key::here(&manifest, threads)?;
-    let trials = variant::try_all(&Manifest::load(&manifest)?, runs)?;
-    let chosen = variant::fastest(&trials).map(|t| t.variant.clone());
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({ "chosen": chosen, "key": key, "trials": trials })
-        );
-    } else {
-        println!("CPU {}, {threads} thread(s); median of {runs} runs a model", key.cpu);
-        for t in &trials {
-            let models: Vec<String> = t
-                .models
-                .iter()
-                .map(|m| {
-                    format!(
-                        "{} {:.1} ms (differs {:.4}, tolerance {})",
-                        m.role, m.median_ms, m.worst, m.tolerance
-                    )
-                })
-                .collect();
-            let verdict = if t.admitted() { "within tolerance" } else { "OUT" };
-            println!(
-                "{:>9}: {:7.1} ms  {verdict}; {}",
-                t.variant,
-                t.total_ms(),
-                models.join("; ")
-            );
-        }
-    }
-    let Some(variant) = chosen else {
-        return Err(variant::VariantError::NoneAdmitted(variant::describe(&trials)).into());
-    };
-    if !json {
-        println!("chosen: {variant}");
-    }
-    if let Some(cache) = cache {
-        variant::Choice { variant, key, trials }.save(&cache)?;
-        if !json {
-            println!("cached in {} for the service's variant = \"auto\"", cache.display());
-        }
-    }
-    Ok(())
-}
-
-fn check_models(manifest: &std::path::Path, variant: Option<&str>) -> Result<(), Box<dyn std::error::Error>> {
-    let manifest = Manifest::load(manifest)?;
-    println!(
-        "tract picks its kernels for CPU features {}",
-        ptxd::infer::cpu_features()
-    );
-    for role in Role::ALL {
-        let started = Instant::now();
-        let model = Model::load(&manifest, role, variant)?;
-        let loaded = started.elapsed();
-        let entry = manifest.files(role);
-        let input = vec![0.0f32; entry.input.shape.iter().product()];
-        let started = Instant::now();
-        model.run(input)?;
-        println!(
-            "{role}: {} variant {} ({}), sha256 ok, loaded in {:.2}s, one run {:.2}s; input {} {:?}; output {} = {}",
-            model.version(),
-            model.variant(),
-            model.path().display(),
-            loaded.as_secs_f64(),
-            started.elapsed().as_secs_f64(),
-            entry.input.name,
-            entry.input.shape,
-            entry.output.name,
-            entry.output.meaning,
-        );
-    }
-    Ok(())
-}
-
-fn bench_pipeline(
-    manifest: &Path,
-    variant: Option<&str>,
-    files: &[PathBuf],
-    runs: usize,
-    json: bool,
-    scratch: Option<PathBuf>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let manifest = Manifest::load(manifest)?;
-    let analyzer = Analyzer::load(&manifest, variant, Limits::default())?;
-    let scratch = scratch.unwrap_or_else(std::env::temp_dir);
-    let size = OverlaySize {
-        width: 1280,
-        height: 720,
-    };
-    let reports = ptxd::bench::pipeline(&analyzer, files, runs, size, &scratch)?;
-    let peak = ptxd::bench::peak_rss();
-    for report in &reports {
-        if json {
-            println!("{}", report.to_json());
-        } else {
-            print!("{report}");
-        }
-    }
-    let mb = peak.map(|b| b as f64 / 1048576.0);
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"peak_rss_mb": mb, "models": analyzer.versions()})
-        );
-    } else {
-        let mb = mb.map_or("unknown".into(), |mb| format!("{mb:.1} MB"));
-        println!("peak RSS (all models loaded): {mb}");
-    }
-    Ok(())
-}
-
-fn bench(
-    files: &[PathBuf],
-    runs: usize,
-    json: bool,
-    input: Option<&Path>,
-    size: usize,
-    output: Option<&Path>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    use tract_onnx::prelude::{tvec, IntoTValue, Tensor};
-    let shape = [1, 3, size, size];
-    let data: Vec<f32> = match input {
-        Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            if bytes.len() != shape.iter().product::<usize>() * 4 {
-                return Err(format!(
-                    "{}: {} bytes, expected a raw f32 1x3x{size}x{size} tensor (--size)",
-                    path.display(),
-                    bytes.len()
-                )
-                .into());
-            }
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        }
-        None => vec![0.0; shape.iter().product()],
-    };
-    for file in files {
-        let started = Instant::now();
-        let plan = infer::load_plan(file, &shape)?;
-        let load_s = started.elapsed().as_secs_f64();
-        let tensor = Tensor::from_shape(&shape, &data)?;
-        plan.run(tvec!(tensor.clone().into_tvalue()))?; // the warm-up
-        let (times, last) = Timings::measure(runs, || plan.run(tvec!(tensor.clone().into_tvalue())))?;
-        let median = times.median();
-        if let Some(path) = output {
-            let out = last[0].to_plain_array_view::<f32>()?;
-            let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
-            std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({"file": file.display().to_string(), "runs": times.runs(), "median_s": median, "load_s": load_s})
-            );
-        } else {
-            println!(
-                "{}: median {:.3}s over {} runs (load {:.2}s)",
-                file.display(),
-                median,
-                times.runs(),
-                load_s
-            );
-        }
-    }
     Ok(())
 }

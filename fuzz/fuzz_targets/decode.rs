@@ -18,7 +18,7 @@ fuzz_target!(init: {
         None => std::panic::set_hook(Box::new(|info| eprintln!("panic (a refusal if caught): {info}"))),
     }
 }, |data: &[u8]| {
-    let result = ptxd::decode::decode_bytes(data, Limits::default());
+    let result = ptxd::pixels::decode::decode_bytes(data, Limits::default());
     // replaying one input by hand (the binary with a file argument): say what became of it
     if std::env::var_os("PTXD_FUZZ_SHOW").is_some() {
         match &result {

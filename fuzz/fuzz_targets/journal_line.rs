@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ptxd::journal::{encode_line, parse_record};
+use ptxd::record::journal::{encode_line, parse_record};
 
 fuzz_target!(|data: &[u8]| {
     if let Some(record) = parse_record(data) {

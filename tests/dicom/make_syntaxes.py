@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Make one chest radiograph in every DICOM encoding a digitizer may send, each with pydicom's
-decode of it as a reference, for tests/dicom_syntaxes.rs.
+decode of it as a reference, for tests/it/dicom_syntaxes.rs.
 
     make_syntaxes.py SOURCE.dcm OUT_DIR
 

@@ -5,7 +5,7 @@ of both the default release, real.RELEASE_FOLD, and the DenseNet121 variant, tra
 2-4) and the real dev set and prints how far each moves from the default: probabilities, verdict bands
 (negative / indeterminate / positive), alarms, and sensitivity and specificity at the
 manifest's thresholds. A variant whose verdicts move is another model at that operating
-point: it stays out of `variant = "auto"` (src/variant.rs) unless the manifest marks it
+point: it stays out of `variant = "auto"` (src/model/variant.rs) unless the manifest marks it
 `calibrated`.
 
 Usage: python -m ptx_training.variants [--manifest ../manifest.toml]

@@ -1,0 +1,7 @@
+//! A result written down: the journal that every result reaches before anyone is told
+//! ([`journal`]), the result screen drawn into pixels ([`render`]) and the result as DICOM
+//! objects for a PACS ([`dicom_result`]).
+
+pub mod dicom_result;
+pub mod journal;
+pub mod render;

@@ -1,0 +1,107 @@
+//! `ptxd doctor` as a technician runs it: on this machine (no camera, framebuffer or GPIO),
+//! with and without a config naming devices.
+
+use std::process::Command;
+
+use serialport::SerialPort;
+
+use crate::common;
+
+use common::{models_with_tampered_segmenter, root};
+
+fn doctor(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ptxd"))
+        .arg("doctor")
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap(), text)
+}
+
+#[test]
+fn models_are_checked_and_every_device_kind_is_listed() {
+    let (code, out) = doctor(&[]);
+    assert_eq!(code, 0, "{out}");
+    for heading in [
+        "Models",
+        "Capture devices",
+        "Framebuffers",
+        "Serial ports",
+        "GPIO chips",
+        "SPI",
+    ] {
+        assert!(out.contains(heading), "{heading} missing:\n{out}");
+    }
+    assert_eq!(out.matches("sha256 ok, loaded and ran").count(), 3, "{out}");
+    assert!(out.contains("no problems found"), "{out}");
+}
+
+#[test]
+fn quick_checks_the_model_checksums_without_loading() {
+    let (code, out) = doctor(&["--quick"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.matches("sha256 ok (--quick: not loaded or run)").count(),
+        3,
+        "{out}"
+    );
+    assert!(!out.contains("loaded and ran"), "{out}");
+
+    // a model file that is not the manifest's fails the quick check too
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = models_with_tampered_segmenter(dir.path());
+    let (code, out) = doctor(&["--quick", "--manifest", manifest.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("  FAIL")).collect();
+    assert_eq!(fails.len(), 1, "{out}");
+    assert!(fails[0].contains("segmenter") && fails[0].contains("sha256"), "{out}");
+}
+
+#[test]
+fn devices_the_config_names_are_checked_and_failures_set_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_host, device) = serialport::TTYPort::pair().unwrap();
+    let port = device.name().unwrap();
+    let config = dir.path().join("ptxd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[models]
+manifest = "{}"
+[watch]
+dir = "in"
+[journal]
+path = "journal.log"
+[output]
+overlay_dir = "overlays"
+[serial]
+port = "{port}"
+[capture]
+device = "/dev/video-not-here"
+[display]
+kind = "png"
+dir = "screen"
+[gpio]
+chip = "/dev/gpiochip-not-here"
+led = 17
+"#,
+            root().join("models/manifest.toml").display()
+        ),
+    )
+    .unwrap();
+    let (code, out) = doctor(&["--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("  FAIL")).collect();
+    assert_eq!(fails.len(), 2, "{out}");
+    assert!(fails[0].contains("/dev/video-not-here"), "{out}");
+    assert!(
+        fails[1].contains("/dev/gpiochip-not-here") && fails[1].contains("without the alert"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("ok   serial {port}: can be opened")), "{out}");
+    assert!(out.contains("ok   display") && out.contains("800x480"), "{out}");
+    assert!(out.contains("2 problem(s)"), "{out}");
+}
