@@ -207,27 +207,54 @@ impl Default for InputConfig {
     }
 }
 
+/// `[watch]`, its folders resolved: each one given or its default under `dir`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "RawWatchConfig")]
+pub struct WatchConfig {
+    pub dir: PathBuf,
+    pub done: PathBuf,
+    pub failed: PathBuf,
+    pub captured: PathBuf,
+    pub queue: NonZeroUsize,
+    pub settle_ms: u64,
+}
+
+impl From<RawWatchConfig> for WatchConfig {
+    fn from(raw: RawWatchConfig) -> WatchConfig {
+        let under = |name: &str| raw.dir.join(name);
+        WatchConfig {
+            done: raw.done.unwrap_or_else(|| under("done")),
+            failed: raw.failed.unwrap_or_else(|| under("failed")),
+            captured: raw.captured.unwrap_or_else(|| under("captured")),
+            dir: raw.dir,
+            queue: raw.queue,
+            settle_ms: raw.settle_ms,
+        }
+    }
+}
+
+/// `[watch]` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WatchConfig {
+struct RawWatchConfig {
     /// The folder new radiographs are dropped into.
-    pub dir: PathBuf,
+    dir: PathBuf,
     /// Where analyzed inputs go (default `<dir>/done`).
-    pub done: Option<PathBuf>,
+    done: Option<PathBuf>,
     /// Where inputs that could not be analyzed go, each with `<name>.error.txt` (default `<dir>/failed`).
-    pub failed: Option<PathBuf>,
+    failed: Option<PathBuf>,
     /// Where the capture device's chosen frames are spooled for analysis (default
     /// `<dir>/captured`). Their results say `capture:<name>`: the folder says where a frame
     /// came from, not its name.
-    pub captured: Option<PathBuf>,
+    captured: Option<PathBuf>,
     /// Files handed to the pipeline but not yet analyzed, at most. Default 4. When it is full,
     /// new files wait in the folder (nothing is dropped) and are queued as room frees.
     #[serde(default = "four")]
-    pub queue: NonZeroUsize,
+    queue: NonZeroUsize,
     /// A file is taken once it was closed after writing (or renamed in) and its size and
     /// modification time stayed the same for this long. Default 250 ms.
     #[serde(default = "default_settle_ms")]
-    pub settle_ms: u64,
+    settle_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -675,14 +702,10 @@ impl Config {
             }
         };
         abs(&mut config.models.manifest);
-        abs(&mut config.watch.dir);
-        let dir = config.watch.dir.clone();
-        let done = config.watch.done.get_or_insert_with(|| dir.join("done"));
-        abs(done);
-        let failed = config.watch.failed.get_or_insert_with(|| dir.join("failed"));
-        abs(failed);
-        let captured = config.watch.captured.get_or_insert_with(|| dir.join("captured"));
-        abs(captured);
+        let watch = &mut config.watch;
+        for folder in [&mut watch.dir, &mut watch.done, &mut watch.failed, &mut watch.captured] {
+            abs(folder);
+        }
         abs(&mut config.journal.path);
         abs(&mut config.output.overlay_dir);
         if let Some(m) = config.output.mask_dir.as_mut() {
@@ -750,23 +773,23 @@ impl Config {
     }
 
     pub fn done_dir(&self) -> &Path {
-        self.watch.done.as_deref().expect("set by Config::parse")
+        &self.watch.done
     }
 
     pub fn failed_dir(&self) -> &Path {
-        self.watch.failed.as_deref().expect("set by Config::parse")
+        &self.watch.failed
     }
 
     pub fn captured_dir(&self) -> &Path {
-        self.watch.captured.as_deref().expect("set by Config::parse")
+        &self.watch.captured
     }
 
-    /// Where `variant = "auto"` keeps its choice: `variant.json` beside the journal.
     /// The PACS outbox's cursor, beside the journal.
     pub fn pacs_cursor(&self) -> PathBuf {
         self.journal.path.parent().unwrap_or(Path::new(".")).join("pacs.json")
     }
 
+    /// Where `variant = "auto"` keeps its choice: `variant.json` beside the journal.
     pub fn variant_cache(&self) -> PathBuf {
         let journal = &self.journal.path;
         journal.parent().unwrap_or(Path::new(".")).join("variant.json")

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ptxd::sink::report::{parse_command, MAX_COMMAND_LEN};
+use ptxd::sink::serial::{parse_command, MAX_COMMAND_LEN};
 
 fuzz_target!(|data: &[u8]| {
     if parse_command(data).is_ok() {

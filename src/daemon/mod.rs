@@ -52,8 +52,8 @@ use crate::record::journal::{Journal, JournalError, Record};
 use crate::record::render::StatusView;
 use crate::sink::alert::{AlertService, Press};
 use crate::sink::pacs::Outbox;
-use crate::sink::report::{self, LinkService, LinkSetup};
 use crate::sink::screen::{self, Screen};
+use crate::sink::serial::{self, LinkService, LinkSetup};
 use crate::sink::{self, Delivery, Sink};
 
 #[derive(Debug, Error)]
@@ -115,7 +115,7 @@ pub struct Daemon {
     journal: Journal,
     /// The host link, when the config has a `[serial]` section (also a sink).
     link: Option<LinkService>,
-    link_events: mpsc::Receiver<report::Event>,
+    link_events: mpsc::Receiver<serial::Event>,
     link_state: LinkState,
     capture: Option<CaptureService>,
     capture_state: CaptureState,
@@ -668,8 +668,8 @@ impl Daemon {
     fn serve_events(&mut self) {
         while let Ok(event) = self.link_events.try_recv() {
             match event {
-                report::Event::Trigger => self.trigger("host"),
-                report::Event::Acked(seq) => {
+                serial::Event::Trigger => self.trigger("host"),
+                serial::Event::Acked(seq) => {
                     if let Some(alert) = &self.alert {
                         alert.clear(Some(seq));
                     }
@@ -677,9 +677,9 @@ impl Daemon {
                         screen.acknowledged_by_host(seq);
                     }
                 }
-                report::Event::Up => self.link_state = LinkState::PortOpen,
-                report::Event::HostSeen => self.link_state = LinkState::HostSeen,
-                report::Event::Down => self.link_state = LinkState::Down,
+                serial::Event::Up => self.link_state = LinkState::PortOpen,
+                serial::Event::HostSeen => self.link_state = LinkState::HostSeen,
+                serial::Event::Down => self.link_state = LinkState::Down,
             }
         }
         while let Ok(press) = self.presses.try_recv() {

@@ -14,8 +14,8 @@
 
 pub mod alert;
 pub mod pacs;
-pub mod report;
 pub mod screen;
+pub mod serial;
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;

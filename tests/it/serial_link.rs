@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ptxd::base::outcome::ServiceState;
 use ptxd::record::journal::{decode_line, Journal};
-use ptxd::sink::report::{AckState, Event, Hello, Link, LinkConfig};
+use ptxd::sink::serial::{AckState, Event, Hello, Link, LinkConfig};
 use serde_json::Value;
 use serialport::{SerialPort, TTYPort};
 
@@ -323,7 +323,7 @@ fn a_flood_of_bad_lines_gets_a_bounded_answer_and_commands_still_work() {
     // a poll reads at most 16 KiB: the flood can take two, each answering 8 lines and
     // counting the rest in one more frame
     assert!(
-        errors.len() <= 2 * (ptxd::sink::report::MAX_BAD_COMMAND_ERRORS + 1),
+        errors.len() <= 2 * (ptxd::sink::serial::MAX_BAD_COMMAND_ERRORS + 1),
         "{errors:?}"
     );
     let counted: usize = errors

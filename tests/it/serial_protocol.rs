@@ -8,7 +8,7 @@ use crate::common;
 
 use ptxd::base::outcome::{needs_attention, ErrorKind, ErrorReason, ServiceState, Verdict};
 use ptxd::record::journal::{decode_line, encode_line, read_records, Record};
-use ptxd::sink::report::{error_frame, hello_frame, parse_command, result_frame, status_frame, Hello};
+use ptxd::sink::serial::{error_frame, hello_frame, parse_command, result_frame, status_frame, Hello};
 
 fn page_lines(page: &str, prefix: &str) -> Vec<String> {
     let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(page)).expect(page);
