@@ -60,14 +60,12 @@ pub fn bench_choose(
             );
         }
     }
-    let Some(variant) = chosen else {
-        return Err(variant::VariantError::NoneAdmitted(variant::describe(&trials)).into());
-    };
+    let choice = variant::Choice::from_trials(key, trials)?;
     if !json {
-        println!("chosen: {variant}");
+        println!("chosen: {}", choice.variant);
     }
     if let Some(cache) = cache {
-        variant::Choice { variant, key, trials }.save(&cache)?;
+        choice.save(&cache)?;
         if !json {
             println!("cached in {} for the service's variant = \"auto\"", cache.display());
         }

@@ -134,6 +134,19 @@ pub struct Choice {
 }
 
 impl Choice {
+    /// The fastest admitted variant of `trials`; an error naming why each was out when none
+    /// was admitted.
+    pub fn from_trials(key: Key, trials: Vec<Trial>) -> Result<Choice, VariantError> {
+        match fastest(&trials) {
+            Some(t) => Ok(Choice {
+                variant: t.variant.clone(),
+                key,
+                trials,
+            }),
+            None => Err(VariantError::NoneAdmitted(describe(&trials))),
+        }
+    }
+
     /// The cached choice at `path`, if there is one and it was made for `key`.
     pub fn cached(path: &Path, key: &Key) -> Option<Choice> {
         let text = std::fs::read_to_string(path).ok()?;
@@ -157,12 +170,7 @@ impl Choice {
 /// Try every variant (`runs` timed runs a model) and choose the fastest admitted one; an
 /// error when no variant reproduces the reference outputs here.
 pub fn measure(manifest: &Manifest, key: Key, runs: usize) -> Result<Choice, VariantError> {
-    let trials = try_all(manifest, runs)?;
-    let variant = match fastest(&trials) {
-        Some(t) => t.variant.clone(),
-        None => return Err(VariantError::NoneAdmitted(describe(&trials))),
-    };
-    Ok(Choice { variant, key, trials })
+    Choice::from_trials(key, try_all(manifest, runs)?)
 }
 
 /// Each variant in a few words: "int8 846 ms, int8-qdq out (classifier 0.31 > 0.2)".

@@ -54,7 +54,7 @@ fn the_codec_writes_the_documented_frames() {
     };
     assert_eq!(hello_frame(&hello), example("hello"));
     assert_eq!(status_frame(42, 1, 0, ServiceState::Ready), example("status"));
-    let detail = parse_command(b"HELLO").unwrap_err();
+    let detail = parse_command(b"HELLO").unwrap_err().to_string();
     assert_eq!(error_frame(42, ErrorReason::BadCommand, &detail), example("error"));
 }
 

@@ -262,8 +262,8 @@ impl<P: Read + Write> Link<P> {
         let line = std::mem::take(&mut self.inbox);
         match parse_command(&line) {
             Ok(command) => self.execute(command),
-            Err(detail) => {
-                self.bad_command(detail)?;
+            Err(bad) => {
+                self.bad_command(bad.to_string())?;
                 Ok(None)
             }
         }

@@ -61,7 +61,7 @@ mod tests {
             (b"\xff\xfe ACK 1", "not text"),
             (&[b'A'; 65][..], "limit"),
         ] {
-            let err = parse_command(line).unwrap_err();
+            let err = parse_command(line).unwrap_err().to_string();
             assert!(err.contains(why), "{line:?}: {err}");
         }
     }

@@ -37,16 +37,34 @@ pub enum Command {
     Trigger,
 }
 
+/// Why a host line is not a command. Its text is the `detail` of the `bad-command` error
+/// frame the host gets back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadCommand {
+    #[error("line of {0} bytes, the limit is {MAX_COMMAND_LEN}")]
+    TooLong(usize),
+    #[error("line is not text")]
+    NotText,
+    #[error("missing sequence number")]
+    MissingSeq,
+    #[error("{0:?} is not a sequence number")]
+    NotASeq(String),
+    #[error("empty line")]
+    Empty,
+    #[error("unknown or malformed command {0:?}")]
+    Unknown(String),
+}
+
 /// Parse one host line (without its newline; a trailing `\r` is allowed).
-pub fn parse_command(line: &[u8]) -> Result<Command, String> {
+pub fn parse_command(line: &[u8]) -> Result<Command, BadCommand> {
     if line.len() > MAX_COMMAND_LEN {
-        return Err(format!("line of {} bytes, the limit is {MAX_COMMAND_LEN}", line.len()));
+        return Err(BadCommand::TooLong(line.len()));
     }
-    let text = std::str::from_utf8(line).map_err(|_| "line is not text".to_string())?;
+    let text = std::str::from_utf8(line).map_err(|_| BadCommand::NotText)?;
     let words: Vec<&str> = text.trim_end_matches('\r').split_ascii_whitespace().collect();
-    let seq = |word: Option<&&str>| -> Result<u64, String> {
-        let w = word.ok_or("missing sequence number")?;
-        w.parse().map_err(|_| format!("{w:?} is not a sequence number"))
+    let seq = |word: Option<&&str>| -> Result<u64, BadCommand> {
+        let w = word.ok_or(BadCommand::MissingSeq)?;
+        w.parse().map_err(|_| BadCommand::NotASeq(w.to_string()))
     };
     match words.as_slice() {
         ["ACK", rest @ ..] if rest.len() <= 1 => seq(rest.first()).map(Command::Ack),
@@ -54,8 +72,8 @@ pub fn parse_command(line: &[u8]) -> Result<Command, String> {
         ["REPLAY", rest @ ..] if rest.len() <= 1 => seq(rest.first()).map(Command::Replay),
         ["STATUS"] => Ok(Command::Status),
         ["TRIGGER"] => Ok(Command::Trigger),
-        [] => Err("empty line".into()),
-        [word, ..] => Err(format!("unknown or malformed command {word:?}")),
+        [] => Err(BadCommand::Empty),
+        [word, ..] => Err(BadCommand::Unknown(word.to_string())),
     }
 }
 
