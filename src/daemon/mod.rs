@@ -469,7 +469,7 @@ impl Daemon {
             } else {
                 self.config.done_dir()
             };
-            self.move_input(path, dir, None);
+            source::move_out(path, dir, None);
             return;
         }
         // A panic inside a decoder or tract must not take the service down, and must not
@@ -587,10 +587,10 @@ impl Daemon {
         }
         if r.failed() {
             self.summary.failed += 1;
-            self.move_input(&input.path, self.config.failed_dir(), r.error.as_deref());
+            source::move_out(&input.path, self.config.failed_dir(), r.error.as_deref());
         } else {
             self.summary.analyzed += 1;
-            self.move_input(&input.path, self.config.done_dir(), None);
+            source::move_out(&input.path, self.config.done_dir(), None);
         }
         self.last_result = Some(summary_line(&r));
         let delivery = Delivery {
@@ -775,36 +775,6 @@ impl Daemon {
         self.last_status = Some(view.clone());
         if let Some(screen) = &mut self.screen {
             screen.refresh(view, Instant::now());
-        }
-    }
-
-    /// Move the input into `dir` (`name.2.png`, `name.3.png`... on a name clash), and the error text
-    /// beside it for a failure.
-    fn move_input(&self, path: &Path, dir: &Path, error: Option<&str>) {
-        // names are built as OS strings: a name that is not UTF-8 keeps its bytes
-        let name = path.file_name().unwrap_or_default();
-        let mut target = dir.join(name);
-        let mut n = 2;
-        while target.symlink_metadata().is_ok() {
-            let mut other = path.file_stem().unwrap_or_default().to_os_string();
-            other.push(format!(".{n}"));
-            if let Some(ext) = path.extension() {
-                other.push(".");
-                other.push(ext);
-            }
-            target = dir.join(other);
-            n += 1;
-        }
-        if let Some(error) = error {
-            let mut txt = target.clone().into_os_string();
-            txt.push(".error.txt");
-            let txt = PathBuf::from(txt);
-            if let Err(e) = files::write_durably(&txt, format!("{error}\n").as_bytes()) {
-                log::error!("{}: {e}", txt.display());
-            }
-        }
-        if let Err(e) = std::fs::rename(path, &target) {
-            log::error!("{}: cannot move it to {}: {e}", path.display(), dir.display());
         }
     }
 }

@@ -14,6 +14,8 @@
 //! full, nothing is dropped and nothing blocks the watcher: ready files stay in the folder,
 //! in arrival order, and are queued as the pipeline takes earlier ones. The folder is the
 //! overflow buffer, so memory stays bounded however many files arrive at once.
+//!
+//! Once an input's result is journaled, [`move_out`] files it into `done/` or `failed/`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
 use thiserror::Error;
 
+use crate::base::files;
 use crate::base::worker::Worker;
 
 #[derive(Debug, Error)]
@@ -306,6 +309,38 @@ impl State {
         }
         self.full_logged = false;
         Ok(())
+    }
+}
+
+/// Move a journaled input out of the watch folder into `dir` (`done/` or `failed/`), as
+/// `name.2.png`, `name.3.png`... on a name clash, with the error text beside it for a
+/// failure. A move that fails is logged: the result is journaled already, and the input,
+/// still in the folder, is recognised as recorded on the next start.
+pub fn move_out(path: &Path, dir: &Path, error: Option<&str>) {
+    // names are built as OS strings: a name that is not UTF-8 keeps its bytes
+    let name = path.file_name().unwrap_or_default();
+    let mut target = dir.join(name);
+    let mut n = 2;
+    while target.symlink_metadata().is_ok() {
+        let mut other = path.file_stem().unwrap_or_default().to_os_string();
+        other.push(format!(".{n}"));
+        if let Some(ext) = path.extension() {
+            other.push(".");
+            other.push(ext);
+        }
+        target = dir.join(other);
+        n += 1;
+    }
+    if let Some(error) = error {
+        let mut txt = target.clone().into_os_string();
+        txt.push(".error.txt");
+        let txt = PathBuf::from(txt);
+        if let Err(e) = files::write_durably(&txt, format!("{error}\n").as_bytes()) {
+            log::error!("{}: {e}", txt.display());
+        }
+    }
+    if let Err(e) = std::fs::rename(path, &target) {
+        log::error!("{}: cannot move it to {}: {e}", path.display(), dir.display());
     }
 }
 
