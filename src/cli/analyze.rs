@@ -75,7 +75,7 @@ fn write_outputs(
     };
     let overlay = match &out.overlay_dir {
         Some(dir) => {
-            let fb = ptxd::sink::screen::result_frame(
+            let fb = ptxd::record::render::result_frame(
                 a,
                 out.overlay_size,
                 &analyzer.versions(),

@@ -35,8 +35,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::analysis::{Analysis, AnalysisError, Analyzer, SetupError};
-use crate::base::files;
-use crate::base::files::{hex, sha256_file};
+use crate::base::files::{self, hex, sha256_file};
 use crate::base::outcome::{ErrorKind, ErrorReason, Failure, Origin, ServiceState};
 use crate::config::{Config, VariantSetting};
 use crate::hw::display;
@@ -47,12 +46,12 @@ use crate::model::infer;
 use crate::model::manifest::{Manifest, ManifestError};
 use crate::model::variant::{self, Choice, VariantError};
 use crate::pixels::decode;
-use crate::record::dicom_result;
 use crate::record::journal::{Journal, JournalError, Record};
 use crate::record::render::StatusView;
+use crate::record::result_files;
 use crate::sink::alert::{AlertService, Press};
 use crate::sink::pacs::Outbox;
-use crate::sink::screen::{self, Screen};
+use crate::sink::screen::Screen;
 use crate::sink::serial::{self, LinkService, LinkSetup};
 use crate::sink::{self, Delivery, Sink};
 
@@ -181,7 +180,7 @@ struct Unwritten {
 
 impl Unwritten {
     fn new(what: &Path, e: &std::io::Error) -> Unwritten {
-        let full = matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT));
+        let full = files::is_disk_full(e);
         Unwritten {
             full,
             message: format!("{}: {e}", what.display()),
@@ -557,7 +556,11 @@ impl Daemon {
         let record = match outcome {
             Ok(analysis) => {
                 let mut record = Record::analyzed(input.source(), sha, models, analysis);
-                (record.overlay, record.mask) = self.write_files(input, analysis, &record)?;
+                let stem = source::name_text(input.path.file_stem().unwrap_or_default());
+                let seq = self.journal.next_seq();
+                (record.overlay, record.mask) =
+                    result_files::write(&self.config.output, seq, &stem, &input.name, analysis, &record)
+                        .map_err(|e| Unwritten::new(&e.path, &e.source))?;
                 record
             }
             Err(failure) => Record::failure(input.source(), sha, models, failure),
@@ -604,64 +607,6 @@ impl Daemon {
         sinks.extend(self.link.as_mut().map(|s| s as &mut dyn Sink));
         sink::deliver(&mut sinks, &delivery, &mut self.sink_health);
         Ok(())
-    }
-
-    /// The overlay (and, for a positive, the mask) PNG, written durably before the record
-    /// that names them. A full disk stalls the result (nothing is lost); a file that cannot
-    /// be written for another reason (a folder made read-only) is logged and named as null,
-    /// so a misconfigured output cannot stop the service.
-    fn write_files(
-        &self,
-        input: &Input,
-        analysis: &Analysis,
-        record: &Record,
-    ) -> Result<(Option<String>, Option<String>), Unwritten> {
-        let seq = self.journal.next_seq();
-        let stem = source::name_text(input.path.file_stem().unwrap_or_default());
-        let write = |path: PathBuf, png: Vec<u8>| match files::write_durably(&path, &png) {
-            Ok(()) => Ok(Some(path.display().to_string())),
-            Err(e) => match Unwritten::new(&path, &e) {
-                full if full.full => Err(full),
-                _ => {
-                    log::error!("{}: cannot write it: {e}", path.display());
-                    Ok(None)
-                }
-            },
-        };
-        let output = &self.config.output;
-        let fb = screen::result_frame(analysis, output.overlay_size, &record.models, &record.time, &input.name);
-        let overlay = write(output.overlay_dir.join(format!("{seq:08}-{stem}.png")), fb.to_png())?;
-        let mask = match (&analysis.mask, &output.mask_dir) {
-            (Some(mask), Some(dir)) => write(dir.join(format!("{seq:08}-{stem}.png")), mask.to_png())?,
-            _ => None,
-        };
-        if let (Some(dir), Some(study)) = (&output.dicom_dir, &analysis.radiograph.study) {
-            let view = dicom_result::ResultView {
-                study,
-                input_sha256: &analysis.radiograph.sha256,
-                verdict: analysis.verdict,
-                probability: analysis.probability,
-                findings: &analysis.findings,
-                models: &record.models,
-                time: &record.time,
-            };
-            let embedded_graphics::geometry::Size { width, height } =
-                embedded_graphics::geometry::OriginDimensions::size(&fb);
-            let objects = [
-                ("sr", dicom_result::structured_report(&view)),
-                (
-                    "sc",
-                    dicom_result::overlay_capture(&view, width, height, &fb.to_rgb_bytes()),
-                ),
-            ];
-            for (kind, object) in objects {
-                match object {
-                    Ok(bytes) => _ = write(dir.join(format!("{seq:08}-{stem}.{kind}.dcm")), bytes)?,
-                    Err(e) => log::warn!("{}: no DICOM {kind} result: {e}", input.name),
-                }
-            }
-        }
-        Ok((overlay, mask))
     }
 
     /// Answer what the host and the buttons asked for since the last look.

@@ -1,7 +1,9 @@
 //! A result written down: the journal that every result reaches before anyone is told
 //! ([`journal`]), the result screen drawn into pixels ([`render`]) and the result as DICOM
-//! objects for a PACS ([`dicom_result`]).
+//! objects for a PACS ([`dicom_result`]), and the files a result names, written before its
+//! record ([`result_files`]).
 
 pub mod dicom_result;
 pub mod journal;
 pub mod render;
+pub mod result_files;

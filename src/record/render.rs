@@ -25,7 +25,10 @@ use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
 use embedded_graphics::text::{Baseline, Text};
 
 use crate::analysis::findings::{Finding, Mask, Side, Verdict};
+use crate::analysis::Analysis;
 use crate::base::outcome::ServiceState;
+use crate::config::OverlaySize;
+use crate::model::infer::ModelVersions;
 use crate::pixels::grey::GreyImage;
 
 pub const RED: Rgb888 = Rgb888::new(220, 30, 30);
@@ -542,6 +545,32 @@ fn draw_radiograph<D: DrawTarget<Color = Rgb888>>(
         }
     }
     target.fill_contiguous(&Rectangle::new(at, Size::new(dw, dh)), colours)
+}
+
+/// The result screen for `analysis` at `size`: what the display shows and the overlay file
+/// holds.
+pub fn result_frame(
+    analysis: &Analysis,
+    size: OverlaySize,
+    models: &ModelVersions,
+    time: &str,
+    source: &str,
+) -> Framebuffer {
+    let mut fb = Framebuffer::new(size.width, size.height);
+    let models = models.label();
+    let view = ResultView {
+        image: &analysis.radiograph.image,
+        mask: analysis.mask.as_ref(),
+        verdict: analysis.verdict,
+        probability: analysis.probability,
+        not_chest: analysis.not_chest.as_ref(),
+        findings: &analysis.findings,
+        time,
+        models: &models,
+        source,
+    };
+    let Ok(()) = draw_result(&mut fb, &view);
+    fb
 }
 
 #[cfg(test)]

@@ -23,12 +23,10 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::analysis::findings::Verdict;
-use crate::analysis::Analysis;
 use crate::base::logging::Failing;
 use crate::config::OverlaySize;
 use crate::hw::display::Display;
-use crate::model::infer::ModelVersions;
-use crate::record::render::{self, Framebuffer, ResultView, StatusView};
+use crate::record::render::{self, result_frame, Framebuffer, StatusView};
 use crate::sink::{Delivery, Sink, SinkError};
 
 /// Drawn screens kept while the screen is held.
@@ -299,32 +297,6 @@ impl Sink for Screen {
         self.redraw();
         Ok(())
     }
-}
-
-/// The result screen for `analysis` at `size`: what the display shows and the overlay file
-/// holds.
-pub fn result_frame(
-    analysis: &Analysis,
-    size: OverlaySize,
-    models: &ModelVersions,
-    time: &str,
-    source: &str,
-) -> Framebuffer {
-    let mut fb = Framebuffer::new(size.width, size.height);
-    let models = models.label();
-    let view = ResultView {
-        image: &analysis.radiograph.image,
-        mask: analysis.mask.as_ref(),
-        verdict: analysis.verdict,
-        probability: analysis.probability,
-        not_chest: analysis.not_chest.as_ref(),
-        findings: &analysis.findings,
-        time,
-        models: &models,
-        source,
-    };
-    let Ok(()) = render::draw_result(&mut fb, &view);
-    fb
 }
 
 /// The screen for result `seq`, an input that could not be analyzed: what went wrong and

@@ -17,7 +17,7 @@ use crate::base::files;
 use crate::base::timings::Timings;
 use crate::config::OverlaySize;
 use crate::record::journal::{Journal, Record};
-use crate::sink::screen;
+use crate::record::render::result_frame;
 
 /// The steps reported, in pipeline order.
 pub const STEPS: [&str; 10] = [
@@ -108,7 +108,7 @@ fn run_once(
 
     let t = Instant::now();
     let name = file.file_name().unwrap_or_default().to_string_lossy();
-    let frame = screen::result_frame(&analysis, overlay_size, &record.models, &record.time, &name);
+    let frame = result_frame(&analysis, overlay_size, &record.models, &record.time, &name);
     let overlay_png = frame.to_png();
     let mask_png = analysis.mask.as_ref().map(|m| m.to_png());
     let render = t.elapsed();
