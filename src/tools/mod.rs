@@ -1,5 +1,5 @@
 //! What the binary offers besides the service, for the people who install and tune it:
-//! `ptxd doctor` ([`doctor`]) and `ptxd bench --pipeline` ([`bench`]).
+//! `ptxd doctor` ([`doctor`]) and `ptxd bench --pipeline` ([`bench`](mod@bench)).
 
 pub mod bench;
 pub mod doctor;

@@ -17,7 +17,7 @@ pub const WINDOW: usize = 8;
 /// The longest host line accepted, without its newline.
 pub const MAX_COMMAND_LEN: usize = 64;
 
-/// `bad-command` error frames answered per [`Link::poll`] at most; the bad lines beyond are
+/// `bad-command` error frames answered per [`Link::poll`](super::Link::poll) at most; the bad lines beyond are
 /// counted in one more. A host flooding garbage must not make ptxd talk as much back (the
 /// line is shared with results, and the frames would queue in memory on both sides).
 pub const MAX_BAD_COMMAND_ERRORS: usize = 8;
