@@ -1,10 +1,11 @@
 //! A named background thread that stops when its owner drops it.
 //!
-//! The watch folder, the serial link, the capture device and the alert each run a loop on
-//! a thread of their own. They all stop the same way: the owner sets a flag, the loop sees
-//! it within a few tens of milliseconds, and the owner waits for the thread to end, so no
-//! file, port or line is left half used when the daemon exits. Those that reopen a device
-//! (the serial port, the capture device) share one [`Backoff`].
+//! The watch folder, the serial link, the capture device, the alert, the DICOM listener and
+//! the PACS outbox each run a loop on a thread of their own. They all stop the same way: the
+//! owner sets a flag, the loop sees it within a few tens of milliseconds (a poll of a few
+//! hundred), and the owner waits for the thread to end, so no file, port or line is left
+//! half used when the daemon exits. Those that retry something that went away (the serial
+//! port, the capture device, the PACS) share one [`Backoff`].
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,7 +54,8 @@ pub fn nap(d: Duration, stop: &AtomicBool) {
     }
 }
 
-/// The reconnect policy every device loop shares (the serial port, the capture device):
+/// The retry policy every reconnecting loop shares (the serial port, the capture device, the
+/// PACS outbox):
 /// doubling waits from one second up to a maximum, and a failure logged once per run of
 /// them, not at every retry.
 #[derive(Debug)]
