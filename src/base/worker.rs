@@ -55,9 +55,8 @@ pub fn nap(d: Duration, stop: &AtomicBool) {
 }
 
 /// The retry policy every reconnecting loop shares (the serial port, the capture device, the
-/// PACS outbox):
-/// doubling waits from one second up to a maximum, and a failure logged once per run of
-/// them, not at every retry.
+/// PACS outbox): doubling waits from one second up to a maximum, and a failure logged once
+/// per run of them, not at every retry.
 #[derive(Debug)]
 pub struct Backoff {
     wait: Duration,
