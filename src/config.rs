@@ -714,11 +714,11 @@ impl Config {
         if let Some(d) = config.output.dicom_dir.as_mut() {
             abs(d);
         }
-        let journal_dir = config.journal.path.parent().unwrap_or(base).to_path_buf();
         if let Some(serial) = config.serial.as_mut() {
             abs(&mut serial.port);
-            let acks = serial.acks.get_or_insert_with(|| journal_dir.join("acks.json"));
-            abs(acks);
+            if let Some(acks) = serial.acks.as_mut() {
+                abs(acks);
+            }
         }
         if let Some(capture) = config.capture.as_mut() {
             abs(&mut capture.device);
@@ -786,13 +786,26 @@ impl Config {
 
     /// The PACS outbox's cursor, beside the journal.
     pub fn pacs_cursor(&self) -> PathBuf {
-        self.journal.path.parent().unwrap_or(Path::new(".")).join("pacs.json")
+        self.beside_journal("pacs.json")
     }
 
     /// Where `variant = "auto"` keeps its choice: `variant.json` beside the journal.
     pub fn variant_cache(&self) -> PathBuf {
-        let journal = &self.journal.path;
-        journal.parent().unwrap_or(Path::new(".")).join("variant.json")
+        self.beside_journal("variant.json")
+    }
+
+    /// Where the serial link keeps the host's ACKs: `serial.acks`, else `acks.json` beside
+    /// the journal.
+    pub fn acks_file(&self) -> PathBuf {
+        match self.serial.as_ref().and_then(|s| s.acks.clone()) {
+            Some(path) => path,
+            None => self.beside_journal("acks.json"),
+        }
+    }
+
+    /// The state files ptxd keeps with its journal (`journal.path` is absolute once parsed).
+    fn beside_journal(&self, name: &str) -> PathBuf {
+        self.journal.path.parent().unwrap_or(Path::new(".")).join(name)
     }
 }
 
@@ -857,12 +870,19 @@ overlay_dir = "state/overlays"
     fn serial_section_defaults() {
         let text = format!("{MINIMAL}\n[serial]\nport = \"/dev/ttyS0\"\n");
         let c = Config::parse(&text, Path::new("/etc/ptxd")).unwrap();
+        assert_eq!(c.acks_file(), Path::new("/etc/ptxd/state/acks.json"));
         let s = c.serial.unwrap();
         assert_eq!(
             (s.baud, s.ack_timeout_ms.get(), s.heartbeat_s.get()),
             (115_200, 2000, 30)
         );
-        assert_eq!(s.acks.as_deref(), Some(Path::new("/etc/ptxd/state/acks.json")));
+        let given = format!("{MINIMAL}\n[serial]\nport = \"/dev/ttyS0\"\nacks = \"ack/state.json\"\n");
+        let c = Config::parse(&given, Path::new("/etc/ptxd")).unwrap();
+        assert_eq!(
+            c.acks_file(),
+            Path::new("/etc/ptxd/ack/state.json"),
+            "relative to the config"
+        );
     }
 
     #[test]

@@ -305,6 +305,7 @@ impl Daemon {
                     LinkSetup {
                         serial: serial.clone(),
                         journal: config.journal.path.clone(),
+                        acks: config.acks_file(),
                         firmware: format!("ptxd {}", env!("CARGO_PKG_VERSION")),
                         models: analyzer.versions(),
                     },

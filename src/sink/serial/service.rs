@@ -31,6 +31,8 @@ pub struct LinkService {
 pub struct LinkSetup {
     pub serial: SerialConfig,
     pub journal: PathBuf,
+    /// The host's ACKs on disk (`Config::acks_file`).
+    pub acks: PathBuf,
     pub firmware: String,
     pub models: ModelVersions,
 }
@@ -87,10 +89,6 @@ impl Sink for LinkService {
 pub(super) fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Sender<Event>, stop: &AtomicBool) {
     let cfg = &setup.serial;
     let port_name = cfg.port.display().to_string();
-    let acks_path = cfg
-        .acks
-        .clone()
-        .unwrap_or_else(|| setup.journal.with_file_name("acks.json"));
     let config = LinkConfig {
         ack_timeout: Duration::from_millis(cfg.ack_timeout_ms.get()),
         max_backoff: Duration::from_millis(cfg.max_backoff_ms.get()),
@@ -115,9 +113,9 @@ pub(super) fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Send
                     .map_err(journal_io)?
                     .try_fold(0, |last, r| r.map(|r| last.max(r.seq)))
                     .map_err(journal_io)?;
-                let acks = AckState::open(&acks_path).unwrap_or_else(|e| {
+                let acks = AckState::open(&setup.acks).unwrap_or_else(|e| {
                     log::error!("serial: {e}; every journaled result will be offered to the host again");
-                    AckState::new(&acks_path)
+                    AckState::new(&setup.acks)
                 });
                 let hello = Hello {
                     device: &cfg.device_id,
