@@ -26,6 +26,16 @@ pub struct Limits {
     pub max_pixels: u64,
 }
 
+impl Limits {
+    /// The most bytes a file or a received object may hold to be an image within the pixel
+    /// limit: ~8 bytes a pixel (uncompressed 16-bit RGBA) plus 1 MB of headers. Larger is
+    /// refused before it is read (files), received (the DICOM listener) or inflated (a
+    /// deflated DICOM data set).
+    pub fn max_file_bytes(&self) -> u64 {
+        self.max_pixels.saturating_mul(8).saturating_add(1 << 20)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         // 64 megapixels: four times the largest flat-panel detectors (about 4300 x 3500).

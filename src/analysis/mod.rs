@@ -8,12 +8,11 @@ pub mod lungs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::analysis::findings::{Finding, Mask, Thresholds, Verdict};
 use crate::analysis::lungs::{LungField, NotChest};
-use crate::base::files::hex;
+use crate::base::files::sha256_hex;
 use crate::base::outcome::{self, ErrorKind, Failure};
 use crate::config::Limits;
 use crate::model::infer::{InferError, Model, ModelVersions};
@@ -168,7 +167,7 @@ impl Analyzer {
     pub fn analyze_file(&self, path: &Path) -> Result<Analysis, AnalysisError> {
         let started = Instant::now();
         let bytes = decode::read_input(path, self.limits)?;
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = sha256_hex(&bytes);
         self.analyze_bytes(path, &bytes, sha256, started)
     }
 

@@ -31,11 +31,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::analysis::{Analysis, AnalysisError, Analyzer, SetupError};
-use crate::base::files::{self, hex, sha256_file};
+use crate::base::files::{self, sha256_file, sha256_hex};
 use crate::base::outcome::{ErrorKind, ErrorReason, Failure, Origin, ServiceState};
 use crate::config::{Config, VariantSetting};
 use crate::hw::display;
@@ -451,7 +450,7 @@ impl Daemon {
         // is still hashed (streamed), so its failure record names it too.
         let bytes = decode::read_input(path, self.config.limits());
         let sha = match &bytes {
-            Ok(bytes) => Some(hex(&Sha256::digest(bytes))),
+            Ok(bytes) => Some(sha256_hex(bytes)),
             Err(_) => sha256_file(path).ok(),
         };
         // Recorded before a crash or power cut, but not moved yet: move it, record nothing.

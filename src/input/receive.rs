@@ -213,7 +213,7 @@ fn serve(stream: TcpStream, config: &DicomConfig, dir: &Path, limits: Limits) ->
         .map_err(|e| AssociationError::Network(Box::new(e)))?;
     let calling = association.peer_ae_title().trim().to_string();
     // what the pixel limit allows one object to be (as `decode::read_input` for files)
-    let max_bytes = limits.max_pixels.saturating_mul(8).saturating_add(1 << 20) as usize;
+    let max_bytes = limits.max_file_bytes() as usize;
     let mut command: Option<InMemDicomObject> = None;
     let mut data: Vec<u8> = Vec::new();
     loop {

@@ -34,8 +34,7 @@ use dicom_core::value::PrimitiveValue;
 use dicom_core::VR;
 use dicom_dictionary_std::{tags, uids};
 use dicom_transfer_syntax_registry::entries::{EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN};
-use dicom_ul::pdu::AbortRQSource;
-use dicom_ul::pdu::PDataValueType;
+use dicom_ul::pdu::{AbortRQSource, PDataValueType};
 use dicom_ul::{ClientAssociation, ClientAssociationOptions, Pdu};
 use thiserror::Error;
 

@@ -11,13 +11,12 @@ use std::path::{Path, PathBuf};
 use crate::common;
 
 use common::{data, root};
-use ptxd::base::files::hex;
+use ptxd::base::files::sha256_hex;
 use ptxd::model::infer::Model;
 use ptxd::model::manifest::{Manifest, Role};
 use ptxd::model::preprocess::{resize_pil_bilinear, to_tensor};
 use ptxd::model::reference::{Input, Vectors};
 use ptxd::pixels::grey::GreyImage;
-use sha2::{Digest, Sha256};
 
 fn vectors() -> Vectors {
     Vectors::load(&root().join("models/reference/vectors.json")).unwrap_or_else(|e| panic!("{e}"))
@@ -47,7 +46,7 @@ fn inputs(v: &Vectors, role: Role) -> Vec<(&Input, GreyImage)> {
         let bytes =
             std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (the tests read ../shared/data)", path.display()));
         assert_eq!(
-            hex(&Sha256::digest(&bytes)),
+            sha256_hex(&bytes),
             input.sha256,
             "{label} is not the file the vectors were made from"
         );
@@ -71,7 +70,7 @@ fn preprocessing_matches_pillow() {
         if label.ends_with(".png") {
             // PNG is lossless: the resize must give Pillow's very pixels.
             assert_eq!(
-                hex(&Sha256::digest(&resized.pixels)),
+                sha256_hex(&resized.pixels),
                 pre.resized_sha256,
                 "{label}: resize differs from Pillow"
             );

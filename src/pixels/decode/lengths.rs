@@ -36,7 +36,7 @@ pub(super) fn check_declared_lengths(file: &[u8], limits: Limits) -> Result<(), 
     };
     // what an uncompressed file within the limits may hold (`read_input`), and no more than
     // a real data set inflates
-    let bound = (limits.max_pixels.saturating_mul(8).saturating_add(1 << 20)).min(
+    let bound = limits.max_file_bytes().min(
         ((file.len() - at) as u64)
             .saturating_mul(MAX_DEFLATE_EXPANSION)
             .max(EXPANSION_FLOOR),

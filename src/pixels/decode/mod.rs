@@ -32,10 +32,9 @@ use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
 use dicom_object::DefaultDicomObject;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::base::files::hex;
+use crate::base::files::sha256_hex;
 use crate::base::outcome::ErrorKind;
 use crate::config::Limits;
 use crate::pixels::grey::GreyImage;
@@ -217,13 +216,13 @@ pub fn decode_file(path: &Path, limits: Limits) -> Result<Radiograph, DecodeErro
 }
 
 /// Read a file's bytes, refusing one larger than any image within the limits could need
-/// (~8 bytes a pixel for uncompressed 16-bit RGBA, plus headers) before reading it.
+/// ([`Limits::max_file_bytes`]) before reading it.
 pub fn read_input(path: &Path, limits: Limits) -> Result<Vec<u8>, DecodeError> {
     let fail = |kind, reason: String| DecodeError {
         file: path.to_path_buf(),
         why: Refusal { kind, reason },
     };
-    let max_bytes = limits.max_pixels.saturating_mul(8).saturating_add(1 << 20);
+    let max_bytes = limits.max_file_bytes();
     let size = std::fs::metadata(path)
         .map_err(|e| fail(ErrorKind::Io, format!("cannot read: {e}")))?
         .len();
@@ -241,7 +240,7 @@ pub fn read_input(path: &Path, limits: Limits) -> Result<Vec<u8>, DecodeError> {
 
 /// Decode a file's bytes; the error is the reason only (the caller names the file).
 pub fn decode_bytes(bytes: &[u8], limits: Limits) -> Result<Radiograph, Refusal> {
-    decode_hashed(bytes, hex(&Sha256::digest(bytes)), limits)
+    decode_hashed(bytes, sha256_hex(bytes), limits)
 }
 
 /// [`decode_bytes`] for a caller that has hashed the bytes already.
