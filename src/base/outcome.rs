@@ -134,6 +134,16 @@ impl ServiceState {
         }
     }
 
+    /// The `error` frame that says this state began (the same word); none for `Ready`.
+    pub fn error_reason(self) -> Option<ErrorReason> {
+        match self {
+            ServiceState::Ready => None,
+            ServiceState::CaptureLost => Some(ErrorReason::CaptureLost),
+            ServiceState::DiskFull => Some(ErrorReason::DiskFull),
+            ServiceState::StorageError => Some(ErrorReason::StorageError),
+        }
+    }
+
     /// Nothing is being analyzed until it clears: the screen says so over any result.
     pub fn stalls(self) -> bool {
         matches!(self, ServiceState::DiskFull | ServiceState::StorageError)

@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 
 use ptxd::analysis::{Analysis, AnalysisError, Analyzer};
 use ptxd::base::files;
-use ptxd::base::outcome::{self, ErrorKind, Failure, Verdict};
+use ptxd::base::outcome::{ErrorKind, Failure, Verdict};
 use ptxd::config::{Limits, OverlaySize};
 use ptxd::daemon;
+use ptxd::model::infer::ModelVersions;
 use ptxd::model::manifest::Manifest;
+use ptxd::record::journal::Record;
 
 /// Where `analyze` writes besides standard output, and how it prints.
 pub struct Outputs {
@@ -50,7 +52,7 @@ pub fn analyze(
             })
         });
         all_ok &= result.is_ok();
-        print_result(file, &result, out.json);
+        print_result(file, &result, out.json, analyzer.versions());
     }
     Ok(all_ok)
 }
@@ -100,7 +102,7 @@ struct AnalyzeLine<'a> {
     verdict: Verdict,
     needs_attention: bool,
     probability: Option<f32>,
-    findings: &'a [ptxd::analysis::findings::Finding],
+    findings: Vec<ptxd::analysis::findings::Finding>,
     width: Option<usize>,
     height: Option<usize>,
     format: Option<ptxd::pixels::decode::InputFormat>,
@@ -114,55 +116,49 @@ struct AnalyzeLine<'a> {
 }
 
 impl<'a> AnalyzeLine<'a> {
-    fn new(file: &Path, result: &'a Outcome) -> AnalyzeLine<'a> {
+    /// The contract's fields come from the journal's [`Record`] (one mapping of an analysis
+    /// to a result, shared with the daemon); the image's from the analysis.
+    fn new(file: &Path, result: &'a Outcome, models: ModelVersions) -> AnalyzeLine<'a> {
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
-        let file = file.display().to_string();
-        match result {
-            Ok((a, (mask, overlay))) => AnalyzeLine {
-                v: outcome::VERSION,
-                file,
-                verdict: a.verdict,
-                needs_attention: a.needs_attention(),
-                probability: a.probability,
-                findings: &a.findings,
-                width: Some(a.radiograph.image.width),
-                height: Some(a.radiograph.image.height),
-                format: Some(a.radiograph.format),
-                orientation: Some(a.radiograph.orientation),
-                input_sha256: Some(&a.radiograph.sha256),
-                mask: path(mask),
-                overlay: path(overlay),
-                seconds: Some(a.seconds),
-                error_kind: a.error_kind(),
-                error: a.not_chest.as_ref().map(ToString::to_string),
-            },
-            Err(failure) => AnalyzeLine {
-                v: outcome::VERSION,
-                file,
-                verdict: Verdict::NotAnalyzed,
-                needs_attention: true,
-                probability: None,
-                findings: &[],
-                width: None,
-                height: None,
-                format: None,
-                orientation: None,
-                input_sha256: None,
-                mask: None,
-                overlay: None,
-                seconds: None,
-                error_kind: Some(failure.kind),
-                error: Some(failure.message.clone()),
-            },
+        let source = file.display().to_string();
+        let (record, analysis, (mask, overlay)) = match result {
+            Ok((a, written)) => {
+                let sha = Some(a.radiograph.sha256.clone());
+                (Record::analyzed(source.clone(), sha, models, a), Some(a), written)
+            }
+            Err(failure) => (
+                Record::failure(source.clone(), None, models, failure),
+                None,
+                &(None, None),
+            ),
+        };
+        let image = analysis.map(|a| &a.radiograph);
+        AnalyzeLine {
+            v: record.v,
+            file: source,
+            verdict: record.verdict,
+            needs_attention: record.needs_attention,
+            probability: record.probability,
+            findings: record.findings,
+            width: image.map(|r| r.image.width),
+            height: image.map(|r| r.image.height),
+            format: image.map(|r| r.format),
+            orientation: image.map(|r| r.orientation),
+            input_sha256: image.map(|r| r.sha256.as_str()),
+            mask: path(mask),
+            overlay: path(overlay),
+            seconds: analysis.map(|a| a.seconds),
+            error_kind: record.error_kind,
+            error: record.error,
         }
     }
 }
 
-fn print_result(file: &Path, result: &Outcome, json: bool) {
+fn print_result(file: &Path, result: &Outcome, json: bool, models: ModelVersions) {
     if json {
         println!(
             "{}",
-            serde_json::to_string(&AnalyzeLine::new(file, result)).expect("serialises")
+            serde_json::to_string(&AnalyzeLine::new(file, result, models)).expect("serialises")
         );
         return;
     }

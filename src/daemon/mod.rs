@@ -34,16 +34,15 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::analysis::{Analysis, AnalysisError, Analyzer, SetupError};
-use crate::base::files::{self, sha256_file, sha256_hex};
-use crate::base::outcome::{ErrorKind, ErrorReason, Failure, Origin, ServiceState};
-use crate::config::{Config, VariantSetting};
-use crate::hw::display;
+use crate::base::files::{sha256_file, sha256_hex};
+use crate::base::outcome::{ErrorKind, Failure, Origin};
+use crate::config::Config;
 use crate::input::capture::{CaptureService, CaptureState};
 use crate::input::receive::Listener;
 use crate::input::source::{self, SourceError, WatchFolder};
 use crate::model::infer;
 use crate::model::manifest::{Manifest, ManifestError};
-use crate::model::variant::{self, Choice, VariantError};
+use crate::model::variant::VariantError;
 use crate::pixels::decode;
 use crate::record::journal::{Journal, JournalError, Record};
 use crate::record::render::StatusView;
@@ -51,8 +50,15 @@ use crate::record::result_files;
 use crate::sink::alert::{AlertService, Press};
 use crate::sink::pacs::Outbox;
 use crate::sink::screen::Screen;
-use crate::sink::serial::{self, LinkService, LinkSetup};
+use crate::sink::serial::{self, LinkService};
 use crate::sink::{self, Delivery, Sink};
+
+mod stall;
+mod startup;
+mod status;
+
+use stall::{Stalled, Unwritten, STALL_RETRY};
+use status::{summary_line, LinkState};
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
@@ -95,15 +101,6 @@ pub fn stop_on_signals() -> Result<Arc<AtomicBool>, DaemonError> {
         signal_hook::flag::register(signal, stop.clone()).map_err(DaemonError::Signals)?;
     }
     Ok(stop)
-}
-
-/// What is known of the serial link: a port can open with no cable in it, so "up" waits
-/// for a line from the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LinkState {
-    Down,
-    PortOpen,
-    HostSeen,
 }
 
 /// The daemon's state: models, journal, folders, and the devices around them.
@@ -155,136 +152,16 @@ impl Input {
     }
 }
 
-/// How often a stalled outcome is tried again.
-const STALL_RETRY: Duration = Duration::from_secs(2);
-
-/// An outcome that could not be made durable (the disk is full, the journal cannot be
-/// written). It is kept in memory, its input stays in the folder, no new input is taken, and
-/// the durable steps are tried again every [`STALL_RETRY`] until they succeed: ptxd resumes by
-/// itself when space returns, and after a restart the input is simply analyzed again.
-struct Stalled {
-    input: Input,
-    sha: Option<String>,
-    outcome: Result<Analysis, Failure>,
-    why: Unwritten,
-    retry_at: Instant,
-}
-
-/// A durable step failed: what, and whether the disk is full.
-#[derive(Debug, Clone)]
-struct Unwritten {
-    full: bool,
-    message: String,
-}
-
-impl Unwritten {
-    fn new(what: &Path, e: &std::io::Error) -> Unwritten {
-        let full = files::is_disk_full(e);
-        Unwritten {
-            full,
-            message: format!("{}: {e}", what.display()),
-        }
-    }
-
-    fn state(&self) -> ServiceState {
-        match self.full {
-            true => ServiceState::DiskFull,
-            false => ServiceState::StorageError,
-        }
-    }
-
-    /// The `error` frame's reason, the word of [`Unwritten::state`].
-    fn reason(&self) -> ErrorReason {
-        match self.full {
-            true => ErrorReason::DiskFull,
-            false => ErrorReason::StorageError,
-        }
-    }
-
-    /// For the screen and the host: what is wrong and what to do.
-    fn advice(&self) -> String {
-        match self.full {
-            true => format!(
-                "No space left on the disk ({}): free space there; images wait in the watch folder and are analyzed when it returns",
-                self.message
-            ),
-            false => format!(
-                "Results cannot be written ({}): check the disk; images wait in the watch folder",
-                self.message
-            ),
-        }
-    }
-}
-
-/// The variant the config asks for; for "auto", the cached choice or one measured now.
-fn choose_variant(config: &Config, manifest: &Manifest) -> Result<Option<String>, DaemonError> {
-    match &config.models.variant {
-        VariantSetting::ManifestDefault => Ok(None),
-        VariantSetting::Pinned(name) => Ok(Some(name.clone())),
-        VariantSetting::Fastest => {
-            let key = variant::Key::here(&config.models.manifest, config.models.threads.get())?;
-            let cache = config.variant_cache();
-            if let Some(dir) = cache.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| DaemonError::Folder {
-                    path: dir.into(),
-                    source,
-                })?;
-            }
-            let (choice, how) = match Choice::cached(&cache, &key) {
-                Some(choice) => (choice, "cached"),
-                None => {
-                    log::info!(
-                        "variant = \"auto\": timing each model variant on this CPU (once; cached in {})",
-                        cache.display()
-                    );
-                    // untimed on a board: it may take longer than the unit's start timeout allows
-                    let _ = sd_notify::notify(&[
-                        sd_notify::NotifyState::ExtendTimeoutUsec(VARIANT_TIMEOUT_US),
-                        sd_notify::NotifyState::Status("timing the model variants on this CPU (first start)"),
-                    ]);
-                    let choice = variant::measure(manifest, key, VARIANT_RUNS)?;
-                    choice.save(&cache)?;
-                    (choice, "measured now")
-                }
-            };
-            log::info!(
-                "variant = \"auto\": {} ({how}; {})",
-                choice.variant,
-                variant::describe(&choice.trials)
-            );
-            Ok(Some(choice.variant))
-        }
-    }
-}
-
-/// Timed runs a model when "auto" measures at start-up (after the reference runs).
-const VARIANT_RUNS: usize = 3;
-/// How much longer than its start timeout systemd waits while "auto" measures: 10 minutes.
-const VARIANT_TIMEOUT_US: u32 = 600_000_000;
-
 impl Daemon {
     /// Load and verify the models, open (and repair) the journal, create the output folders.
     /// Any failure here stops start-up with a message saying what to fix.
     pub fn start(config: Config) -> Result<Daemon, DaemonError> {
         infer::set_threads(config.models.threads.get());
         let manifest = Manifest::load(&config.models.manifest)?;
-        let variant = choose_variant(&config, &manifest)?;
+        let variant = startup::choose_variant(&config, &manifest)?;
         let analyzer = Analyzer::load(&manifest, variant.as_deref(), config.limits())?;
         let journal = Journal::open(&config.journal.path)?;
-        let mut folders = vec![
-            config.watch.dir.clone(),
-            config.done_dir().to_path_buf(),
-            config.failed_dir().to_path_buf(),
-            config.output.overlay_dir.clone(),
-        ];
-        folders.extend(config.output.mask_dir.clone());
-        folders.extend(config.output.dicom_dir.clone());
-        if config.capture.is_some() {
-            folders.push(config.captured_dir().to_path_buf());
-        }
-        for path in folders {
-            std::fs::create_dir_all(&path).map_err(|source| DaemonError::Folder { path, source })?;
-        }
+        startup::create_folders(&config)?;
         let v = analyzer.versions();
         if let Some(p) = &config.profile {
             log::info!("board profile: {} ({})", p.name, p.cpu);
@@ -297,63 +174,16 @@ impl Daemon {
             journal.next_seq(),
             config.watch.dir.display()
         );
-        let (events, link_events) = mpsc::channel();
-        let link = match &config.serial {
-            Some(serial) => Some(
-                LinkService::start(
-                    LinkSetup {
-                        serial: serial.clone(),
-                        journal: config.journal.path.clone(),
-                        acks: config.acks_file(),
-                        firmware: format!("ptxd {}", env!("CARGO_PKG_VERSION")),
-                        models: analyzer.versions(),
-                    },
-                    events,
-                )
-                .map_err(DaemonError::Serial)?,
-            ),
-            None => None,
-        };
-        let capture = match &config.capture {
-            Some(c) => Some(
-                CaptureService::start(c.clone(), config.captured_dir().to_path_buf(), config.limits())
-                    .map_err(DaemonError::Capture)?,
-            ),
-            None => None,
-        };
-        let listener = match &config.dicom {
-            Some(d) => Some(
-                Listener::start(d.clone(), config.watch.dir.clone(), config.limits())
-                    .map_err(|e| DaemonError::Listen(d.listen, e))?,
-            ),
-            None => None,
-        };
-        let outbox = match (&config.pacs, &config.output.dicom_dir) {
-            (Some(pacs), Some(dir)) => Some(
-                Outbox::start(
-                    pacs.clone(),
-                    config.journal.path.clone(),
-                    dir.clone(),
-                    config.pacs_cursor(),
-                )
-                .map_err(DaemonError::Pacs)?,
-            ),
-            _ => None,
-        };
-        let (press_tx, presses) = mpsc::channel();
-        let alert = config.gpio.as_ref().and_then(|g| AlertService::start(g, press_tx));
-        let screen = config.display.as_ref().and_then(|d| match display::open(d) {
-            Ok(display) => Some(Screen::new(
-                display,
-                Duration::from_secs(config.output.alert_hold_s.into()),
-                // something can acknowledge an alert: the ACK button or the host
-                config.serial.is_some() || config.gpio.as_ref().is_some_and(|g| g.ack_button.is_some()),
-            )),
-            Err(e) => {
-                log::error!("{e}; results are still journaled, written as overlays and reported");
-                None
-            }
-        });
+        let startup::Devices {
+            link,
+            link_events,
+            capture,
+            listener,
+            outbox,
+            alert,
+            presses,
+            screen,
+        } = startup::Devices::start(&config, &analyzer, &journal)?;
         // one read of the journal's tail at start, for the idle screen's "last result"
         let last_result = journal
             .records_from(journal.next_seq().saturating_sub(1).max(1))
@@ -500,48 +330,6 @@ impl Daemon {
         }
     }
 
-    /// Start waiting for the disk: say so once (log, host, screen through the status).
-    fn stall(&mut self, stalled: Stalled) {
-        let why = &stalled.why;
-        log::error!(
-            "{}: result NOT recorded, the input stays in its folder: {}; retrying every {} s",
-            stalled.input.name,
-            why.message,
-            STALL_RETRY.as_secs()
-        );
-        if let Some(link) = &self.link {
-            link.send_error(why.reason(), &why.advice());
-        }
-        self.stalled = Some(stalled);
-    }
-
-    /// Try the stalled outcome's durable steps again, when due.
-    fn retry_stalled(&mut self) {
-        let Some(stalled) = self.stalled.as_mut() else { return };
-        if Instant::now() < stalled.retry_at {
-            return;
-        }
-        if !source::takeable(&stalled.input.path) {
-            log::warn!(
-                "{}: removed while waiting for the disk; nothing recorded",
-                stalled.input.name
-            );
-            self.stalled = None;
-            return;
-        }
-        let stalled = self.stalled.take().expect("checked above");
-        match self.record(&stalled.input, stalled.sha.clone(), &stalled.outcome) {
-            Ok(()) => log::info!("{}: recorded; the disk is writable again, resuming", stalled.input.name),
-            Err(why) => {
-                self.stalled = Some(Stalled {
-                    why,
-                    retry_at: Instant::now() + STALL_RETRY,
-                    ..stalled
-                })
-            }
-        }
-    }
-
     /// One outcome, in the order that loses nothing: its files, the journal (from here on
     /// the result exists), the input moved out of the folder, then the sinks.
     /// When a durable step fails (a full disk), nothing is journaled or moved and the caller
@@ -608,125 +396,6 @@ impl Daemon {
         sink::deliver(&mut sinks, &delivery, &mut self.sink_health);
         Ok(())
     }
-
-    /// Answer what the host and the buttons asked for since the last look.
-    fn serve_events(&mut self) {
-        while let Ok(event) = self.link_events.try_recv() {
-            match event {
-                serial::Event::Trigger => self.trigger("host"),
-                serial::Event::Acked(seq) => {
-                    if let Some(alert) = &self.alert {
-                        alert.clear(Some(seq));
-                    }
-                    if let Some(screen) = &mut self.screen {
-                        screen.acknowledged_by_host(seq);
-                    }
-                }
-                serial::Event::Up => self.link_state = LinkState::PortOpen,
-                serial::Event::HostSeen => self.link_state = LinkState::HostSeen,
-                serial::Event::Down => self.link_state = LinkState::Down,
-            }
-        }
-        while let Ok(press) = self.presses.try_recv() {
-            match press {
-                Press::Trigger => self.trigger("button"),
-                Press::Ack => {
-                    log::info!("ACK button: result acknowledged on the device");
-                    if let Some(screen) = &mut self.screen {
-                        // the next waiting result, or the idle screen, at the next refresh
-                        screen.acknowledge_shown(Instant::now());
-                    }
-                }
-            }
-        }
-        if let Some(capture) = &self.capture {
-            let state = capture.state();
-            if state != self.capture_state {
-                if state == CaptureState::Lost {
-                    if let Some(link) = &self.link {
-                        let device = self.config.capture.as_ref().map(|c| c.device.display().to_string());
-                        link.send_error(
-                            ErrorReason::CaptureLost,
-                            &format!("{}: device lost, retrying", device.unwrap_or_default()),
-                        );
-                    }
-                }
-                self.capture_state = state;
-            }
-        }
-    }
-
-    /// Analyze the current capture frame now (a TRIGGER from the host or the button).
-    fn trigger(&self, from: &str) {
-        let problem = match (&self.capture, self.capture_state) {
-            (Some(capture), CaptureState::Streaming) => {
-                log::info!("trigger from the {from}: taking the next frame");
-                capture.trigger();
-                return;
-            }
-            (Some(_), _) => "the capture device is not streaming (lost or still opening)",
-            (None, _) => "no capture device is configured",
-        };
-        log::warn!("trigger from the {from} ignored: {problem}");
-        if let Some(link) = &self.link {
-            link.send_error(ErrorReason::NoCapture, &format!("TRIGGER: {problem}"));
-        }
-    }
-
-    /// The idle screen's facts now.
-    fn status(&self) -> StatusView {
-        let capture = match (&self.config.capture, self.capture_state) {
-            (None, _) => "not configured".to_string(),
-            (Some(c), CaptureState::Streaming) => format!("{} streaming", c.device.display()),
-            (Some(c), CaptureState::Opening) => format!("{} opening", c.device.display()),
-            (Some(c), CaptureState::Lost) => format!("{} LOST, retrying", c.device.display()),
-        };
-        let link = match (&self.link, self.link_state) {
-            (None, _) => "not configured",
-            (Some(_), LinkState::HostSeen) => "up, host seen",
-            (Some(_), LinkState::PortOpen) => "port open, no host seen yet",
-            (Some(_), LinkState::Down) => "DOWN (results wait in the journal)",
-        };
-        let v = self.analyzer.versions();
-        let state = match (&self.stalled, self.capture_state) {
-            (Some(stalled), _) => stalled.why.state(),
-            (None, CaptureState::Lost) => ServiceState::CaptureLost,
-            (None, _) => ServiceState::Ready,
-        };
-        StatusView {
-            state,
-            problem: self.stalled.as_ref().map(|s| s.why.advice()),
-            models: format!("{} / {}", v.classifier, v.segmenter),
-            queue: self.queue,
-            last_result: self.last_result.clone(),
-            link: link.into(),
-            capture,
-        }
-    }
-
-    /// Tell the link and systemd the state when it changed; let the screen draw what is due.
-    fn refresh_status(&mut self) {
-        let view = self.status();
-        if self
-            .last_status
-            .as_ref()
-            .is_none_or(|s| (s.state, s.queue) != (view.state, view.queue))
-        {
-            if let Some(link) = &self.link {
-                link.set_status(view.queue, view.state);
-            }
-            let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(view.state.banner())]);
-        }
-        self.last_status = Some(view.clone());
-        if let Some(screen) = &mut self.screen {
-            screen.refresh(view, Instant::now());
-        }
-    }
-}
-
-/// "#12 2026-11-26T19:03:04Z positive" for the idle screen: the contract's words.
-fn summary_line(r: &Record) -> String {
-    format!("#{} {} {}", r.seq, r.time, r.verdict)
 }
 
 pub use crate::base::outcome::panic_text;

@@ -1,7 +1,7 @@
 //! GPIO character-device lines (`/dev/gpiochipN`, through `linux-embedded-hal`), shared by
 //! the alert (LED, buzzer, buttons), the SPI panel (DC, reset, backlight) and `doctor`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
 use linux_embedded_hal::CdevPin;
@@ -13,6 +13,13 @@ use crate::config::LineId;
 /// by offset and name, to set `[gpio]` against.
 #[derive(Debug, Error)]
 pub enum GpioError {
+    #[error("{} does not exist (no GPIO on this machine?)", .0.display())]
+    NoChip(PathBuf),
+    #[error("{}: {source}", chip.display())]
+    Open {
+        chip: PathBuf,
+        source: linux_embedded_hal::gpio_cdev::Error,
+    },
     #[error("line {offset}: the chip has {lines} lines")]
     NoSuchOffset { offset: u32, lines: u32 },
     #[error("no line named \"{name}\" on {}", chip.display())]
@@ -23,6 +30,29 @@ pub enum GpioError {
         line: String,
         source: linux_embedded_hal::gpio_cdev::Error,
     },
+}
+
+/// Open a gpiochip, saying plainly when the board has none at that path.
+pub fn open_chip(path: &Path) -> Result<Chip, GpioError> {
+    if !path.exists() {
+        return Err(GpioError::NoChip(path.to_path_buf()));
+    }
+    Chip::new(path).map_err(|source| GpioError::Open {
+        chip: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Request one input line (a button) from a gpiochip, by offset or name.
+pub fn input_line(chip: &mut Chip, line: &LineId, consumer: &str) -> Result<CdevPin, GpioError> {
+    let offset = line_offset(chip, line)?;
+    chip.get_line(offset)
+        .and_then(|l| l.request(LineRequestFlags::INPUT, 0, consumer))
+        .and_then(CdevPin::new)
+        .map_err(|source| GpioError::Request {
+            line: line.to_string(),
+            source,
+        })
 }
 
 /// Request one output line from a gpiochip, by offset or name.

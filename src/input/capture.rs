@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use thiserror::Error;
 use v4l::buffer::Type;
 use v4l::io::traits::CaptureStream;
 use v4l::prelude::*;
@@ -30,7 +31,7 @@ use v4l::FourCC;
 
 use crate::base::files;
 use crate::base::worker::{Backoff, Worker};
-use crate::config::{fourcc_name, CaptureConfig, Limits, PixelFormat};
+use crate::config::{CaptureConfig, Limits, PixelFormat};
 use crate::pixels::decode;
 use crate::pixels::grey::GreyImage;
 
@@ -57,8 +58,27 @@ pub struct RawFrame<'a> {
     pub bytes: &'a [u8],
 }
 
+/// Why a frame could not be turned grey; the capture thread logs it and takes the next.
+#[derive(Debug, Error)]
+pub enum FrameError {
+    #[error("MJPG frame: {0}")]
+    Jpeg(#[source] decode::Refusal),
+    #[error("frame {width}x{height} with {stride} bytes per line is not valid")]
+    Geometry { width: usize, height: usize, stride: usize },
+    #[error("short frame: {got} bytes, {width}x{height} {format:?} needs {needed}")]
+    Short {
+        got: usize,
+        width: usize,
+        height: usize,
+        format: PixelFormat,
+        needed: usize,
+    },
+    #[error("frame size does not match its pixels")]
+    Pixels,
+}
+
 /// Turn a frame into 8-bit grey, the way the file decoder treats the same pixels.
-pub fn to_grey(frame: &RawFrame<'_>, limits: Limits) -> Result<GreyImage, String> {
+pub fn to_grey(frame: &RawFrame<'_>, limits: Limits) -> Result<GreyImage, FrameError> {
     let RawFrame {
         format,
         width,
@@ -69,7 +89,7 @@ pub fn to_grey(frame: &RawFrame<'_>, limits: Limits) -> Result<GreyImage, String
     if format == PixelFormat::Mjpg {
         return decode::decode_bytes(bytes, limits)
             .map(|r| r.image)
-            .map_err(|e| format!("MJPG frame: {e}"));
+            .map_err(FrameError::Jpeg);
     }
     let bpp = match format {
         PixelFormat::Grey => 1,
@@ -79,17 +99,17 @@ pub fn to_grey(frame: &RawFrame<'_>, limits: Limits) -> Result<GreyImage, String
     };
     let line = width * bpp;
     if width == 0 || height == 0 || stride < line {
-        return Err(format!(
-            "frame {width}x{height} with {stride} bytes per line is not valid"
-        ));
+        return Err(FrameError::Geometry { width, height, stride });
     }
     let needed = stride * (height - 1) + line;
     if bytes.len() < needed {
-        return Err(format!(
-            "short frame: {} bytes, {width}x{height} {:?} needs {needed}",
-            bytes.len(),
-            format
-        ));
+        return Err(FrameError::Short {
+            got: bytes.len(),
+            width,
+            height,
+            format,
+            needed,
+        });
     }
     let rows = (0..height).map(|y| &bytes[y * stride..y * stride + line]);
     let pixels: Vec<u8> = match format {
@@ -105,7 +125,7 @@ pub fn to_grey(frame: &RawFrame<'_>, limits: Limits) -> Result<GreyImage, String
         }
         PixelFormat::Mjpg => unreachable!("handled above"),
     };
-    GreyImage::new(width, height, pixels).ok_or_else(|| "frame size does not match its pixels".into())
+    GreyImage::new(width, height, pixels).ok_or(FrameError::Pixels)
 }
 
 /// A 32x32 box-averaged copy of a frame, for comparing frames cheaply.
@@ -418,8 +438,29 @@ fn save_frame(image: &GreyImage, spool_dir: &Path, device: &str, take: Take) {
     }
 }
 
+/// A four-character code as text ("Y16 " as "Y16"); a byte that is not ASCII shows as '?'
+/// (drivers set the top bit for big-endian variants).
+pub fn fourcc_name(code: [u8; 4]) -> String {
+    let text: String = code
+        .iter()
+        .map(|&b| match b.is_ascii_graphic() || b == b' ' {
+            true => b as char,
+            false => '?',
+        })
+        .collect();
+    text.trim_end().to_string()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fourccs_print_as_text() {
+        assert_eq!(super::fourcc_name(*b"YUYV"), "YUYV");
+        assert_eq!(super::fourcc_name(*b"Y16 "), "Y16");
+        // the big-endian flag (0x80 on the last byte) is not text
+        assert_eq!(super::fourcc_name([b'Y', b'1', b'6', b' ' | 0x80]), "Y16?");
+    }
+
     use super::*;
     use crate::config::{GreyLevels, Limits};
     use std::num::{NonZeroU32, NonZeroU64};
@@ -506,7 +547,7 @@ mod tests {
             stride: 1280,
             bytes: &[0; 1000],
         };
-        assert!(to_grey(&short, limits).unwrap_err().contains("short frame"));
+        assert!(to_grey(&short, limits).unwrap_err().to_string().contains("short frame"));
         let narrow = RawFrame { stride: 100, ..short };
         assert!(to_grey(&narrow, limits).is_err());
         let jpeg = RawFrame {
@@ -514,7 +555,10 @@ mod tests {
             bytes: b"\xff\xd8\xff garbage",
             ..short
         };
-        assert!(to_grey(&jpeg, limits).unwrap_err().starts_with("MJPG frame"));
+        assert!(to_grey(&jpeg, limits)
+            .unwrap_err()
+            .to_string()
+            .starts_with("MJPG frame"));
     }
 
     #[test]

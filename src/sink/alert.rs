@@ -10,19 +10,18 @@
 //! gpiochip (or with lines it cannot have) gets one log line and no alert: results are still
 //! journaled, shown and reported, which matters more than the buzzer.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use embedded_hal::digital::{InputPin, OutputPin};
-use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
 use linux_embedded_hal::CdevPin;
+use thiserror::Error;
 
 use crate::analysis::findings::Verdict;
 use crate::base::worker::Worker;
 use crate::config::{GpioConfig, LineId};
-use crate::hw::gpio::{line_offset, output_line};
+use crate::hw::gpio::{input_line, open_chip, output_line, GpioError};
 use crate::sink::{Delivery, Sink, SinkError};
 
 /// How often the service looks at the buttons and the pulse.
@@ -235,29 +234,33 @@ fn run(
     alert.clear(None);
 }
 
-fn open_lines(config: &GpioConfig) -> Result<Alert<CdevPin, CdevPin>, String> {
-    if !config.chip.exists() {
-        return Err(format!(
-            "{} does not exist (no GPIO on this machine?)",
-            config.chip.display()
-        ));
-    }
+/// Why the alert lines could not be had: the chip, or one configured line.
+#[derive(Debug, Error)]
+pub enum AlertSetupError {
+    #[error(transparent)]
+    Chip(#[from] GpioError),
+    /// `what` is the line's use: "led", "buzzer", "ack" or "trigger".
+    #[error("{what} {source}")]
+    Line { what: &'static str, source: GpioError },
+}
+
+fn open_lines(config: &GpioConfig) -> Result<Alert<CdevPin, CdevPin>, AlertSetupError> {
     let mut chip = open_chip(&config.chip)?;
-    let mut output = |line: &Option<LineId>, what: &str| -> Result<Option<CdevPin>, String> {
+    let mut output = |line: &Option<LineId>, what: &'static str| -> Result<Option<CdevPin>, AlertSetupError> {
         line.as_ref()
-            .map(|l| output_line(&mut chip, l, 0, &format!("ptxd-{what}")).map_err(|e| format!("{what} {e}")))
+            .map(|l| {
+                output_line(&mut chip, l, 0, &format!("ptxd-{what}"))
+                    .map_err(|source| AlertSetupError::Line { what, source })
+            })
             .transpose()
     };
     let led = output(&config.led, "led")?;
     let buzzer = output(&config.buzzer, "buzzer")?;
-    let mut input = |line: &Option<LineId>, what: &str| -> Result<Option<CdevPin>, String> {
+    let mut input = |line: &Option<LineId>, what: &'static str| -> Result<Option<CdevPin>, AlertSetupError> {
         line.as_ref()
             .map(|l| {
-                let offset = line_offset(&mut chip, l).map_err(|e| e.to_string())?;
-                chip.get_line(offset)
-                    .and_then(|line| line.request(LineRequestFlags::INPUT, 0, &format!("ptxd-{what}")))
-                    .and_then(CdevPin::new)
-                    .map_err(|e| format!("{what} {l}: {e}"))
+                input_line(&mut chip, l, &format!("ptxd-{what}"))
+                    .map_err(|source| AlertSetupError::Line { what, source })
             })
             .transpose()
     };
@@ -274,10 +277,6 @@ fn open_lines(config: &GpioConfig) -> Result<Alert<CdevPin, CdevPin>, String> {
             active_low: config.buttons_active_low,
         },
     ))
-}
-
-fn open_chip(path: &Path) -> Result<Chip, String> {
-    Chip::new(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -404,7 +403,7 @@ mod tests {
             pulse_ms: std::num::NonZeroU64::new(500).unwrap(),
             debounce_ms: std::num::NonZeroU64::new(30).unwrap(),
         };
-        let err = open_lines(&config).err().unwrap();
+        let err = open_lines(&config).err().unwrap().to_string();
         assert!(
             err.contains("gpiochip-not-here") && err.contains("does not exist"),
             "{err}"

@@ -17,10 +17,11 @@ use v4l::framesize::FrameSizeEnum;
 use v4l::video::Capture;
 use v4l::Device;
 
-use crate::config::{fourcc_name, Config, DisplayConfig, PixelFormat, VariantSetting};
+use crate::config::{Config, DisplayConfig, PixelFormat, VariantSetting};
 use crate::hw::display::{self, fb_info};
 use crate::hw::gpio::line_offset;
 use crate::input::capture;
+use crate::input::capture::fourcc_name;
 use crate::model::infer::{self, Model};
 use crate::model::manifest::{Manifest, Role};
 use crate::model::variant::{self, Choice};

@@ -9,7 +9,6 @@ use embedded_graphics::prelude::*;
 use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::OutputPin;
 use embedded_hal::spi::SpiDevice;
-use linux_embedded_hal::gpio_cdev::Chip;
 use linux_embedded_hal::spidev::{SpiModeFlags, SpidevOptions};
 use linux_embedded_hal::{CdevPin, Delay, SpidevDevice};
 use mipidsi::interface::SpiInterface;
@@ -18,7 +17,7 @@ use mipidsi::options::{ColorInversion, Orientation, Rotation};
 
 use super::{Display, DisplayError};
 use crate::config::{PanelModel, SpiConfig};
-use crate::hw::gpio::output_line;
+use crate::hw::gpio::{open_chip, output_line};
 use crate::record::render::Framebuffer;
 
 type Interface<S, P> = SpiInterface<'static, S, P>;
@@ -55,7 +54,7 @@ impl SpiPanel<SpidevDevice, CdevPin> {
                     .build(),
             )
             .map_err(|e| err(format!("cannot configure: {e}")))?;
-        let mut chip = Chip::new(&config.gpiochip).map_err(|e| err(format!("{}: {e}", config.gpiochip.display())))?;
+        let mut chip = open_chip(&config.gpiochip).map_err(|e| err(e.to_string()))?;
         let dc = output_line(&mut chip, &config.dc, 0, "ptxd-dc").map_err(|e| err(format!("DC {e}")))?;
         let Some(reset) = &config.reset else {
             return Err(err(
@@ -97,11 +96,7 @@ impl<S: SpiDevice, P: OutputPin> SpiPanel<S, P> {
             _ => Rotation::Deg0,
         };
         // mipidsi takes the panel's native (portrait) size; the config gives it as mounted
-        let (nw, nh) = if matches!(rotation, Rotation::Deg90 | Rotation::Deg270) {
-            (h, w)
-        } else {
-            (w, h)
-        };
+        let (nw, nh) = config.native_size();
         let invert = match config.invert_colors.unwrap_or(config.panel == PanelModel::St7789) {
             true => ColorInversion::Inverted,
             false => ColorInversion::Normal,

@@ -11,10 +11,9 @@ use crate::base::outcome::{ErrorReason, ServiceState};
 use crate::base::worker::{nap, Backoff, Worker};
 use crate::config::SerialConfig;
 use crate::model::infer::ModelVersions;
-use crate::record::journal::{Record, Records};
+use crate::record::journal::Record;
 use crate::sink::{Delivery, Sink, SinkError};
 
-use super::link::journal_io;
 use super::*;
 
 /// The link as a service: a thread that opens the configured port, runs [`Link`] on it,
@@ -35,6 +34,9 @@ pub struct LinkSetup {
     pub acks: PathBuf,
     pub firmware: String,
     pub models: ModelVersions,
+    /// The journal's last seq when the service starts (0: empty). The results delivered
+    /// since raise it, so a reopened port's `hello` needs no read of the journal.
+    pub last_seq: u64,
 }
 
 /// What the daemon hands the link thread.
@@ -96,6 +98,7 @@ pub(super) fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Send
     let heartbeat = Duration::from_secs(cfg.heartbeat_s.get());
     let mut backoff = Backoff::new(Duration::from_millis(cfg.reopen_max_ms.get()));
     let mut status = (0usize, ServiceState::Ready);
+    let mut last_seq = setup.last_seq;
     while !stop.load(Ordering::Relaxed) {
         let opened = serialport::new(&port_name, cfg.baud)
             .timeout(Duration::from_millis(50))
@@ -105,14 +108,12 @@ pub(super) fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Send
                 // results sent while the link was down are in the journal: the backlog covers
                 // them; errors from then are stale; the latest status still holds
                 while let Ok(out) = inbox.try_recv() {
-                    if let Outgoing::Status { queue, state } = out {
-                        status = (queue, state);
+                    match out {
+                        Outgoing::Status { queue, state } => status = (queue, state),
+                        Outgoing::Result(record) => last_seq = last_seq.max(record.seq),
+                        Outgoing::Error { .. } => {}
                     }
                 }
-                let last_seq = Records::open(&setup.journal, 0)
-                    .map_err(journal_io)?
-                    .try_fold(0, |last, r| r.map(|r| last.max(r.seq)))
-                    .map_err(journal_io)?;
                 let acks = AckState::open(&setup.acks).unwrap_or_else(|e| {
                     log::error!("serial: {e}; every journaled result will be offered to the host again");
                     AckState::new(&setup.acks)
@@ -151,7 +152,10 @@ pub(super) fn serve(setup: &LinkSetup, inbox: &Receiver<Outgoing>, events: &Send
             let step = (|| -> io::Result<()> {
                 while let Ok(out) = inbox.try_recv() {
                     match out {
-                        Outgoing::Result(record) => link.send_result(&record)?,
+                        Outgoing::Result(record) => {
+                            last_seq = last_seq.max(record.seq);
+                            link.send_result(&record)?
+                        }
                         Outgoing::Error { reason, detail } => link.send_error(reason, &detail)?,
                         Outgoing::Status { queue, state } => {
                             link.set_status(queue, state);

@@ -5,18 +5,48 @@
 //! from the config file's folder, so a config works wherever the daemon is started from.
 //! `deploy/ptxd.example.toml` documents every key.
 
-use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use thiserror::Error;
 
+mod capture;
+mod devices;
+mod links;
+
+pub use capture::{CaptureConfig, CaptureRule, GreyLevels, PixelFormat};
+pub use devices::{DisplayConfig, FbConfig, GpioConfig, LineId, PanelModel, PanelRule, PngConfig, SpiConfig};
+pub use links::{AeTitle, DicomConfig, PacsConfig, SerialConfig};
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("config {}: cannot read: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("config {}: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
+    #[error("config {}: {source}", path.display())]
+    Invalid { path: PathBuf, source: Box<ParseError> },
+}
+
+/// Why a config's text was refused: each names the key, and the value or file, at fault.
+#[derive(Debug, Error)]
+pub enum ParseError {
+    /// Bad TOML, an unknown key or a bad value: toml names the key and its line.
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    #[error("board: give the profile's path as a string, e.g. board = \"/usr/share/ptxd/board/rpi4.toml\"")]
+    BoardNotAPath,
+    #[error("board = {}: cannot read it: {source}", path.display())]
+    BoardUnreadable { path: PathBuf, source: std::io::Error },
+    #[error("board profile {}: {source}", path.display())]
+    BoardInvalid { path: PathBuf, source: toml::de::Error },
+    #[error("{source} (after including the board profile {})", path.display())]
+    WithBoard { path: PathBuf, source: toml::de::Error },
+    #[error("pacs: results are sent from output.dicom_dir; set it (e.g. dicom_dir = \"/var/lib/ptxd/dicom\")")]
+    PacsWithoutDicomDir,
+    #[error(transparent)]
+    Capture(#[from] CaptureRule),
+    #[error(transparent)]
+    Display(#[from] PanelRule),
 }
 
 /// Decoding limits (`[input]`), as the decoder takes them.
@@ -67,85 +97,6 @@ pub struct Config {
     pub dicom: Option<DicomConfig>,
     /// The clinic's PACS, which receives the DICOM results; absent means none.
     pub pacs: Option<PacsConfig>,
-}
-
-/// `[pacs]`: the DICOM results of `output.dicom_dir` are stored there (`crate::sink::pacs`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PacsConfig {
-    /// The PACS's host and DICOM port, e.g. "192.168.1.20:104".
-    pub address: String,
-    /// The PACS's AE title (the called AE title).
-    pub ae_title: AeTitle,
-    /// The AE title ptxd calls with, which the PACS must know. Default "PTXD".
-    #[serde(default = "default_calling_ae_title")]
-    pub calling_ae_title: AeTitle,
-    /// First retry after 1 s, doubling up to this. Default 60000.
-    #[serde(default = "default_pacs_retry_max_ms")]
-    pub retry_max_ms: NonZeroU64,
-    /// Connection, read and write timeout, seconds. Default 30.
-    #[serde(default = "default_dicom_timeout_s")]
-    pub timeout_s: NonZeroU64,
-}
-
-fn default_calling_ae_title() -> AeTitle {
-    AeTitle("PTXD".into())
-}
-
-fn default_pacs_retry_max_ms() -> NonZeroU64 {
-    NonZeroU64::new(60_000).expect("not zero")
-}
-
-/// `[dicom]`: images received over the network are written into the watch folder.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DicomConfig {
-    /// Address and port to listen on, e.g. "0.0.0.0:11112" (port 0: any free one).
-    pub listen: std::net::SocketAddr,
-    /// ptxd's own AE title, which modalities call.
-    pub ae_title: AeTitle,
-    /// The calling AE titles accepted (the digitizers'); empty or absent: any.
-    #[serde(default)]
-    pub allowed_calling: Vec<AeTitle>,
-    /// A silent peer is dropped after this many seconds. Default 30.
-    #[serde(default = "default_dicom_timeout_s")]
-    pub timeout_s: NonZeroU64,
-}
-
-fn default_dicom_timeout_s() -> NonZeroU64 {
-    NonZeroU64::new(30).expect("not zero")
-}
-
-/// A DICOM application entity title: 1 to 16 characters of printable ASCII, no backslash,
-/// not only spaces (PS3.5 AE value representation); kept without its padding.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub struct AeTitle(String);
-
-impl AeTitle {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for AeTitle {
-    type Error = String;
-    fn try_from(text: String) -> Result<AeTitle, String> {
-        let trimmed = text.trim();
-        let printable = trimmed.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\');
-        if trimmed.is_empty() || trimmed.len() > 16 || !printable {
-            return Err(format!(
-                "AE title {text:?}: use 1 to 16 printable ASCII characters, no backslash (e.g. \"PTXD\")"
-            ));
-        }
-        Ok(AeTitle(trimmed.to_string()))
-    }
-}
-
-impl std::fmt::Display for AeTitle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// A board profile's description of the board, for the log and `ptxd doctor`.
@@ -297,316 +248,6 @@ fn default_alert_hold_s() -> u32 {
     60
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SerialConfig {
-    /// The serial device, e.g. "/dev/ttyS0" or "/dev/ttyUSB0".
-    pub port: PathBuf,
-    /// Baud rate (8N1, no flow control). Default 115200.
-    #[serde(default = "default_baud")]
-    pub baud: u32,
-    /// First resend of an unacknowledged result after this long; doubled each time. Default 2000.
-    #[serde(default = "default_ack_timeout_ms")]
-    pub ack_timeout_ms: NonZeroU64,
-    /// The longest wait between resends. Default 60000.
-    #[serde(default = "default_max_backoff_ms")]
-    pub max_backoff_ms: NonZeroU64,
-    /// A status frame this often. Default 30.
-    #[serde(default = "default_heartbeat_s")]
-    pub heartbeat_s: NonZeroU64,
-    /// After an unplug or an error the port is reopened after 1 s, doubling up to this.
-    /// Default 30000.
-    #[serde(default = "default_reopen_max_ms")]
-    pub reopen_max_ms: NonZeroU64,
-    /// Where the host's ACKs are kept. Default: `acks.json` beside the journal.
-    pub acks: Option<PathBuf>,
-    /// The name ptxd gives itself in `hello`. Default "ptxd".
-    #[serde(default = "default_device_id")]
-    pub device_id: String,
-}
-
-fn default_baud() -> u32 {
-    115_200
-}
-fn default_ack_timeout_ms() -> NonZeroU64 {
-    NonZeroU64::new(2000).expect("not zero")
-}
-fn default_max_backoff_ms() -> NonZeroU64 {
-    NonZeroU64::new(60_000).expect("not zero")
-}
-fn default_heartbeat_s() -> NonZeroU64 {
-    NonZeroU64::new(30).expect("not zero")
-}
-fn default_reopen_max_ms() -> NonZeroU64 {
-    NonZeroU64::new(30_000).expect("not zero")
-}
-fn default_device_id() -> String {
-    "ptxd".into()
-}
-
-/// A V4L2 pixel format ptxd can turn into a grey frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum PixelFormat {
-    /// 8-bit grey.
-    #[serde(rename = "GREY")]
-    Grey,
-    /// 16-bit grey, little-endian (stretched to 8 bits as 16-bit PNGs are).
-    #[serde(rename = "Y16")]
-    Y16,
-    /// YUV 4:2:2 packed; its luma is the grey frame.
-    #[serde(rename = "YUYV")]
-    Yuyv,
-    /// 24-bit RGB, turned grey as colour PNGs are.
-    #[serde(rename = "RGB3")]
-    Rgb3,
-    /// Motion-JPEG: each frame a JPEG.
-    #[serde(rename = "MJPG")]
-    Mjpg,
-}
-
-impl PixelFormat {
-    pub const ALL: [PixelFormat; 5] = [
-        PixelFormat::Grey,
-        PixelFormat::Y16,
-        PixelFormat::Yuyv,
-        PixelFormat::Rgb3,
-        PixelFormat::Mjpg,
-    ];
-
-    /// The V4L2 four-character code.
-    pub fn fourcc(self) -> [u8; 4] {
-        match self {
-            PixelFormat::Grey => *b"GREY",
-            PixelFormat::Y16 => *b"Y16 ",
-            PixelFormat::Yuyv => *b"YUYV",
-            PixelFormat::Rgb3 => *b"RGB3",
-            PixelFormat::Mjpg => *b"MJPG",
-        }
-    }
-
-    pub fn from_fourcc(code: [u8; 4]) -> Option<PixelFormat> {
-        PixelFormat::ALL.into_iter().find(|f| f.fourcc() == code)
-    }
-}
-
-/// A four-character code as text ("Y16 " as "Y16"); a byte that is not ASCII shows as '?'
-/// (drivers set the top bit for big-endian variants).
-pub fn fourcc_name(code: [u8; 4]) -> String {
-    let text: String = code
-        .iter()
-        .map(|&b| {
-            if b.is_ascii_graphic() || b == b' ' {
-                b as char
-            } else {
-                '?'
-            }
-        })
-        .collect();
-    text.trim_end().to_string()
-}
-
-impl std::fmt::Display for PixelFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&fourcc_name(self.fourcc()))
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CaptureConfig {
-    /// The V4L2 capture device, e.g. "/dev/video0".
-    pub device: PathBuf,
-    /// Pixel formats in order of preference; the first the device offers is used.
-    /// Default: grey first, then what loses least: GREY, Y16, YUYV, RGB3, MJPG.
-    #[serde(default = "default_formats")]
-    pub formats: Vec<PixelFormat>,
-    /// Frame size to ask for, [width, height]; default: the device's current size.
-    pub size: Option<[u32; 2]>,
-    /// A new image is stable after this many consecutive nearly identical frames. Default 5.
-    #[serde(default = "default_stable_frames")]
-    pub stable_frames: NonZeroU32,
-    /// Two frames are "nearly identical" when their 32x32 thumbnails differ by at most this
-    /// mean absolute difference, in grey levels (0-255). Default 2.0.
-    #[serde(default = "default_still_diff")]
-    pub still_diff: GreyLevels,
-    /// A stable frame is analyzed only when it differs from the last analyzed one by more
-    /// than this (same measure). Must be above still_diff. Default 8.0.
-    #[serde(default = "default_new_diff")]
-    pub new_diff: GreyLevels,
-    /// A frame whose thumbnail's standard deviation is below this is blank (the digitizer
-    /// shows nothing) and is never analyzed. Default 4.0.
-    #[serde(default = "default_blank_contrast")]
-    pub blank_contrast: GreyLevels,
-    /// Reopening a lost device waits 1 s, doubling up to this. Default 30000.
-    #[serde(default = "default_retry_max_ms")]
-    pub retry_max_ms: NonZeroU64,
-}
-
-/// A difference or spread in grey levels, 0 to 255.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Deserialize)]
-#[serde(try_from = "f64")]
-pub struct GreyLevels(pub f32);
-
-impl TryFrom<f64> for GreyLevels {
-    type Error = String;
-    fn try_from(v: f64) -> Result<Self, String> {
-        if !(0.0..=255.0).contains(&v) {
-            return Err(format!("{v} is not a grey-level difference (0 to 255)"));
-        }
-        Ok(GreyLevels(v as f32))
-    }
-}
-
-fn default_formats() -> Vec<PixelFormat> {
-    PixelFormat::ALL.to_vec()
-}
-fn default_stable_frames() -> NonZeroU32 {
-    NonZeroU32::new(5).expect("not zero")
-}
-fn default_still_diff() -> GreyLevels {
-    GreyLevels(2.0)
-}
-fn default_new_diff() -> GreyLevels {
-    GreyLevels(8.0)
-}
-fn default_blank_contrast() -> GreyLevels {
-    GreyLevels(4.0)
-}
-fn default_retry_max_ms() -> NonZeroU64 {
-    NonZeroU64::new(30_000).expect("not zero")
-}
-
-/// Which screen, chosen by `kind`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum DisplayConfig {
-    /// A Linux framebuffer (HDMI on a Pi or Jetson).
-    Fb(FbConfig),
-    /// An ST7789 or ILI9341 panel on spidev, with DC/RST/backlight on GPIO lines.
-    Spi(SpiConfig),
-    /// PNG snapshots in a folder (headless rigs, tests, remote support).
-    Png(PngConfig),
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FbConfig {
-    /// Default "/dev/fb0".
-    #[serde(default = "default_fb")]
-    pub device: PathBuf,
-    /// The console on that screen, put in graphics mode while ptxd draws (so its cursor and
-    /// login prompt do not draw over the result) and back to text on exit. Default none.
-    pub tty: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PanelModel {
-    St7789,
-    Ili9341,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SpiConfig {
-    pub panel: PanelModel,
-    /// e.g. "/dev/spidev0.0".
-    pub spi: PathBuf,
-    /// SPI clock. Default 32000000.
-    #[serde(default = "default_spi_hz")]
-    pub spi_hz: u32,
-    /// The panel's size as mounted, [width, height] after rotation, e.g. [320, 240].
-    pub size: [u16; 2],
-    /// 0, 90, 180 or 270 degrees. Default 0.
-    #[serde(default)]
-    pub rotation: u16,
-    /// Most ST7789 modules need inverted colours; most ILI9341 do not. Default: by panel.
-    pub invert_colors: Option<bool>,
-    /// The gpiochip with the DC, reset and backlight lines. Default "/dev/gpiochip0".
-    #[serde(default = "default_gpiochip")]
-    pub gpiochip: PathBuf,
-    pub dc: LineId,
-    pub reset: Option<LineId>,
-    pub backlight: Option<LineId>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PngConfig {
-    /// The screen is written to `<dir>/screen.png` whenever it changes.
-    pub dir: PathBuf,
-    /// [width, height]. Default [800, 480].
-    #[serde(default = "default_png_size")]
-    pub size: OverlaySize,
-}
-
-/// A GPIO line: its offset on the chip (17) or its name ("GPIO17").
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum LineId {
-    Offset(u32),
-    Name(String),
-}
-
-impl std::fmt::Display for LineId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LineId::Offset(n) => write!(f, "line {n}"),
-            LineId::Name(n) => write!(f, "line \"{n}\""),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GpioConfig {
-    /// Default "/dev/gpiochip0".
-    #[serde(default = "default_gpiochip")]
-    pub chip: PathBuf,
-    /// Lit (pulsing) while a positive result is unacknowledged.
-    pub led: Option<LineId>,
-    /// Sounds (pulsing) while a positive result is unacknowledged.
-    pub buzzer: Option<LineId>,
-    /// Pressed: the radiographer has seen the result (stops the alert, clears the screen).
-    pub ack_button: Option<LineId>,
-    /// Pressed: analyze the current capture frame now.
-    pub trigger_button: Option<LineId>,
-    /// Buttons pull the line low when pressed (wired to ground, with a pull-up). Default true.
-    #[serde(default = "yes")]
-    pub buttons_active_low: bool,
-    /// Alert on/off period half, ms. Default 500.
-    #[serde(default = "default_pulse_ms")]
-    pub pulse_ms: NonZeroU64,
-    /// A press counts once the line held steady this long, ms. Default 30.
-    #[serde(default = "default_debounce_ms")]
-    pub debounce_ms: NonZeroU64,
-}
-
-fn default_fb() -> PathBuf {
-    PathBuf::from("/dev/fb0")
-}
-fn default_gpiochip() -> PathBuf {
-    PathBuf::from("/dev/gpiochip0")
-}
-fn default_spi_hz() -> u32 {
-    32_000_000
-}
-fn default_png_size() -> OverlaySize {
-    OverlaySize {
-        width: 800,
-        height: 480,
-    }
-}
-fn yes() -> bool {
-    true
-}
-fn default_pulse_ms() -> NonZeroU64 {
-    NonZeroU64::new(500).expect("not zero")
-}
-fn default_debounce_ms() -> NonZeroU64 {
-    NonZeroU64::new(30).expect("not zero")
-}
-
 /// Overlay dimensions, between 160x120 and 3840x2160.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "[u32; 2]")]
@@ -679,101 +320,84 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let base = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
-        Config::parse(&text, &base).map_err(|message| ConfigError::Invalid {
+        Config::parse(&text, &base).map_err(|source| ConfigError::Invalid {
             path: path.to_path_buf(),
-            message,
+            source: Box::new(source),
         })
     }
 
     /// Parse TOML text; relative paths are joined onto `base`. A top-level
     /// `board = "path"` includes a board profile: its keys are defaults, the text's win.
-    pub fn parse(text: &str, base: &Path) -> Result<Config, String> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ParseError> {
+        let mut table: toml::Table = text.parse()?;
         let mut config: Config = match table.remove("board") {
             // no profile: deserialize the text itself, so errors keep their line numbers
-            None => toml::from_str(text).map_err(|e| e.to_string())?,
+            None => toml::from_str(text)?,
             Some(board) => {
-                let path = board.as_str().map(|p| base.join(p)).ok_or(
-                    "board: give the profile's path as a string, e.g. board = \"/usr/share/ptxd/board/rpi4.toml\"",
-                )?;
-                let profile = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("board = {}: cannot read it: {e}", path.display()))?;
-                let mut merged: toml::Table = profile
-                    .parse()
-                    .map_err(|e: toml::de::Error| format!("board profile {}: {e}", path.display()))?;
+                let path = board.as_str().map(|p| base.join(p)).ok_or(ParseError::BoardNotAPath)?;
+                let profile = std::fs::read_to_string(&path).map_err(|source| ParseError::BoardUnreadable {
+                    path: path.clone(),
+                    source,
+                })?;
+                let mut merged: toml::Table = profile.parse().map_err(|source| ParseError::BoardInvalid {
+                    path: path.clone(),
+                    source,
+                })?;
                 overlay(&mut merged, table);
                 Config::deserialize(toml::Value::Table(merged))
-                    .map_err(|e| format!("{e} (after including the board profile {})", path.display()))?
+                    .map_err(|source| ParseError::WithBoard { path, source })?
             }
         };
+        config.check()?;
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// The rules that span keys, or that serde's types cannot say.
+    fn check(&self) -> Result<(), ParseError> {
+        if let Some(capture) = &self.capture {
+            capture.check()?;
+        }
+        if self.pacs.is_some() && self.output.dicom_dir.is_none() {
+            return Err(ParseError::PacsWithoutDicomDir);
+        }
+        if let Some(DisplayConfig::Spi(spi)) = &self.display {
+            spi.check()?;
+        }
+        Ok(())
+    }
+
+    /// Every relative path joined onto `base` (the config file's folder).
+    fn resolve_paths(&mut self, base: &Path) {
         let abs = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         };
-        abs(&mut config.models.manifest);
-        let watch = &mut config.watch;
+        abs(&mut self.models.manifest);
+        let watch = &mut self.watch;
         for folder in [&mut watch.dir, &mut watch.done, &mut watch.failed, &mut watch.captured] {
             abs(folder);
         }
-        abs(&mut config.journal.path);
-        abs(&mut config.output.overlay_dir);
-        if let Some(m) = config.output.mask_dir.as_mut() {
-            abs(m);
-        }
-        if let Some(d) = config.output.dicom_dir.as_mut() {
-            abs(d);
-        }
-        if let Some(serial) = config.serial.as_mut() {
+        abs(&mut self.journal.path);
+        abs(&mut self.output.overlay_dir);
+        let optional = [
+            self.output.mask_dir.as_mut(),
+            self.output.dicom_dir.as_mut(),
+            self.serial.as_mut().and_then(|s| s.acks.as_mut()),
+        ];
+        optional.into_iter().flatten().for_each(abs);
+        if let Some(serial) = self.serial.as_mut() {
             abs(&mut serial.port);
-            if let Some(acks) = serial.acks.as_mut() {
-                abs(acks);
-            }
         }
-        if let Some(capture) = config.capture.as_mut() {
+        if let Some(capture) = self.capture.as_mut() {
             abs(&mut capture.device);
-            if capture.formats.is_empty() {
-                return Err("capture.formats: name at least one pixel format".into());
-            }
-            if capture.new_diff <= capture.still_diff {
-                return Err(format!(
-                    "capture.new_diff ({}) must be above capture.still_diff ({}): a new image must differ from the last more than noise does",
-                    capture.new_diff.0, capture.still_diff.0
-                ));
-            }
         }
-        if config.pacs.is_some() && config.output.dicom_dir.is_none() {
-            return Err(
-                "pacs: results are sent from output.dicom_dir; set it (e.g. dicom_dir = \"/var/lib/ptxd/dicom\")"
-                    .into(),
-            );
-        }
-        match config.display.as_mut() {
+        match self.display.as_mut() {
             Some(DisplayConfig::Fb(fb)) => abs(&mut fb.device),
             Some(DisplayConfig::Png(png)) => abs(&mut png.dir),
-            Some(DisplayConfig::Spi(spi)) => {
-                if ![0, 90, 180, 270].contains(&spi.rotation) {
-                    return Err(format!("display.rotation = {}: use 0, 90, 180 or 270", spi.rotation));
-                }
-                if spi.size[0] < 96 || spi.size[1] < 64 {
-                    return Err(format!(
-                        "display.size = {:?}: too small for the result screen (at least [96, 64])",
-                        spi.size
-                    ));
-                }
-                // both panels are 240x320 portrait; rotation 90/270 mounts them landscape
-                let [w, h] = spi.size;
-                let (native_w, native_h) = if spi.rotation % 180 == 90 { (h, w) } else { (w, h) };
-                if native_w > 240 || native_h > 320 {
-                    return Err(format!(
-                        "display.size = {:?} at rotation {} does not fit a 240x320 panel: for landscape set rotation = 90 or 270",
-                        spi.size, spi.rotation
-                    ));
-                }
-            }
-            None => {}
+            Some(DisplayConfig::Spi(_)) | None => {}
         }
-        Ok(config)
     }
 
     pub fn limits(&self) -> Limits {
@@ -854,10 +478,12 @@ overlay_dir = "state/overlays"
         let ok = with("listen = \"0.0.0.0:11112\"\nae_title = \"PTXD \"\nallowed_calling = [\"CR1\"]").unwrap();
         let dicom = ok.dicom.unwrap();
         assert_eq!(dicom.ae_title.as_str(), "PTXD"); // padding is not part of the title
-        assert_eq!(dicom.allowed_calling, [AeTitle("CR1".into())]);
+        assert_eq!(dicom.allowed_calling, [AeTitle::try_from("CR1".to_string()).unwrap()]);
         assert_eq!(dicom.timeout_s.get(), 30);
         for bad in ["\"\"", "\"SEVENTEEN_LETTERS\"", "\"A\\\\B\""] {
-            let err = with(&format!("listen = \"0.0.0.0:11112\"\nae_title = {bad}")).unwrap_err();
+            let err = with(&format!("listen = \"0.0.0.0:11112\"\nae_title = {bad}"))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("1 to 16 printable ASCII characters"), "{bad}: {err}");
         }
         assert!(with("listen = \"not an address\"\nae_title = \"PTXD\"").is_err());
@@ -956,19 +582,19 @@ overlay_dir = "state/overlays"
         let c = Config::parse(&spi, Path::new("/etc/ptxd")).unwrap();
         assert!(matches!(c.display, Some(DisplayConfig::Spi(_))));
         // a missing profile and a bad key in one are named
-        let err = Config::parse(&format!("board = \"nope.toml\"\n{MINIMAL}"), Path::new("/etc/ptxd")).unwrap_err();
+        let err = Config::parse(&format!("board = \"nope.toml\"\n{MINIMAL}"), Path::new("/etc/ptxd"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/etc/ptxd/nope.toml"), "{err}");
         let bad = format!("{text}\n[gpio]\nled_line = 3\n");
-        let err = Config::parse(&bad, Path::new("/etc/ptxd")).unwrap_err();
+        let err = Config::parse(&bad, Path::new("/etc/ptxd")).unwrap_err().to_string();
         assert!(err.contains("led_line") && err.contains("rpi4.toml"), "{err}");
     }
 
     #[test]
     fn fourccs_print_as_text() {
         assert_eq!(PixelFormat::Y16.to_string(), "Y16");
-        assert_eq!(fourcc_name(*b"YUYV"), "YUYV");
-        // the big-endian flag (0x80 on the last byte) is not text
-        assert_eq!(fourcc_name([b'Y', b'1', b'6', b' ' | 0x80]), "Y16?");
+        assert_eq!(PixelFormat::Yuyv.to_string(), "YUYV");
     }
 
     #[test]
@@ -990,56 +616,72 @@ overlay_dir = "state/overlays"
                 Some(LineId::Offset(27))
             )
         );
-        let err = Config::parse(&spi.replace("rotation = 90", "rotation = 0"), base).unwrap_err();
+        let err = Config::parse(&spi.replace("rotation = 90", "rotation = 0"), base)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("240x320") && err.contains("rotation = 90"), "{err}");
-        let err = Config::parse(&spi.replace("rotation = 90", "rotation = 45"), base).unwrap_err();
+        let err = Config::parse(&spi.replace("rotation = 90", "rotation = 45"), base)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("rotation") && err.contains("270"), "{err}");
-        let err = Config::parse(&spi.replace("panel = \"st7789\"", "panel = \"ssd1306\""), base).unwrap_err();
+        let err = Config::parse(&spi.replace("panel = \"st7789\"", "panel = \"ssd1306\""), base)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ssd1306"), "{err}");
-        let err = Config::parse(&format!("{MINIMAL}\n[display]\nkind = \"vga\"\n"), base).unwrap_err();
+        let err = Config::parse(&format!("{MINIMAL}\n[display]\nkind = \"vga\"\n"), base)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("vga"), "{err}");
         let err = Config::parse(
             &format!("{MINIMAL}\n[display]\nkind = \"fb\"\ndevcie = \"/dev/fb1\"\n"),
             base,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("devcie"), "{err}");
 
         let capture = format!("{MINIMAL}\n[capture]\ndevice = \"/dev/video0\"\nformats = [\"YUYV\"]\n");
         let c = Config::parse(&capture, base).unwrap();
         assert_eq!(c.capture.unwrap().formats, [PixelFormat::Yuyv]);
-        let err = Config::parse(&capture.replace("YUYV", "NV12"), base).unwrap_err();
+        let err = Config::parse(&capture.replace("YUYV", "NV12"), base)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("NV12"), "{err}");
-        let err = Config::parse(&format!("{capture}new_diff = 1.0\n"), base).unwrap_err();
+        let err = Config::parse(&format!("{capture}new_diff = 1.0\n"), base)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("new_diff") && err.contains("still_diff"), "{err}");
-        let err = Config::parse(&format!("{capture}still_diff = 300.0\n"), base).unwrap_err();
+        let err = Config::parse(&format!("{capture}still_diff = 300.0\n"), base)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("0 to 255") && err.contains("line"), "{err}");
         let err = Config::parse(
             &format!("{capture}formats = []\n").replace("formats = [\"YUYV\"]\n", ""),
             base,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("capture.formats"), "{err}");
     }
 
     #[test]
     fn unknown_key_is_named_with_its_line() {
         let text = MINIMAL.replace("[journal]", "[journal]\npth = \"x\"");
-        let err = Config::parse(&text, Path::new("/")).unwrap_err();
+        let err = Config::parse(&text, Path::new("/")).unwrap_err().to_string();
         assert!(err.contains("pth") && err.contains("line 7"), "{err}");
     }
 
     #[test]
     fn bad_values_are_named() {
         let text = MINIMAL.replace("dir = \"in\"", "dir = \"in\"\nqueue = 0");
-        let err = Config::parse(&text, Path::new("/")).unwrap_err();
+        let err = Config::parse(&text, Path::new("/")).unwrap_err().to_string();
         assert!(err.contains("queue") || err.contains("line 6"), "{err}");
         assert!(err.contains("nonzero"), "{err}");
         let text = MINIMAL.replace(
             "overlay_dir = \"state/overlays\"",
             "overlay_dir = \"o\"\noverlay_size = [100, 100]",
         );
-        let err = Config::parse(&text, Path::new("/")).unwrap_err();
+        let err = Config::parse(&text, Path::new("/")).unwrap_err().to_string();
         assert!(err.contains("160x120"), "{err}");
     }
 }
