@@ -32,7 +32,9 @@ pub fn bench_choose(
     };
     let key = variant::Key::here(&manifest, threads)?;
     let trials = variant::try_all(&Manifest::load(&manifest)?, runs)?;
-    let chosen = variant::fastest(&trials).map(|t| t.variant.clone());
+    // the choice is made once, here; what follows prints it (and why, when none was admitted)
+    let choice = variant::Choice::from_trials(key.clone(), trials.clone());
+    let chosen = choice.as_ref().ok().map(|c| c.variant.clone());
     if json {
         println!(
             "{}",
@@ -60,7 +62,7 @@ pub fn bench_choose(
             );
         }
     }
-    let choice = variant::Choice::from_trials(key, trials)?;
+    let choice = choice?;
     if !json {
         println!("chosen: {}", choice.variant);
     }

@@ -130,17 +130,21 @@ impl Input {
         files: &ModelFiles,
         file: &str,
         outputs: &[Vec<f32>],
-    ) -> Result<Difference, String> {
-        let expected = self
-            .outputs
-            .get(file)
-            .ok_or_else(|| format!("the vectors have no outputs of {file} for {}", self.label))?;
-        let missing = |key: &str| format!("{file} on {}: no {key} in the vectors", self.label);
-        let first = outputs.first().ok_or_else(|| format!("{file} gave no output"))?;
+    ) -> Result<Difference, CompareError> {
+        let at = || At {
+            file: file.to_string(),
+            input: self.label.clone(),
+        };
+        let expected = self.outputs.get(file).ok_or_else(|| CompareError::NoVectors(at()))?;
+        let missing = |key: &'static str| CompareError::Missing { at: at(), key };
+        let first = outputs.first().ok_or_else(|| CompareError::NoOutput(at()))?;
         match role {
             Role::Classifier => {
                 let [p] = first[..] else {
-                    return Err(format!("{file} gave {} values, not one probability", first.len()));
+                    return Err(CompareError::NotOneProbability {
+                        at: at(),
+                        count: first.len(),
+                    });
                 };
                 Ok(Difference {
                     worst: (p as f64 - expected.probability.ok_or_else(|| missing("probability"))?).abs(),
@@ -149,13 +153,23 @@ impl Input {
             }
             Role::Lungs | Role::Segmenter => {
                 let grid = expected.grid16.as_ref().ok_or_else(|| missing("grid16"))?;
-                let mut worst =
-                    grid_difference(files, first, grid).map_err(|e| format!("{file} on {}: {e}", self.label))?;
+                let side = files
+                    .grid()
+                    .map(|(side, _)| side)
+                    .ok_or_else(|| CompareError::NotAMaskModel(at()))?;
+                if first.len() != side * side {
+                    return Err(CompareError::NotAMask {
+                        at: at(),
+                        count: first.len(),
+                        side,
+                    });
+                }
+                let mut worst = grid_difference(side, first, grid);
                 if role == Role::Lungs {
                     // the second output: the chest-or-not score
                     let chest = match outputs.get(1).map(|c| &c[..]) {
                         Some(&[c]) => c as f64,
-                        _ => return Err(format!("{file} gave no chest score")),
+                        _ => return Err(CompareError::NoChestScore(at())),
                     };
                     worst = worst.max((chest - expected.chest.ok_or_else(|| missing("chest"))?).abs());
                 }
@@ -169,12 +183,42 @@ impl Input {
     }
 }
 
-/// The largest difference between the means of `mask`'s 16x16 blocks and onnxruntime's.
-fn grid_difference(files: &ModelFiles, mask: &[f32], grid: &[[f64; 16]; 16]) -> Result<f64, String> {
-    let (side, _) = files.grid().ok_or("not a mask model")?;
-    if mask.len() != side * side {
-        return Err(format!("{} values, not a {side}x{side} mask", mask.len()));
+/// A model file on one input of the vectors.
+#[derive(Debug, Clone)]
+pub struct At {
+    pub file: String,
+    pub input: String,
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} on {}", self.file, self.input)
     }
+}
+
+/// Why tract's outputs could not be held against the vectors: the vectors or the model
+/// file are not the ones that belong together.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("{0}: the vectors have no outputs of this file for this input")]
+    NoVectors(At),
+    #[error("{at}: no {key} in the vectors")]
+    Missing { at: At, key: &'static str },
+    #[error("{0}: the model gave no output")]
+    NoOutput(At),
+    #[error("{at}: the model gave {count} values, not one probability")]
+    NotOneProbability { at: At, count: usize },
+    #[error("{0}: the model gave no chest score")]
+    NoChestScore(At),
+    #[error("{0}: the manifest gives this model no mask grid")]
+    NotAMaskModel(At),
+    #[error("{at}: {count} values, not a {side}x{side} mask")]
+    NotAMask { at: At, count: usize, side: usize },
+}
+
+/// The largest difference between the means of `mask`'s 16x16 blocks and onnxruntime's;
+/// `mask` is `side` x `side`.
+fn grid_difference(side: usize, mask: &[f32], grid: &[[f64; 16]; 16]) -> f64 {
     let block = side / 16;
     let mut worst = 0f64;
     for (gy, row) in grid.iter().enumerate() {
@@ -185,5 +229,5 @@ fn grid_difference(files: &ModelFiles, mask: &[f32], grid: &[[f64; 16]; 16]) -> 
             worst = worst.max((sum / (block * block) as f64 - want).abs());
         }
     }
-    Ok(worst)
+    worst
 }

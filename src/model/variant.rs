@@ -274,7 +274,7 @@ fn try_model(
         let outputs = model.run_all(tensor.clone())?;
         match input.difference(role, &files, &v.file, &outputs) {
             Ok(d) => trial.worst = trial.worst.max(d.worst),
-            Err(e) => trial.refused = Some(e),
+            Err(e) => trial.refused = Some(e.to_string()),
         }
     }
     // the reference runs above were the warm-up; time the last input

@@ -35,33 +35,42 @@ pub struct FbLayout {
     pub blue: Bitfield,
 }
 
+/// A framebuffer layout ptxd cannot draw into.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("{0} bits per pixel is not supported (16, 24 or 32 are)")]
+    Depth(u32),
+    #[error("colour bitfield {field:?} does not fit a {bits}-bit pixel")]
+    Bitfield { field: Bitfield, bits: u32 },
+    #[error("{width}x{height} with stride {stride} is not a usable screen")]
+    Geometry { width: u32, height: u32, stride: usize },
+    #[error("memory is {len} bytes, the screen needs {needed}")]
+    Memory { len: usize, needed: usize },
+}
+
 impl FbLayout {
     /// Check that the layout is one ptxd can write, and fits in `len` bytes.
-    pub fn check(&self, len: usize) -> Result<(), String> {
-        if ![16, 24, 32].contains(&self.bits_per_pixel) {
-            return Err(format!(
-                "{} bits per pixel is not supported (16, 24 or 32 are)",
-                self.bits_per_pixel
-            ));
+    pub fn check(&self, len: usize) -> Result<(), LayoutError> {
+        let bits = self.bits_per_pixel;
+        if ![16, 24, 32].contains(&bits) {
+            return Err(LayoutError::Depth(bits));
         }
-        for c in [self.red, self.green, self.blue] {
-            if c.length == 0 || c.length > 8 || c.offset + c.length > self.bits_per_pixel {
-                return Err(format!(
-                    "colour bitfield {c:?} does not fit a {}-bit pixel",
-                    self.bits_per_pixel
-                ));
+        for field in [self.red, self.green, self.blue] {
+            if field.length == 0 || field.length > 8 || field.offset + field.length > bits {
+                return Err(LayoutError::Bitfield { field, bits });
             }
         }
-        let line = self.width as usize * self.bits_per_pixel as usize / 8;
+        let line = self.width as usize * bits as usize / 8;
         if self.width == 0 || self.height == 0 || self.stride < line {
-            return Err(format!(
-                "{}x{} with stride {} is not a usable screen",
-                self.width, self.height, self.stride
-            ));
+            return Err(LayoutError::Geometry {
+                width: self.width,
+                height: self.height,
+                stride: self.stride,
+            });
         }
         let needed = self.stride * (self.height as usize - 1) + line;
         if len < needed {
-            return Err(format!("memory is {len} bytes, the screen needs {needed}"));
+            return Err(LayoutError::Memory { len, needed });
         }
         Ok(())
     }
@@ -364,12 +373,12 @@ mod tests {
             blue: bf(0, 5),
         };
         assert!(ok.check(1280 * 480).is_ok());
-        assert!(ok.check(1000).unwrap_err().contains("needs"));
+        assert!(ok.check(1000).unwrap_err().to_string().contains("needs"));
         let eight = FbLayout {
             bits_per_pixel: 8,
             ..ok
         };
-        assert!(eight.check(1 << 20).unwrap_err().contains("8 bits"));
+        assert!(eight.check(1 << 20).unwrap_err().to_string().contains("8 bits"));
         let narrow = FbLayout { stride: 100, ..ok };
         assert!(narrow.check(1 << 20).is_err());
     }

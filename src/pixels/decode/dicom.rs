@@ -12,9 +12,9 @@ use crate::pixels::codestream;
 use crate::pixels::grey::GreyImage;
 use crate::pixels::jpeg12;
 
-use super::display::to_display;
+use super::display::{pil_luma, to_display};
 use super::lengths::check_declared_lengths;
-use super::*;
+use super::{check_expansion, check_size, guarded, Orientation, Refusal, StudyContext};
 
 /// A grey DICOM image's values after the modality LUT (rescale slope and intercept), before
 /// any window: what ptxd maps to display grey. Public so that another decoder's output can be

@@ -7,7 +7,7 @@ use dicom_object::StandardDataDictionary;
 
 use crate::config::Limits;
 
-use super::*;
+use super::{Refusal, EXPANSION_FLOOR, MAX_DEFLATE_EXPANSION};
 
 /// What [`check_declared_lengths`] is inside of.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -7,7 +7,8 @@ use image::{DynamicImage, ImageDecoder, ImageReader};
 use crate::config::Limits;
 use crate::pixels::grey::GreyImage;
 
-use super::*;
+use super::display::{pil_luma, stretch};
+use super::{check_expansion, check_size, InputFormat, Refusal};
 
 /// What the decoders may allocate besides the pixels: metadata such as a PNG's colour
 /// profile (real ones are a few KB, at most about 1 MB), which `png` inflates while it reads

@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 use crate::base::outcome::{ErrorReason, ServiceState};
 use crate::record::journal::{JournalError, Record, Records};
 
-use super::*;
+use super::acks::AckState;
+use super::protocol::{
+    error_frame, hello_frame, parse_command, result_frame, status_frame, Command, Hello, MAX_BAD_COMMAND_ERRORS,
+    MAX_COMMAND_LEN, WINDOW,
+};
 
 /// Resend timing.
 #[derive(Debug, Clone, Copy)]

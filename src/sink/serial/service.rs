@@ -14,7 +14,9 @@ use crate::model::infer::ModelVersions;
 use crate::record::journal::Record;
 use crate::sink::{Delivery, Sink, SinkError};
 
-use super::*;
+use super::acks::AckState;
+use super::link::{Event, Link, LinkConfig};
+use super::protocol::Hello;
 
 /// The link as a service: a thread that opens the configured port, runs [`Link`] on it,
 /// and when the port fails (unplugged, host gone) reopens it with backoff, replaying what
