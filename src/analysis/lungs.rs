@@ -51,6 +51,8 @@ pub struct LungField {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NotChest {
+    #[error("the image is {width}x{height} pixels, smaller than the {min}x{min} the classifier reads: too small to be a radiograph the models can read")]
+    TooSmall { width: usize, height: usize, min: usize },
     #[error("the image is almost uniform (grey-level spread {contrast:.1}, a radiograph has at least {min:.0}): a blank or dark frame")]
     Blank { contrast: f32, min: f32 },
     #[error("the image does not look like a frontal chest radiograph (chest-likeness {score:.2}, real radiographs score at least {min:.2}): a photo, a drawing, a test pattern or another kind of scan")]
@@ -67,6 +69,7 @@ impl NotChest {
     /// A few words for a small screen.
     pub fn short(&self) -> &'static str {
         match self {
+            NotChest::TooSmall { .. } => "too small",
             NotChest::Blank { .. } => "a blank frame",
             NotChest::NotChestLike { .. } => "not a chest film",
             NotChest::TooLittleLung { .. } => "no lung fields",

@@ -225,12 +225,11 @@ impl Analyzer {
         Ok(field)
     }
 
-    /// Analyze an already decoded radiograph (`started`: when its handling began): lung
-    /// fields first (is it a chest radiograph?), then the classifier, then the segmenter
-    /// when the classifier is positive.
+    /// Analyze an already decoded radiograph (`started`: when its handling began): its size
+    /// and lung fields first (is it a chest radiograph?), then the classifier, then the
+    /// segmenter when the classifier is positive.
     pub fn analyze(&self, radiograph: Radiograph, started: Instant) -> Result<Analysis, InferError> {
         let mut stages = Stages::default();
-        let lungs = self.timed_lung_field(&radiograph.image, &mut stages)?;
         let mut analysis = Analysis {
             radiograph,
             probability: None,
@@ -241,6 +240,16 @@ impl Analyzer {
             seconds: 0.0,
             stages: Stages::default(),
         };
+        // smaller than the classifier's input, an image would be read upsampled, with less in
+        // it than any film the models learned from: refused before any model runs
+        let (width, height) = (analysis.radiograph.image.width, analysis.radiograph.image.height);
+        let min = self.classifier_pre.width.min(self.classifier_pre.height);
+        if width.min(height) < min {
+            analysis.not_chest = Some(NotChest::TooSmall { width, height, min });
+            analysis.seconds = started.elapsed().as_secs_f64();
+            return Ok(analysis);
+        }
+        let lungs = self.timed_lung_field(&analysis.radiograph.image, &mut stages)?;
         if let Err(why) = timed(&mut stages.findings, || lungs.check(&self.lung_thresholds)) {
             analysis.not_chest = Some(why);
             analysis.seconds = started.elapsed().as_secs_f64();

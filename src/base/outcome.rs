@@ -49,6 +49,16 @@ impl std::fmt::Display for Verdict {
 /// The contract's version: `v` in every `analyze --json` line, journal record and frame.
 pub const VERSION: u32 = 2;
 
+/// The verdict of an input no model read: `not_chest_radiograph` when it was refused as
+/// one before any model ran (its DICOM header says CT, MR, a report...), else
+/// `not_analyzed`.
+pub fn failure_verdict(kind: ErrorKind) -> Verdict {
+    match kind {
+        ErrorKind::NotChest => Verdict::NotChestRadiograph,
+        _ => Verdict::NotAnalyzed,
+    }
+}
+
 /// Whether a reader must look at the image (or the digitizer must send it again): everything
 /// but a `negative` verdict.
 pub fn needs_attention(verdict: Verdict) -> bool {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ptxd::analysis::{Analysis, AnalysisError, Analyzer};
 use ptxd::base::files;
-use ptxd::base::outcome::{ErrorKind, Failure, Verdict};
+use ptxd::base::outcome::{self, ErrorKind, Failure, Verdict};
 use ptxd::config::{Limits, OverlaySize};
 use ptxd::daemon;
 use ptxd::model::infer::ModelVersions;
@@ -51,7 +51,10 @@ pub fn analyze(
                 message: format!("{}: internal error: {}", file.display(), daemon::panic_text(&*panic)),
             })
         });
-        all_ok &= result.is_ok();
+        // an image refused from its header was read: a result, as a refusal by the models is
+        all_ok &= result
+            .as_ref()
+            .map_or_else(|f| outcome::failure_verdict(f.kind) != Verdict::NotAnalyzed, |_| true);
         print_result(file, &result, out.json, analyzer.versions());
     }
     Ok(all_ok)
@@ -178,7 +181,7 @@ fn print_result(file: &Path, result: &Outcome, json: bool, models: ModelVersions
             println!(
                 "{}: {} ({}): {reason}",
                 file.display(),
-                Verdict::NotAnalyzed,
+                outcome::failure_verdict(failure.kind),
                 failure.kind
             );
         }

@@ -317,8 +317,9 @@ fn store(
     Ok(path)
 }
 
-/// Refuse what is not a chest image: no Rows (not an image), or a Body Part Examined that
-/// names another part. Reads the header only (up to the pixel data), after the same length
+/// Refuse what is not a chest image: a header that says it is not a projection radiograph
+/// (a CT, an MR, a report: `decode::check_projection`), no Rows (not an image), or a Body
+/// Part Examined that names another part. Reads the header only (up to the pixel data), after the same length
 /// checks as any file (`decode::check_header`).
 fn check_chest(file: &[u8], limits: Limits) -> Result<(), Refusal> {
     crate::pixels::decode::check_header(file, limits).map_err(|e| Refusal::refused(e.reason))?;
@@ -326,6 +327,7 @@ fn check_chest(file: &[u8], limits: Limits) -> Result<(), Refusal> {
         .read_until(tags::PIXEL_DATA)
         .from_reader(Cursor::new(&file[128..]))
         .map_err(|e| Refusal::refused(format!("unreadable data set: {e}")))?;
+    crate::pixels::decode::check_projection(&obj).map_err(|e| Refusal::refused(e.reason))?;
     if obj.element_opt(tags::ROWS).ok().flatten().is_none() {
         return Err(Refusal::refused("not an image (no Rows)"));
     }

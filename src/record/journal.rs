@@ -106,13 +106,13 @@ impl Record {
         }
     }
 
-    /// The record of an input that could not be analyzed: `not_analyzed`, with its kind
-    /// and message.
+    /// The record of an input no model read: `not_analyzed` (or `not_chest_radiograph` for
+    /// one refused from its header, [`outcome::failure_verdict`]), with its kind and message.
     pub fn failure(source: String, input_sha256: Option<String>, models: ModelVersions, failure: &Failure) -> Record {
         Record {
             error_kind: Some(failure.kind),
             error: Some(failure.message.clone()),
-            ..Record::new(source, input_sha256, models, Verdict::NotAnalyzed)
+            ..Record::new(source, input_sha256, models, outcome::failure_verdict(failure.kind))
         }
     }
 

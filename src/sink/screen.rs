@@ -26,6 +26,7 @@ use crate::analysis::findings::Verdict;
 use crate::base::logging::Failing;
 use crate::config::OverlaySize;
 use crate::hw::display::Display;
+use crate::record::journal::Record;
 use crate::record::render::{self, result_frame, Framebuffer, StatusView};
 use crate::sink::{Delivery, Sink, SinkError};
 
@@ -282,7 +283,7 @@ impl Sink for Screen {
         let r = d.record;
         let frame = match d.analysis {
             Some(analysis) => result_frame(analysis, size, &r.models, &r.time, d.input),
-            None => failure_frame(size, r.seq, d.input, r.error.as_deref().unwrap_or_default()),
+            None => failure_frame(size, r, d.input),
         };
         let alert = matches!(r.verdict, Verdict::Positive | Verdict::Indeterminate);
         self.presenter.arrive(
@@ -299,17 +300,24 @@ impl Sink for Screen {
     }
 }
 
-/// The screen for result `seq`, an input that could not be analyzed: what went wrong and
-/// what to do.
-pub fn failure_frame(size: OverlaySize, seq: u64, input: &str, error: &str) -> Framebuffer {
+/// The screen for a result no model read (`record`, of the input `input`): what went wrong
+/// and what to do.
+pub fn failure_frame(size: OverlaySize, record: &Record, input: &str) -> Framebuffer {
     let mut fb = Framebuffer::new(size.width, size.height);
+    let (title, advice) = match record.verdict {
+        Verdict::NotChestRadiograph => ("NOT A CHEST RADIOGRAPH", "Send a frontal chest radiograph."),
+        _ => (
+            "IMAGE NOT ANALYZED",
+            "Check the digitizer's output, then send the image again.",
+        ),
+    };
     let lines = vec![
-        format!("#{seq} {input}"),
-        error.to_string(),
-        "Check the digitizer's output, then send the image again.".into(),
+        format!("#{} {input}", record.seq),
+        record.error.clone().unwrap_or_default(),
+        advice.into(),
         "Press ACK to clear.".into(),
     ];
-    let Ok(()) = render::draw_error(&mut fb, "IMAGE NOT ANALYZED", &lines);
+    let Ok(()) = render::draw_error(&mut fb, title, &lines);
     fb
 }
 

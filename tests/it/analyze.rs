@@ -405,7 +405,62 @@ fn non_chest_images(dir: &Path) -> Vec<(PathBuf, &'static str)> {
     colour_bars.save(&files[2].0).unwrap();
     checkers.save(&files[3].0).unwrap();
     ramp.save(&files[4].0).unwrap();
+    // what the DICOM header says wins over what the pixels look like: a real chest film's
+    // pixels under a CT, an MR or a segmentation header are refused before any model runs
+    let film = grey8(&root().join("docs/examples/00028979_000.jpg"));
+    let mut files = files;
+    for (name, modality, class, reason) in [
+        (
+            "ct.dcm",
+            "CT",
+            uids::CT_IMAGE_STORAGE,
+            "Modality CT (computed tomography)",
+        ),
+        (
+            "mr.dcm",
+            "MR",
+            uids::MR_IMAGE_STORAGE,
+            "Modality MR (magnetic resonance)",
+        ),
+        (
+            "seg.dcm",
+            "SEG",
+            uids::SEGMENTATION_STORAGE,
+            "Modality SEG (a segmentation)",
+        ),
+        (
+            "relabelled-ct.dcm",
+            "OT",
+            uids::CT_IMAGE_STORAGE,
+            "SOP class CT Image Storage",
+        ),
+    ] {
+        let path = dir.join(name);
+        write_dicom_labelled(&path, &film, modality, class);
+        files.push((path, reason));
+    }
+    // smaller than the classifier's input: too small to be a film the models can read
+    let tiny = dir.join("tiny.png");
+    image::imageops::resize(&film, 48, 48, image::imageops::FilterType::Triangle)
+        .save(&tiny)
+        .unwrap();
+    files.push((tiny, "48x48 pixels"));
     files
+}
+
+/// `img` as a 12-bit DICOM whose header says `modality` and SOP class `class`.
+fn write_dicom_labelled(path: &Path, img: &image::GrayImage, modality: &str, class: &str) {
+    let (w, h) = img.dimensions();
+    let mut obj = common::dicom_grey_image("1.2.826.0.1.3680043.2.1143.2", w as u16, h as u16, 12, "MONOCHROME2");
+    let mut put = |tag, vr, value: PrimitiveValue| obj.put(DataElement::new(tag, vr, value));
+    put(tags::MODALITY, VR::CS, modality.into());
+    put(tags::SOP_CLASS_UID, VR::UI, class.into());
+    let pixels: Vec<u16> = img.pixels().map(|p| u16::from(p.0[0]) * 16).collect();
+    put(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.into()));
+    obj.with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+        .unwrap()
+        .write_to_file(path)
+        .unwrap();
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! `storescu` as the modality. A JPEG 2000 chest radiograph is stored in the watch folder
 //! before the modality hears "success", then analyzed, and its result written as DICOM (a
 //! Structured Report and the overlay, valid by dciodvfy, dsrdump and pydicom, in the source's
-//! study); a stranger's association, a hand radiograph and a structured report are refused,
+//! study); a stranger's association, a hand radiograph, a structured report and a CT are refused,
 //! each with its reason.
 
 use crate::common;
@@ -131,9 +131,26 @@ fn a_modality_sends_a_jpeg2000_radiograph_stored_before_success_then_analyzed() 
     )
     .status
     .success());
+    // a radiograph's pixels under a CT header: the header is what the listener believes
+    let ct = files.join("ct.dcm");
+    std::fs::copy(&source, &ct).unwrap();
+    assert!(dcmtk(
+        "dcmodify",
+        &[
+            "-nb",
+            "-m",
+            "(0008,0060)=CT",
+            "-i",
+            "(0008,0018)=1.2.3.4.7",
+            ct.to_str().unwrap()
+        ]
+    )
+    .status
+    .success());
     for (file, reason) in [
         (&hand, "not a chest radiograph (body part HAND)"),
         (&sr, "not a radiograph"),
+        (&ct, "Modality CT (computed tomography): not a radiograph"),
     ] {
         let out = modality("storescu", "DIGITIZER", &[file.to_str().unwrap()]);
         let said = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);

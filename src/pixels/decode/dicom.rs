@@ -14,6 +14,7 @@ use crate::pixels::jpeg12;
 
 use super::display::{pil_luma, to_display};
 use super::lengths::check_declared_lengths;
+use super::projection::check_projection;
 use super::{check_expansion, check_size, guarded, Orientation, Refusal, StudyContext};
 
 /// A grey DICOM image's values after the modality LUT (rescale slope and intercept), before
@@ -114,6 +115,8 @@ pub(super) fn with_pixel_data<T>(
             false => reason.into(),
         }
     })?;
+    // what the header says it is comes before anything its pixels might be
+    check_projection(&obj)?;
     let rows: u64 = int_attr(&obj, tags::ROWS, "Rows")?;
     let columns: u64 = int_attr(&obj, tags::COLUMNS, "Columns")?;
     let frames: u64 = match obj.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten() {

@@ -13,13 +13,18 @@
 //! - Colour: Pillow's `convert('L')` rule (ITU-R 601 luma in integer arithmetic), because
 //!   that is what the training pipeline did; `image`'s own `to_luma8` rounds differently.
 //!
+//! A DICOM object whose header says it is not a projection radiograph (a CT, an MR, a
+//! segmentation, a report) is refused as not a chest radiograph before its pixels are read
+//! (`projection`).
+//!
 //! Before any pixel is decoded, the declared size is checked against the configured pixel
 //! limit, and the size it decodes to against the file's own size ([`MAX_EXPANSION`]), so a
 //! small file that claims a huge image (a decompression bomb) costs nothing.
 //!
 //! Here: the types and the entry points, and the checks every format shares (the pixel
 //! limit, the expansion bound, a decoder's panic as a refusal). Beside them: `lengths`
-//! (every length a DICOM file declares, walked before dicom-rs reads it), `dicom` (its
+//! (every length a DICOM file declares, walked before dicom-rs reads it), `projection` (what
+//! the header says the object is), `dicom` (its
 //! pixels through dicom-rs), `picture` (PNG, JPEG, TIFF) and `display` (values to display
 //! grey).
 
@@ -27,6 +32,7 @@ mod dicom;
 mod display;
 mod lengths;
 mod picture;
+mod projection;
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +51,7 @@ pub use display::pil_luma;
 pub(crate) use display::stretch;
 pub use lengths::check_header;
 use picture::decode_picture;
+pub use projection::check_projection;
 
 /// Why a file could not be turned into a radiograph. The message names the file.
 #[derive(Debug, Error)]
@@ -351,6 +358,22 @@ mod tests {
     fn eight_bit_without_window_is_kept_and_deeper_data_is_stretched() {
         assert_eq!(to_display(&[3.0, 250.0], None, 8), vec![3, 250]);
         assert_eq!(to_display(&[100.0, 1100.0, 600.0], None, 12), vec![0, 255, 128]);
+    }
+
+    #[test]
+    fn a_torn_jpeg_is_refused_and_a_whole_one_read() {
+        let film = image::GrayImage::from_fn(64, 48, |x, y| image::Luma([(x * 3 + y) as u8]));
+        let mut jpeg = Vec::new();
+        film.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+            .unwrap();
+        let whole = decode_bytes(&jpeg, Limits::default()).unwrap();
+        assert_eq!((whole.image.width, whole.image.height), (64, 48));
+        let torn = decode_bytes(&jpeg[..jpeg.len() * 2 / 3], Limits::default()).unwrap_err();
+        assert_eq!(torn.kind, ErrorKind::Decode);
+        assert!(torn.reason.contains("truncated"), "{torn}");
+        // bytes after the end-of-image marker (some cameras append data) are no tear
+        jpeg.extend_from_slice(b"trailer");
+        assert!(decode_bytes(&jpeg, Limits::default()).is_ok());
     }
 
     #[test]

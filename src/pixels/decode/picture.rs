@@ -31,6 +31,11 @@ pub(super) fn decode_picture(bytes: &[u8], limits: Limits) -> Result<(GreyImage,
         Some(image::ImageFormat::Tiff) => InputFormat::Tiff,
         _ => return Err(Refusal::unsupported("not a DICOM, PNG, JPEG or TIFF file".into())),
     };
+    // the JPEG decoder fills what a torn file lacks with grey and says nothing: a film cut
+    // off in transfer would get a reading of its top part alone
+    if format == InputFormat::Jpeg && !jpeg_has_end(bytes) {
+        return Err("JPEG has no end-of-image marker: the file is truncated; send it again".into());
+    }
     let header = reader()?
         .into_decoder()
         .map_err(|e| format!("{format} header cannot be read: {e}"))?;
@@ -68,4 +73,12 @@ pub(super) fn decode_picture(bytes: &[u8], limits: Limits) -> Result<(GreyImage,
     let image = GreyImage::new(w as usize, h as usize, grey)
         .ok_or_else(|| format!("{format} decoded to fewer pixels than its {w}x{h} header says"))?;
     Ok((image, format))
+}
+
+/// Whether a JPEG's bytes hold the end-of-image marker after its first scan. Scan data
+/// escapes every 0xFF byte (as FF 00), so an FF D9 after the first start-of-scan is the end
+/// of the image, not a pixel.
+fn jpeg_has_end(bytes: &[u8]) -> bool {
+    let marker = |at: &[u8], code: u8| at.windows(2).position(|w| w == [0xFF, code]);
+    marker(bytes, 0xDA).is_some_and(|scan| marker(&bytes[scan..], 0xD9).is_some())
 }
