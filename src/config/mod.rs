@@ -5,7 +5,7 @@
 //! from the config file's folder, so a config works wherever the daemon is started from.
 //! `deploy/ptxd.example.toml` documents every key.
 
-use std::num::{NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -97,6 +97,9 @@ pub struct Config {
     pub dicom: Option<DicomConfig>,
     /// The clinic's PACS, which receives the DICOM results; absent means none.
     pub pacs: Option<PacsConfig>,
+    /// How long inputs and results are kept; absent means the defaults.
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 /// A board profile's description of the board, for the log and `ptxd doctor`.
@@ -284,6 +287,73 @@ fn default_overlay_size() -> OverlaySize {
     OverlaySize {
         width: 1280,
         height: 720,
+    }
+}
+
+/// `[retention]`: how long analyzed inputs and results are kept, and the free space kept on
+/// their disks (`crate::record::retention`). Absent: the defaults, which keep a 32 GB card
+/// from filling at 200 films a day (the README says what they keep).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Analyzed inputs (`done/`, `failed/`), overlays, masks and DICOM results older than
+    /// this many days are removed, unless the PACS has yet to confirm them. Default 30.
+    #[serde(default = "default_keep_days")]
+    pub keep_days: NonZeroU32,
+    /// The free space kept on each disk those are on, by removing the oldest of them first:
+    /// bytes (an integer) or a share of the disk ("10%"). Default "10%".
+    #[serde(default = "default_min_free")]
+    pub min_free: MinFree,
+    /// Minutes between sweeps (the first at start). Default 60.
+    #[serde(default = "default_sweep_minutes")]
+    pub sweep_minutes: NonZeroU32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            keep_days: default_keep_days(),
+            min_free: default_min_free(),
+            sweep_minutes: default_sweep_minutes(),
+        }
+    }
+}
+
+fn default_keep_days() -> NonZeroU32 {
+    NonZeroU32::new(30).expect("not zero")
+}
+fn default_min_free() -> MinFree {
+    MinFree::Percent(10.0)
+}
+fn default_sweep_minutes() -> NonZeroU32 {
+    NonZeroU32::new(60).expect("not zero")
+}
+
+/// Free space to keep: bytes, or a share of the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "toml::Value")]
+pub enum MinFree {
+    Bytes(u64),
+    /// 0 to 90 percent of the disk's size.
+    Percent(f64),
+}
+
+impl TryFrom<toml::Value> for MinFree {
+    type Error = String;
+    fn try_from(value: toml::Value) -> Result<MinFree, String> {
+        let percent = |text: &str| text.strip_suffix('%').and_then(|n| n.trim().parse::<f64>().ok());
+        match &value {
+            toml::Value::Integer(n) if *n >= 0 => Ok(MinFree::Bytes(*n as u64)),
+            toml::Value::String(text) => match percent(text) {
+                Some(p) if (0.0..=90.0).contains(&p) => Ok(MinFree::Percent(p)),
+                _ => Err(format!(
+                    "min_free = {text:?}: give bytes (2000000000) or a share up to 90% (\"10%\")"
+                )),
+            },
+            other => Err(format!(
+                "min_free = {other}: give bytes (2000000000) or a share (\"10%\")"
+            )),
+        }
     }
 }
 
@@ -522,12 +592,38 @@ overlay_dir = "state/overlays"
     }
 
     #[test]
+    fn retention_has_defaults_and_min_free_is_bytes_or_a_share() {
+        let with = |section: &str| Config::parse(&format!("{MINIMAL}[retention]\n{section}"), Path::new("/etc/ptxd"));
+        let defaults = Config::parse(MINIMAL, Path::new("/etc/ptxd")).unwrap().retention;
+        assert_eq!((defaults.keep_days.get(), defaults.sweep_minutes.get()), (30, 60));
+        assert_eq!(
+            with("min_free = 2000000000").unwrap().retention.min_free,
+            MinFree::Bytes(2_000_000_000)
+        );
+        assert_eq!(
+            with("min_free = \"15 %\"").unwrap().retention.min_free,
+            MinFree::Percent(15.0)
+        );
+        for bad in [
+            "min_free = \"95%\"",
+            "min_free = \"lots\"",
+            "min_free = -1",
+            "keep_days = 0",
+        ] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("min_free") || err.contains("keep_days"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn the_example_config_parses_and_sets_every_key() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/ptxd.example.toml");
         let c = Config::load(&path).unwrap();
         assert_eq!(c.watch.dir, Path::new("/var/lib/ptxd/incoming"));
         assert_eq!(c.output.mask_dir.as_deref(), Some(Path::new("/var/lib/ptxd/masks")));
         assert_eq!(c.limits().max_pixels, Limits::default().max_pixels);
+        assert_eq!(c.retention.keep_days.get(), 30);
+        assert_eq!(c.retention.min_free, MinFree::Percent(10.0));
         let capture = c.capture.unwrap();
         assert_eq!(capture.formats, PixelFormat::ALL);
         assert_eq!(

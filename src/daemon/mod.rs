@@ -36,6 +36,7 @@ use thiserror::Error;
 use crate::analysis::{Analysis, AnalysisError, Analyzer, SetupError};
 use crate::base::files::{sha256_file, sha256_hex};
 use crate::base::outcome::{ErrorKind, Failure, Origin};
+use crate::base::worker::Worker;
 use crate::config::Config;
 use crate::input::capture::{CaptureService, CaptureState};
 use crate::input::receive::Listener;
@@ -53,6 +54,7 @@ use crate::sink::screen::Screen;
 use crate::sink::serial::{self, LinkService};
 use crate::sink::{self, Delivery, Sink};
 
+mod retention;
 mod stall;
 mod startup;
 mod status;
@@ -84,6 +86,8 @@ pub enum DaemonError {
     Listen(std::net::SocketAddr, std::io::Error),
     #[error("cannot start the capture thread: {0}")]
     Capture(std::io::Error),
+    #[error("cannot start the retention thread: {0}")]
+    Retention(std::io::Error),
 }
 
 /// What a run did, for the final log line and the tests.
@@ -118,6 +122,8 @@ pub struct Daemon {
     _listener: Option<Listener>,
     /// The PACS outbox, storing the DICOM results from the journal; stopped when dropped.
     _outbox: Option<Outbox>,
+    /// The sweeper of old inputs and results; stopped when dropped.
+    _retention: Worker,
     /// The LED and buzzer (a sink), with the buttons' presses.
     alert: Option<AlertService>,
     presses: mpsc::Receiver<Press>,
@@ -183,6 +189,7 @@ impl Daemon {
             alert,
             presses,
             screen,
+            retention,
         } = startup::Devices::start(&config, &analyzer, &journal)?;
         // one read of the journal's tail at start, for the idle screen's "last result"
         let last_result = journal
@@ -200,6 +207,7 @@ impl Daemon {
             capture_state: CaptureState::Opening,
             _listener: listener,
             _outbox: outbox,
+            _retention: retention,
             alert,
             presses,
             screen,

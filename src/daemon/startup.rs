@@ -5,6 +5,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::analysis::Analyzer;
+use crate::base::worker::Worker;
 use crate::config::{Config, VariantSetting};
 use crate::hw::display;
 use crate::input::capture::CaptureService;
@@ -97,6 +98,8 @@ pub(super) struct Devices {
     pub(super) alert: Option<AlertService>,
     pub(super) presses: mpsc::Receiver<Press>,
     pub(super) screen: Option<Screen>,
+    /// The sweeper of old inputs and results (`[retention]`); stopped when dropped.
+    pub(super) retention: Worker,
 }
 
 impl Devices {
@@ -159,7 +162,9 @@ impl Devices {
                 None
             }
         });
+        let retention = super::retention::start(config).map_err(DaemonError::Retention)?;
         Ok(Devices {
+            retention,
             link,
             link_events,
             capture,

@@ -341,6 +341,12 @@ pub fn move_out(path: &Path, dir: &Path, error: Option<&str>) {
     }
     if let Err(e) = std::fs::rename(path, &target) {
         log::error!("{}: cannot move it to {}: {e}", path.display(), dir.display());
+        return;
+    }
+    // its age there (retention) counts from its analysis: a film copied in with its old date
+    // would otherwise go at the next sweep
+    if let Err(e) = std::fs::File::open(&target).and_then(|f| f.set_modified(std::time::SystemTime::now())) {
+        log::debug!("{}: cannot date it now: {e}", target.display());
     }
 }
 
@@ -350,6 +356,19 @@ mod tests {
     use std::io::Write;
 
     const SETTLE: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn a_moved_input_is_dated_when_it_was_analyzed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, done) = (dir.path().join("old.dcm"), dir.path().join("done"));
+        std::fs::create_dir(&done).unwrap();
+        std::fs::write(&input, b"x").unwrap();
+        let long_ago = std::time::SystemTime::now() - Duration::from_secs(400 * 86_400);
+        std::fs::File::open(&input).unwrap().set_modified(long_ago).unwrap();
+        move_out(&input, &done, None);
+        let modified = std::fs::metadata(done.join("old.dcm")).unwrap().modified().unwrap();
+        assert!(modified.elapsed().unwrap() < Duration::from_secs(60));
+    }
 
     #[test]
     fn writer_names_are_ignored() {

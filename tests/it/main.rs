@@ -16,5 +16,6 @@ mod layers;
 mod pacs;
 mod reference_vectors;
 mod render;
+mod retention;
 mod serial_link;
 mod serial_protocol;

@@ -1,0 +1,337 @@
+//! Retention: what ptxd writes is not kept forever. A clinic sending 50 ten-megabyte films a
+//! day fills a 32 GB card in about two months; then every later film would wait behind the
+//! disk-full stall until somebody came. So a sweep removes, from the folders of analyzed
+//! inputs and results, the files older than `keep_days`, and then, while the disk's free
+//! space is under its floor, the oldest ones first.
+//!
+//! What a sweep never removes:
+//! - a file something still owes: the caller says which (the daemon: a DICOM result the
+//!   PACS has not confirmed), whatever its age;
+//! - anything outside the swept folders (the watch folder's waiting inputs, the journal and
+//!   the state beside it), and in a results folder, any file whose name is not a result's
+//!   (`<seq>-<name>`): a results folder set to a shared directory loses only results;
+//! - the paths it is told to protect (the journal and its companions), wherever they are.
+//!
+//! A sweep reports counts and bytes; the caller logs one line per sweep, never one a file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::config::MinFree;
+
+/// What a folder holds, which decides which of its files a sweep may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holds {
+    /// Analyzed inputs (`done/`, `failed/`): every file in it is ptxd's.
+    Inputs,
+    /// Result files: only names that start with a result's seq (`00000012-...`).
+    Results,
+}
+
+/// A folder to sweep.
+#[derive(Debug, Clone)]
+pub struct Folder {
+    pub path: PathBuf,
+    pub holds: Holds,
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Swept {
+    /// Files removed, and their bytes.
+    pub removed: usize,
+    pub bytes: u64,
+    /// Files past their age that were kept because something still owes them.
+    pub owed: usize,
+    /// A disk still under its floor after the sweep (everything left there is owed or not
+    /// ptxd's): its free bytes and the floor's.
+    pub short: Option<(u64, u64)>,
+}
+
+/// The sweep's settings and the folders it may take from.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    folders: Vec<Folder>,
+    keep: Duration,
+    floor: MinFree,
+    protected: BTreeSet<PathBuf>,
+}
+
+struct Candidate {
+    path: PathBuf,
+    modified: SystemTime,
+    bytes: u64,
+    device: u64,
+}
+
+impl Retention {
+    /// Sweep `folders`, keeping files `keep` long and `floor` free; never remove `protected`.
+    pub fn new(folders: Vec<Folder>, keep: Duration, floor: MinFree, protected: Vec<PathBuf>) -> Retention {
+        Retention {
+            folders,
+            keep,
+            floor,
+            protected: protected.into_iter().collect(),
+        }
+    }
+
+    /// Remove what is past its age, then the oldest until each disk has its floor free.
+    /// `owed` says which files must stay whatever their age. A file that cannot be removed
+    /// is left (and counted nowhere): the next sweep tries again.
+    pub fn sweep(&self, now: SystemTime, owed: &dyn Fn(&Path) -> bool) -> io::Result<Swept> {
+        let mut swept = Swept::default();
+        let mut candidates = Vec::new();
+        for folder in &self.folders {
+            candidates.extend(self.files(folder)?);
+        }
+        // oldest first: the age rule and the floor both take the oldest before the newer
+        candidates.sort_by_key(|c| c.modified);
+        let horizon = now.checked_sub(self.keep).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut left = Vec::new();
+        for c in candidates {
+            if owed(&c.path) {
+                swept.owed += usize::from(c.modified < horizon);
+            } else if c.modified < horizon {
+                remove(&c, &mut swept);
+            } else {
+                left.push(c);
+            }
+        }
+        // the floor, disk by disk (the results may be on another disk than the inputs)
+        let mut by_device: BTreeMap<u64, Vec<Candidate>> = BTreeMap::new();
+        for c in left {
+            by_device.entry(c.device).or_default().push(c);
+        }
+        let disks: BTreeMap<u64, &Path> = self
+            .folders
+            .iter()
+            .filter_map(|f| Some((device(&f.path)?, &*f.path)))
+            .collect();
+        for (dev, path) in disks {
+            let Some(disk) = disk_space(path) else { continue };
+            let floor = match self.floor {
+                MinFree::Bytes(b) => b,
+                MinFree::Percent(p) => (disk.total as f64 * p / 100.0) as u64,
+            };
+            let mut free = disk.free;
+            for c in by_device.remove(&dev).unwrap_or_default() {
+                if free >= floor {
+                    break;
+                }
+                if remove(&c, &mut swept) {
+                    free += c.bytes;
+                }
+            }
+            // what the filesystem says, not the sum: blocks, and other writers
+            let free = disk_space(path).map_or(free, |d| d.free);
+            if free < floor {
+                swept.short = Some((free, floor));
+            }
+        }
+        Ok(swept)
+    }
+
+    /// The files of `folder` a sweep may take.
+    fn files(&self, folder: &Folder) -> io::Result<Vec<Candidate>> {
+        let entries = match std::fs::read_dir(&folder.path) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.as_bytes();
+            // a temporary file (being written durably) or a hidden one is not a result yet
+            let ours = !name.starts_with(b".")
+                && match folder.holds {
+                    Holds::Inputs => true,
+                    Holds::Results => is_result_name(name),
+                };
+            if !ours || self.protected.contains(&path) {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            files.push(Candidate {
+                modified: meta.modified()?,
+                bytes: meta.len(),
+                device: meta.dev(),
+                path,
+            });
+        }
+        Ok(files)
+    }
+}
+
+/// `<digits>-<more>`: the names ptxd gives a result's files (`00000012-chest.png`,
+/// `12-chest.sr.dcm`).
+fn is_result_name(name: &[u8]) -> bool {
+    let digits = name.iter().take_while(|b| b.is_ascii_digit()).count();
+    digits > 0 && name.get(digits) == Some(&b'-') && name.len() > digits + 1
+}
+
+/// The seq a result file's name starts with.
+pub fn result_seq(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let (seq, _) = name.split_once('-')?;
+    seq.parse().ok()
+}
+
+fn remove(c: &Candidate, swept: &mut Swept) -> bool {
+    match std::fs::remove_file(&c.path) {
+        Ok(()) => {
+            swept.removed += 1;
+            swept.bytes += c.bytes;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+fn device(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.dev())
+}
+
+/// A filesystem's size and the space an unprivileged writer has left on it.
+#[derive(Debug, Clone, Copy)]
+pub struct DiskSpace {
+    pub total: u64,
+    pub free: u64,
+}
+
+/// The disk `path` is on (statvfs); None when it cannot be asked.
+pub fn disk_space(path: &Path) -> Option<DiskSpace> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: c_path is a valid C string and stat a buffer statvfs fills on success.
+    if unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the buffer.
+    let stat = unsafe { stat.assume_init() };
+    // u64 here; u32 on 32-bit targets
+    #[allow(clippy::unnecessary_cast)]
+    let (block, blocks, available) = (stat.f_frsize as u64, stat.f_blocks as u64, stat.f_bavail as u64);
+    Some(DiskSpace {
+        total: blocks * block,
+        free: available * block,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &Path, name: &str, bytes: usize, age_days: u64, now: SystemTime) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, vec![7u8; bytes]).unwrap();
+        let when = now - Duration::from_secs(age_days * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn old_files_go_unless_owed_and_only_results_from_a_results_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (done, results) = (dir.path().join("done"), dir.path().join("overlays"));
+        std::fs::create_dir_all(&done).unwrap();
+        std::fs::create_dir_all(&results).unwrap();
+        let now = SystemTime::now();
+        let old_input = file(&done, "chest.dcm", 100, 40, now);
+        let new_input = file(&done, "today.dcm", 100, 1, now);
+        let old_result = file(&results, "00000001-chest.png", 50, 40, now);
+        let owed_result = file(&results, "00000002-chest.sr.dcm", 50, 40, now);
+        let not_a_result = file(&results, "journal.log", 50, 400, now);
+        let temporary = file(&done, ".part-x", 50, 400, now);
+        let protected = file(&done, "acks.json", 10, 400, now);
+        let retention = Retention::new(
+            vec![
+                Folder {
+                    path: done.clone(),
+                    holds: Holds::Inputs,
+                },
+                Folder {
+                    path: results.clone(),
+                    holds: Holds::Results,
+                },
+            ],
+            Duration::from_secs(30 * 86_400),
+            MinFree::Bytes(0),
+            vec![protected.clone()],
+        );
+        let owed = |p: &Path| result_seq(p) == Some(2);
+        let swept = retention.sweep(now, &owed).unwrap();
+        assert_eq!((swept.removed, swept.bytes, swept.owed), (2, 150, 1));
+        assert_eq!(swept.short, None);
+        assert!(!old_input.exists() && !old_result.exists());
+        for kept in [&new_input, &owed_result, &not_a_result, &temporary, &protected] {
+            assert!(kept.exists(), "{}", kept.display());
+        }
+        // nothing left to take: a second sweep removes nothing twice
+        assert_eq!(retention.sweep(now, &owed).unwrap().removed, 0);
+    }
+
+    #[test]
+    fn under_the_floor_the_oldest_go_first_and_what_is_owed_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let names = ["00000001-a.png", "00000002-b.png", "00000003-c.png"];
+        let paths: Vec<PathBuf> = names
+            .iter()
+            .zip([3, 2, 1])
+            .map(|(n, age)| file(dir.path(), n, 10, age, now))
+            .collect();
+        let free = disk_space(dir.path()).unwrap().free;
+        // a floor just out of reach: every file not owed goes, oldest first, and it says so
+        let retention = Retention::new(
+            vec![Folder {
+                path: dir.path().into(),
+                holds: Holds::Results,
+            }],
+            Duration::from_secs(30 * 86_400),
+            MinFree::Bytes(free + (1 << 40)),
+            Vec::new(),
+        );
+        let owed = |p: &Path| result_seq(p) == Some(1);
+        let swept = retention.sweep(now, &owed).unwrap();
+        assert_eq!(swept.removed, 2);
+        assert!(paths[0].exists(), "owed: kept although the oldest");
+        assert!(!paths[1].exists() && !paths[2].exists());
+        assert!(swept.short.is_some(), "still under the floor: said");
+        // a floor already met removes nothing that is young
+        let young = file(dir.path(), "00000004-d.png", 10, 1, now);
+        let met = Retention::new(
+            vec![Folder {
+                path: dir.path().into(),
+                holds: Holds::Results,
+            }],
+            Duration::from_secs(30 * 86_400),
+            MinFree::Percent(0.0),
+            Vec::new(),
+        );
+        assert_eq!(met.sweep(now, &|_| false).unwrap(), Swept::default());
+        assert!(young.exists());
+    }
+
+    #[test]
+    fn result_names_carry_their_seq() {
+        assert_eq!(result_seq(Path::new("/x/00000012-chest.png")), Some(12));
+        assert_eq!(result_seq(Path::new("/x/12-chest.sr.dcm")), Some(12));
+        assert_eq!(result_seq(Path::new("/x/chest.png")), None);
+        assert!(is_result_name(b"00000001-a.png") && !is_result_name(b"1-") && !is_result_name(b"a-1"));
+    }
+}
