@@ -8,30 +8,19 @@ use std::time::{Duration, SystemTime};
 
 use crate::base::worker::{nap, Worker};
 use crate::config::Config;
-use crate::record::retention::{result_seq, Folder, Holds, Retention};
-use crate::sink::pacs::Cursor;
+use crate::record::retention::Retention;
+use crate::sink::pacs::Unconfirmed;
 
 /// Start the sweeper thread.
 pub(super) fn start(config: &Config) -> io::Result<Worker> {
-    let retention = retention(config);
+    let retention = Retention::of(config);
     let period = Duration::from_secs(u64::from(config.retention.sweep_minutes.get()) * 60);
-    // the PACS has a result's DICOM objects once its cursor is past their seq; until then
-    // (or while the cursor cannot be read) they stay, whatever their age
-    let owed_to_pacs = match (&config.pacs, &config.output.dicom_dir) {
-        (Some(_), Some(dir)) => Some((dir.clone(), config.pacs_cursor())),
-        _ => None,
-    };
+    let config = config.clone();
     Worker::spawn("retention", move |stop| {
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let cursor = owed_to_pacs.as_ref().map(|(dir, path)| (dir, Cursor::load(path).ok()));
-            let owed = |file: &Path| match &cursor {
-                Some((dir, cursor)) if file.starts_with(dir) => match (cursor, result_seq(file)) {
-                    (Some(c), Some(seq)) => seq > c.stored_through || c.refused.iter().any(|r| r.seq == seq),
-                    // a cursor that cannot be read: every DICOM result stays
-                    _ => true,
-                },
-                _ => false,
-            };
+            // what the PACS owes, as its cursor says at this sweep
+            let unconfirmed = Unconfirmed::now(&config);
+            let owed = |file: &Path| unconfirmed.as_ref().is_some_and(|u| u.holds(file));
             match retention.sweep(SystemTime::now(), &owed) {
                 Ok(swept) => {
                     if swept.removed > 0 {
@@ -59,43 +48,4 @@ pub(super) fn start(config: &Config) -> io::Result<Worker> {
             nap(period, stop);
         }
     })
-}
-
-/// The folders ptxd writes inputs and results to, and the state it must never touch.
-fn retention(config: &Config) -> Retention {
-    let mut folders = vec![
-        Folder {
-            path: config.done_dir().into(),
-            holds: Holds::Inputs,
-        },
-        Folder {
-            path: config.failed_dir().into(),
-            holds: Holds::Inputs,
-        },
-        Folder {
-            path: config.output.overlay_dir.clone(),
-            holds: Holds::Results,
-        },
-    ];
-    for dir in [&config.output.mask_dir, &config.output.dicom_dir]
-        .into_iter()
-        .flatten()
-    {
-        folders.push(Folder {
-            path: dir.clone(),
-            holds: Holds::Results,
-        });
-    }
-    let journal = &config.journal.path;
-    let mut dropped = journal.clone().into_os_string();
-    dropped.push(".dropped");
-    let protected = vec![
-        journal.clone(),
-        dropped.into(),
-        config.acks_file(),
-        config.pacs_cursor(),
-        config.variant_cache(),
-    ];
-    let keep = Duration::from_secs(u64::from(config.retention.keep_days.get()) * 86_400);
-    Retention::new(folders, keep, config.retention.min_free, protected)
 }

@@ -21,7 +21,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::config::MinFree;
+use crate::config::{Config, MinFree};
 
 /// What a folder holds, which decides which of its files a sweep may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +69,46 @@ struct Candidate {
 }
 
 impl Retention {
+    /// The sweep `config` asks for: the folders ptxd writes inputs and results to, and the
+    /// state it must never touch.
+    pub fn of(config: &Config) -> Retention {
+        let mut folders = vec![
+            Folder {
+                path: config.done_dir().into(),
+                holds: Holds::Inputs,
+            },
+            Folder {
+                path: config.failed_dir().into(),
+                holds: Holds::Inputs,
+            },
+            Folder {
+                path: config.output.overlay_dir.clone(),
+                holds: Holds::Results,
+            },
+        ];
+        for dir in [&config.output.mask_dir, &config.output.dicom_dir]
+            .into_iter()
+            .flatten()
+        {
+            folders.push(Folder {
+                path: dir.clone(),
+                holds: Holds::Results,
+            });
+        }
+        let journal = &config.journal.path;
+        let mut dropped = journal.clone().into_os_string();
+        dropped.push(".dropped");
+        let protected = vec![
+            journal.clone(),
+            dropped.into(),
+            config.acks_file(),
+            config.pacs_cursor(),
+            config.variant_cache(),
+        ];
+        let keep = Duration::from_secs(u64::from(config.retention.keep_days.get()) * 86_400);
+        Retention::new(folders, keep, config.retention.min_free, protected)
+    }
+
     /// Sweep `folders`, keeping files `keep` long and `floor` free; never remove `protected`.
     pub fn new(folders: Vec<Folder>, keep: Duration, floor: MinFree, protected: Vec<PathBuf>) -> Retention {
         Retention {
@@ -113,10 +153,7 @@ impl Retention {
             .collect();
         for (dev, path) in disks {
             let Some(disk) = disk_space(path) else { continue };
-            let floor = match self.floor {
-                MinFree::Bytes(b) => b,
-                MinFree::Percent(p) => (disk.total as f64 * p / 100.0) as u64,
-            };
+            let floor = self.floor_of(disk);
             let mut free = disk.free;
             for c in by_device.remove(&dev).unwrap_or_default() {
                 if free >= floor {
@@ -133,6 +170,50 @@ impl Retention {
             }
         }
         Ok(swept)
+    }
+
+    /// What each disk of the swept folders holds of them, for `doctor`: its space, the
+    /// files a sweep may take there, the oldest, the last week's writing and what is owed.
+    pub fn survey(&self, now: SystemTime, owed: &dyn Fn(&Path) -> bool) -> io::Result<Vec<DiskUse>> {
+        let week_ago = now
+            .checked_sub(Duration::from_secs(7 * 86_400))
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut disks: BTreeMap<u64, DiskUse> = BTreeMap::new();
+        for folder in &self.folders {
+            let (Some(dev), Some(space)) = (device(&folder.path), disk_space(&folder.path)) else {
+                continue;
+            };
+            let floor = self.floor_of(space);
+            let disk = disks.entry(dev).or_insert_with(|| DiskUse {
+                path: folder.path.clone(),
+                space,
+                floor,
+                files: 0,
+                bytes: 0,
+                oldest: None,
+                last_week: 0,
+                owed_bytes: 0,
+            });
+            for c in self.files(folder)? {
+                disk.files += 1;
+                disk.bytes += c.bytes;
+                disk.oldest = Some(disk.oldest.map_or(c.modified, |o| o.min(c.modified)));
+                if c.modified >= week_ago {
+                    disk.last_week += c.bytes;
+                }
+                if owed(&c.path) {
+                    disk.owed_bytes += c.bytes;
+                }
+            }
+        }
+        Ok(disks.into_values().collect())
+    }
+
+    fn floor_of(&self, disk: DiskSpace) -> u64 {
+        match self.floor {
+            MinFree::Bytes(b) => b,
+            MinFree::Percent(p) => (disk.total as f64 * p / 100.0) as u64,
+        }
     }
 
     /// The files of `folder` a sweep may take.
@@ -201,8 +282,35 @@ fn device(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.dev())
 }
 
+/// One disk's share of the swept folders ([`Retention::survey`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskUse {
+    /// A swept folder on that disk, to name it by.
+    pub path: PathBuf,
+    pub space: DiskSpace,
+    /// The free space the sweep keeps there.
+    pub floor: u64,
+    /// The files a sweep may take there, their bytes, and the oldest one's date.
+    pub files: usize,
+    pub bytes: u64,
+    pub oldest: Option<SystemTime>,
+    /// Bytes of those written in the last 7 days.
+    pub last_week: u64,
+    /// Bytes of those something still owes (kept whatever their age).
+    pub owed_bytes: u64,
+}
+
+impl DiskUse {
+    /// Days until the free space reaches the floor (from then on the oldest go) at the last
+    /// week's rate; None when nothing was written that week.
+    pub fn days_left(&self) -> Option<f64> {
+        let per_day = self.last_week as f64 / 7.0;
+        (per_day > 0.0).then(|| self.space.free.saturating_sub(self.floor) as f64 / per_day)
+    }
+}
+
 /// A filesystem's size and the space an unprivileged writer has left on it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DiskSpace {
     pub total: u64,
     pub free: u64,
@@ -325,6 +433,36 @@ mod tests {
         );
         assert_eq!(met.sweep(now, &|_| false).unwrap(), Swept::default());
         assert!(young.exists());
+    }
+
+    #[test]
+    fn a_survey_counts_the_files_the_oldest_the_last_week_and_what_is_owed() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        file(dir.path(), "00000001-a.png", 100, 20, now);
+        file(dir.path(), "00000002-b.png", 30, 3, now);
+        file(dir.path(), "notes.txt", 1000, 1, now);
+        let retention = Retention::new(
+            vec![Folder {
+                path: dir.path().into(),
+                holds: Holds::Results,
+            }],
+            Duration::from_secs(30 * 86_400),
+            MinFree::Bytes(0),
+            Vec::new(),
+        );
+        let owed = |p: &Path| result_seq(p) == Some(2);
+        let [disk] = &retention.survey(now, &owed).unwrap()[..] else {
+            panic!("one disk")
+        };
+        assert_eq!(
+            (disk.files, disk.bytes, disk.last_week, disk.owed_bytes),
+            (2, 130, 30, 30)
+        );
+        let oldest = now.duration_since(disk.oldest.unwrap()).unwrap().as_secs();
+        assert!(oldest.abs_diff(20 * 86_400) < 5, "{oldest}");
+        let days = disk.days_left().unwrap();
+        assert!((days - disk.space.free as f64 / (30.0 / 7.0)).abs() < 1.0, "{days}");
     }
 
     #[test]

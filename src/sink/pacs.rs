@@ -40,9 +40,10 @@ use thiserror::Error;
 
 use crate::base::files::write_durably;
 use crate::base::worker::{nap, Backoff, Worker};
-use crate::config::PacsConfig;
+use crate::config::{Config, PacsConfig};
 use crate::input::dimse::{self, UnreadableCommand};
 use crate::record::journal::{JournalError, Records};
+use crate::record::retention::result_seq;
 
 /// Why the PACS could not be reached or talked to, or the outbox's own files not used.
 #[derive(Debug, Error)]
@@ -143,6 +144,11 @@ pub fn refuses_for_good(status: u16) -> bool {
 impl Cursor {
     /// The cursor at `path`; a missing file is a start from the beginning, an unreadable
     /// one an error (it must not silently resend or skip a whole journal).
+    /// Whether the PACS has yet to confirm (or a person to settle) result `seq`'s objects.
+    pub fn owes(&self, seq: u64) -> bool {
+        seq > self.stored_through || self.refused.iter().any(|r| r.seq == seq)
+    }
+
     pub fn load(path: &Path) -> Result<Cursor, PacsError> {
         match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| PacsError::CursorUnreadable {
@@ -162,6 +168,37 @@ impl Cursor {
             path,
             serde_json::to_string(self).expect("a cursor serializes").as_bytes(),
         )
+    }
+}
+
+/// The DICOM result files the PACS has yet to confirm, as its cursor says when read: what
+/// retention must keep whatever its age. A cursor that cannot be read keeps them all.
+pub struct Unconfirmed {
+    dir: PathBuf,
+    cursor: Option<Cursor>,
+}
+
+impl Unconfirmed {
+    /// None when no PACS is configured (nothing is owed to one).
+    pub fn now(config: &Config) -> Option<Unconfirmed> {
+        match (&config.pacs, &config.output.dicom_dir) {
+            (Some(_), Some(dir)) => Some(Unconfirmed {
+                dir: dir.clone(),
+                cursor: Cursor::load(&config.pacs_cursor()).ok(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether `file` is a DICOM result the PACS has yet to confirm.
+    pub fn holds(&self, file: &Path) -> bool {
+        if !file.starts_with(&self.dir) {
+            return false;
+        }
+        match (&self.cursor, result_seq(file)) {
+            (Some(cursor), Some(seq)) => cursor.owes(seq),
+            _ => true,
+        }
     }
 }
 

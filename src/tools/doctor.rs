@@ -10,7 +10,7 @@
 use std::fmt;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use linux_embedded_hal::gpio_cdev::Chip;
 use v4l::framesize::FrameSizeEnum;
@@ -25,6 +25,8 @@ use crate::input::capture::fourcc_name;
 use crate::model::infer::{self, Model};
 use crate::model::manifest::{Manifest, Role};
 use crate::model::variant::{self, Choice};
+use crate::record::retention::Retention;
+use crate::sink::pacs::Unconfirmed;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
@@ -129,6 +131,7 @@ pub fn examine(dev: &Path, manifest: &Path, config: Option<&Config>, check: Mode
             gpio(dev),
             spi(dev),
             configured(config),
+            disk(config),
         ],
     }
 }
@@ -395,6 +398,71 @@ fn open_quietly(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 /// Check each device the config names.
+/// The disks inputs and results are written to: what is kept there, since when, how long
+/// the free space lasts at the last week's rate, and whether results the PACS still owes
+/// hold it under the retention floor.
+fn disk(config: Option<&Config>) -> Section {
+    let mut s = Section::new("Disk (retention)");
+    let Some(config) = config else {
+        s.push(Mark::Info, "no --config given: no folders to look at");
+        return s;
+    };
+    let unconfirmed = Unconfirmed::now(config);
+    let owed = |file: &Path| unconfirmed.as_ref().is_some_and(|u| u.holds(file));
+    let disks = match Retention::of(config).survey(SystemTime::now(), &owed) {
+        Ok(disks) => disks,
+        Err(e) => {
+            s.push(Mark::Fail, format!("cannot list the inputs and results: {e}"));
+            return s;
+        }
+    };
+    let gb = |bytes: u64| bytes as f64 / 1e9;
+    for d in disks {
+        let oldest = d.oldest.map_or("none kept".into(), |t| {
+            format!("the oldest from {}", humantime::format_rfc3339_seconds(t))
+        });
+        s.push(
+            Mark::Info,
+            format!(
+                "{}: {:.1} GB free of {:.1} GB (floor {:.1} GB); {} inputs and results kept, {:.2} GB, {oldest}",
+                d.path.display(),
+                gb(d.space.free),
+                gb(d.space.total),
+                gb(d.floor),
+                d.files,
+                gb(d.bytes)
+            ),
+        );
+        match d.days_left() {
+            Some(days) => s.push(
+                Mark::Info,
+                format!(
+                    "about {days:.0} days until the floor at the last week's {:.0} MB a day; then the oldest go first",
+                    d.last_week as f64 / 7.0 / 1e6
+                ),
+            ),
+            None => s.push(Mark::Info, "nothing written there in the last week"),
+        }
+        if d.owed_bytes > 0 {
+            let (mark, tail) = match d.space.free < d.floor {
+                true => (
+                    Mark::Fail,
+                    ": they hold the disk under its floor; check the PACS (its line above) or free space by hand",
+                ),
+                false => (Mark::Info, ""),
+            };
+            s.push(
+                mark,
+                format!(
+                    "{:.2} GB of DICOM results wait for the PACS to confirm them{tail}",
+                    gb(d.owed_bytes)
+                ),
+            );
+        }
+    }
+    s
+}
+
 fn configured(config: Option<&Config>) -> Section {
     let mut s = Section::new("The config's devices");
     let Some(config) = config else {

@@ -105,3 +105,58 @@ led = 17
     assert!(out.contains("ok   display") && out.contains("800x480"), "{out}");
     assert!(out.contains("2 problem(s)"), "{out}");
 }
+
+/// `doctor` reports the disk the inputs and results are on: what is kept, since when, the
+/// days to the retention floor, and results a PACS still owes holding it under that floor.
+#[test]
+fn the_disk_report_names_what_is_kept_and_what_the_pacs_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |rel: &str, bytes: usize, days: u64| {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, vec![0u8; bytes]).unwrap();
+        let when = std::time::SystemTime::now() - std::time::Duration::from_secs(days * 86_400);
+        std::fs::File::open(&path).unwrap().set_modified(when).unwrap();
+    };
+    at("in/done/old.dcm", 1000, 20);
+    at("overlays/00000001-old.png", 300, 20);
+    at("dicom/00000001-old.sr.dcm", 200, 2);
+    let config = dir.path().join("ptxd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[models]
+manifest = "{}"
+[watch]
+dir = "in"
+[journal]
+path = "journal.log"
+[output]
+overlay_dir = "overlays"
+dicom_dir = "dicom"
+[pacs]
+address = "127.0.0.1:{}"
+ae_title = "NOBODY"
+timeout_s = 1
+[retention]
+min_free = 1000000000000000
+"#,
+            root().join("models/manifest.toml").display(),
+            common::free_port()
+        ),
+    )
+    .unwrap();
+    let (code, out) = doctor(&["--quick", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    let report = out.split("Disk (retention)").nth(1).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        report.contains("3 inputs and results kept") && report.contains("the oldest from"),
+        "{report}"
+    );
+    assert!(report.contains("until the floor at the last week's"), "{report}");
+    assert!(
+        report.contains("FAIL") && report.contains("wait for the PACS") && report.contains("under its floor"),
+        "{report}"
+    );
+}
