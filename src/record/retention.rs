@@ -352,6 +352,15 @@ mod tests {
         path
     }
 
+    /// A sweep of one results folder, keeping 30 days and `floor` free.
+    fn results_folder(path: &Path, floor: MinFree) -> Retention {
+        let folder = Folder {
+            path: path.into(),
+            holds: Holds::Results,
+        };
+        Retention::new(vec![folder], Duration::from_secs(30 * 86_400), floor, Vec::new())
+    }
+
     #[test]
     fn old_files_go_unless_owed_and_only_results_from_a_results_folder() {
         let dir = tempfile::tempdir().unwrap();
@@ -405,15 +414,7 @@ mod tests {
             .collect();
         let free = disk_space(dir.path()).unwrap().free;
         // a floor just out of reach: every file not owed goes, oldest first, and it says so
-        let retention = Retention::new(
-            vec![Folder {
-                path: dir.path().into(),
-                holds: Holds::Results,
-            }],
-            Duration::from_secs(30 * 86_400),
-            MinFree::Bytes(free + (1 << 40)),
-            Vec::new(),
-        );
+        let retention = results_folder(dir.path(), MinFree::Bytes(free + (1 << 40)));
         let owed = |p: &Path| result_seq(p) == Some(1);
         let swept = retention.sweep(now, &owed).unwrap();
         assert_eq!(swept.removed, 2);
@@ -422,15 +423,7 @@ mod tests {
         assert!(swept.short.is_some(), "still under the floor: said");
         // a floor already met removes nothing that is young
         let young = file(dir.path(), "00000004-d.png", 10, 1, now);
-        let met = Retention::new(
-            vec![Folder {
-                path: dir.path().into(),
-                holds: Holds::Results,
-            }],
-            Duration::from_secs(30 * 86_400),
-            MinFree::Percent(0.0),
-            Vec::new(),
-        );
+        let met = results_folder(dir.path(), MinFree::Percent(0.0));
         assert_eq!(met.sweep(now, &|_| false).unwrap(), Swept::default());
         assert!(young.exists());
     }
@@ -442,15 +435,7 @@ mod tests {
         file(dir.path(), "00000001-a.png", 100, 20, now);
         file(dir.path(), "00000002-b.png", 30, 3, now);
         file(dir.path(), "notes.txt", 1000, 1, now);
-        let retention = Retention::new(
-            vec![Folder {
-                path: dir.path().into(),
-                holds: Holds::Results,
-            }],
-            Duration::from_secs(30 * 86_400),
-            MinFree::Bytes(0),
-            Vec::new(),
-        );
+        let retention = results_folder(dir.path(), MinFree::Bytes(0));
         let owed = |p: &Path| result_seq(p) == Some(2);
         let [disk] = &retention.survey(now, &owed).unwrap()[..] else {
             panic!("one disk")

@@ -1,6 +1,7 @@
 //! `ptxd doctor` as a technician runs it: on this machine (no camera, framebuffer or GPIO),
 //! with and without a config naming devices.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serialport::SerialPort;
@@ -59,24 +60,29 @@ fn quick_checks_the_model_checksums_without_loading() {
     assert!(fails[0].contains("segmenter") && fails[0].contains("sha256"), "{out}");
 }
 
+/// `dir/ptxd.toml`: the shipped models, folders `in` and `overlays`, `output` lines added to
+/// `[output]` and `more` after it.
+fn write_config(dir: &Path, output: &str, more: &str) -> PathBuf {
+    let config = dir.join("ptxd.toml");
+    let text = format!(
+        "[models]\nmanifest = \"{}\"\n[watch]\ndir = \"in\"\n[journal]\npath = \"journal.log\"\n\
+         [output]\noverlay_dir = \"overlays\"\n{output}\n{more}",
+        root().join("models/manifest.toml").display()
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 #[test]
 fn devices_the_config_names_are_checked_and_failures_set_the_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let (_host, device) = serialport::TTYPort::pair().unwrap();
     let port = device.name().unwrap();
-    let config = dir.path().join("ptxd.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        "",
+        &format!(
             r#"
-[models]
-manifest = "{}"
-[watch]
-dir = "in"
-[journal]
-path = "journal.log"
-[output]
-overlay_dir = "overlays"
 [serial]
 port = "{port}"
 [capture]
@@ -87,11 +93,9 @@ dir = "screen"
 [gpio]
 chip = "/dev/gpiochip-not-here"
 led = 17
-"#,
-            root().join("models/manifest.toml").display()
+"#
         ),
-    )
-    .unwrap();
+    );
     let (code, out) = doctor(&["--config", config.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("  FAIL")).collect();
@@ -121,20 +125,11 @@ fn the_disk_report_names_what_is_kept_and_what_the_pacs_holds() {
     at("in/done/old.dcm", 1000, 20);
     at("overlays/00000001-old.png", 300, 20);
     at("dicom/00000001-old.sr.dcm", 200, 2);
-    let config = dir.path().join("ptxd.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        "dicom_dir = \"dicom\"",
+        &format!(
             r#"
-[models]
-manifest = "{}"
-[watch]
-dir = "in"
-[journal]
-path = "journal.log"
-[output]
-overlay_dir = "overlays"
-dicom_dir = "dicom"
 [pacs]
 address = "127.0.0.1:{}"
 ae_title = "NOBODY"
@@ -142,11 +137,9 @@ timeout_s = 1
 [retention]
 min_free = 1000000000000000
 "#,
-            root().join("models/manifest.toml").display(),
             common::free_port()
         ),
-    )
-    .unwrap();
+    );
     let (code, out) = doctor(&["--quick", "--config", config.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
     let report = out.split("Disk (retention)").nth(1).unwrap_or_else(|| panic!("{out}"));
