@@ -22,8 +22,8 @@ pub enum ManifestError {
     NotFound { looked: String },
     #[error("model manifest {path} is invalid: {source}")]
     Parse { path: PathBuf, source: toml::de::Error },
-    #[error("model manifest {path}: {what}")]
-    Invalid { path: PathBuf, what: String },
+    #[error("model manifest {path}: {rule}")]
+    Invalid { path: PathBuf, rule: ManifestRule },
     #[error("model file {path} is missing or unreadable ({source}); reinstall the models/ directory")]
     ModelMissing { path: PathBuf, source: std::io::Error },
     #[error("model file {path} has sha256 {actual}, but the manifest expects {expected}; reinstall the models/ directory or rebuild the manifest with the training pipeline")]
@@ -32,6 +32,31 @@ pub enum ManifestError {
         expected: String,
         actual: String,
     },
+}
+
+/// A manifest whose values cannot be right: each names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestRule {
+    #[error("schema {0} is not supported (this ptxd reads schema {SCHEMA}); install the models/ folder that came with this ptxd")]
+    Schema(u32),
+    #[error("[{role}.thresholds] {name} = {value} is outside 0..1")]
+    OutsideUnit { role: Role, name: &'static str, value: f32 },
+    #[error("[classifier.thresholds] indeterminate_low is above probability")]
+    BandAboveThreshold,
+    #[error("[lungs.thresholds] min_fraction must be below max_fraction")]
+    LungFractions,
+    #[error("[lungs] needs one extra output, \"chest\" of shape [1, 1] (the chest-or-not probability); install the models/ folder that came with this ptxd")]
+    NoChestOutput,
+    #[error("[{role}] default_variant {name:?} is not among its variants")]
+    NoDefaultVariant { role: Role, name: String },
+    #[error("[{role}.preprocess] resize {resize:?} is unknown")]
+    Resize { role: Role, resize: String },
+    #[error("[{role}.input] shape {shape:?} does not match the preprocessing")]
+    InputShape { role: Role, shape: Vec<usize> },
+    #[error("[{0}.preprocess] scale and std must be positive")]
+    Scale(Role),
+    #[error("[{role}.variants.{variant}] sha256 is not 64 hex digits")]
+    Sha256 { role: Role, variant: String },
 }
 
 /// The environment variable that names the manifest when `--manifest` is not given.
@@ -243,35 +268,29 @@ impl Manifest {
             source,
         })?;
         manifest.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        manifest.validate().map_err(|what| ManifestError::Invalid {
+        manifest.validate().map_err(|rule| ManifestError::Invalid {
             path: path.into(),
-            what,
+            rule,
         })?;
         Ok(manifest)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ManifestRule> {
         if self.schema != SCHEMA {
-            return Err(format!(
-                "schema {} is not supported (this ptxd reads schema {SCHEMA}); install the models/ folder that came with this ptxd",
-                self.schema
-            ));
+            return Err(ManifestRule::Schema(self.schema));
         }
         for role in Role::ALL {
             self.files(role).validate(role)?;
         }
-        let unit = |role: Role, name: &str, v: f32| {
-            if (0.0..=1.0).contains(&v) {
-                Ok(())
-            } else {
-                Err(format!("[{role}.thresholds] {name} = {v} is outside 0..1"))
-            }
+        let unit = |role: Role, name: &'static str, value: f32| match (0.0..=1.0).contains(&value) {
+            true => Ok(()),
+            false => Err(ManifestRule::OutsideUnit { role, name, value }),
         };
         let c = &self.classifier.thresholds;
         unit(Role::Classifier, "probability", c.probability)?;
         unit(Role::Classifier, "indeterminate_low", c.indeterminate_low)?;
         if c.indeterminate_low > c.probability {
-            return Err("[classifier.thresholds] indeterminate_low is above probability".into());
+            return Err(ManifestRule::BandAboveThreshold);
         }
         unit(Role::Segmenter, "pixel", self.segmenter.thresholds.pixel)?;
         let l = &self.lungs.thresholds;
@@ -285,15 +304,12 @@ impl Manifest {
             unit(Role::Lungs, name, v)?;
         }
         if l.min_fraction >= l.max_fraction {
-            return Err("[lungs.thresholds] min_fraction must be below max_fraction".into());
+            return Err(ManifestRule::LungFractions);
         }
         match &self.lungs.extra_outputs[..] {
-            [chest] if chest.name == "chest" && chest.shape == [1, 1] => {}
-            _ => {
-                return Err("[lungs] needs one extra output, \"chest\" of shape [1, 1] (the chest-or-not probability); install the models/ folder that came with this ptxd".into())
-            }
+            [chest] if chest.name == "chest" && chest.shape == [1, 1] => Ok(()),
+            _ => Err(ManifestRule::NoChestOutput),
         }
-        Ok(())
     }
 
     /// The parts of a role's entry that do not depend on its kind of output.
@@ -364,32 +380,40 @@ impl<'m> ModelFiles<'m> {
         self.variants.get_key_value(key).map(|(k, v)| (k.as_str(), v))
     }
 
-    fn validate(&self, role: Role) -> Result<(), String> {
+    fn validate(&self, role: Role) -> Result<(), ManifestRule> {
         if !self.variants.contains_key(self.default_variant) {
-            return Err(format!(
-                "[{role}] default_variant {:?} is not among its variants",
-                self.default_variant
-            ));
+            return Err(ManifestRule::NoDefaultVariant {
+                role,
+                name: self.default_variant.to_string(),
+            });
         }
         let p = self.preprocess;
         if p.resize != "pil-bilinear" {
-            return Err(format!("[{role}.preprocess] resize {:?} is unknown", p.resize));
+            return Err(ManifestRule::Resize {
+                role,
+                resize: p.resize.clone(),
+            });
         }
         if self.input.shape != [1, p.channels, p.height, p.width] || self.input.layout != "NCHW" {
-            return Err(format!(
-                "[{role}.input] shape {:?} does not match the preprocessing",
-                self.input.shape
-            ));
+            return Err(ManifestRule::InputShape {
+                role,
+                shape: self.input.shape.to_vec(),
+            });
         }
         if !(p.std > 0.0 && p.scale > 0.0) {
-            return Err(format!("[{role}.preprocess] scale and std must be positive"));
+            return Err(ManifestRule::Scale(role));
         }
-        for (name, v) in self.variants {
-            if v.sha256.len() != 64 || !v.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!("[{role}.variants.{name}] sha256 is not 64 hex digits"));
-            }
+        match self
+            .variants
+            .iter()
+            .find(|(_, v)| v.sha256.len() != 64 || !v.sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            Some((name, _)) => Err(ManifestRule::Sha256 {
+                role,
+                variant: name.clone(),
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The output grid (width, height) of a model whose output is `[1, 1, H, W]`.
@@ -398,5 +422,34 @@ impl<'m> ModelFiles<'m> {
             [1, 1, h, w] => Some((w, h)),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped manifest with `from` replaced by `to`, loaded from a folder of its own.
+    fn load_changed(from: &str, to: &str) -> Result<Manifest, ManifestError> {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/manifest.toml");
+        let text = std::fs::read_to_string(shipped).unwrap();
+        assert!(text.contains(from), "{from}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manifest.toml");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        Manifest::load(&path)
+    }
+
+    #[test]
+    fn a_manifest_that_cannot_be_right_is_refused_naming_the_key() {
+        assert!(load_changed("schema = 3", "schema = 3").is_ok());
+        let rule = |from: &str, to: &str| match load_changed(from, to) {
+            Err(ManifestError::Invalid { rule, .. }) => rule.to_string(),
+            other => panic!("{to}: {other:?}"),
+        };
+        assert!(rule("schema = 3", "schema = 99").contains("schema 99 is not supported"));
+        assert!(rule("indeterminate_low = ", "indeterminate_low = 1.5 #")
+            .contains("indeterminate_low = 1.5 is outside 0..1"));
+        assert!(rule("default_variant = \"int8\"", "default_variant = \"fp64\"").contains("default_variant \"fp64\""));
     }
 }
