@@ -33,10 +33,9 @@ pub(super) fn start(config: &Config) -> io::Result<Worker> {
                     }
                     if let Some((free, floor)) = swept.short {
                         log::warn!(
-                            "retention: {:.1} MB free, under the floor of {:.1} MB, and nothing left that may go ({} file(s) owed to the PACS); free space by hand or check the PACS link",
+                            "retention: {:.1} MB free, under the floor of {:.1} MB, with nothing left here that may go; free space by hand (`ptxd doctor` shows what is kept), or check the PACS link if results wait for it",
                             free as f64 / 1e6,
-                            floor as f64 / 1e6,
-                            swept.owed
+                            floor as f64 / 1e6
                         );
                     }
                 }
