@@ -8,10 +8,10 @@
 use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Running};
+use common::free_port;
 use serde_json::Value;
 
 fn dcmtk(tool: &str, args: &[&str]) -> Output {
@@ -41,13 +41,7 @@ fn a_modality_sends_a_jpeg2000_radiograph_stored_before_success_then_analyzed() 
         dir.path(),
         &format!("[dicom]\nlisten = \"127.0.0.1:{port}\"\nae_title = \"PTXD\"\nallowed_calling = [\"DIGITIZER\"]\n"),
     );
-    let mut child = Running(Some(
-        Command::new(env!("CARGO_BIN_EXE_ptxd"))
-            .args(["run", "--config", config.to_str().unwrap()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
+    let mut child = common::run_ptxd(&config);
     let port = port.to_string();
     let modality = |tool: &str, aet: &str, extra: &[&str]| {
         let mut args = vec!["-d", "-aet", aet, "-aec", "PTXD", "127.0.0.1", port.as_str()];
@@ -100,58 +94,34 @@ fn a_modality_sends_a_jpeg2000_radiograph_stored_before_success_then_analyzed() 
     let sent = ptxd::pixels::decode::modality_values(&std::fs::read(&j2k).unwrap(), limits).unwrap();
     assert_eq!(ptxd::pixels::decode::modality_values(&kept, limits).unwrap(), sent);
 
-    // a hand radiograph and a structured report: answered, refused with the reason
-    let hand = files.join("hand.dcm");
-    std::fs::copy(&source, &hand).unwrap();
-    assert!(dcmtk(
-        "dcmodify",
-        &[
-            "-nb",
-            "-i",
-            "(0018,0015)=HAND",
-            "-i",
-            "(0008,0018)=1.2.3.4.5",
-            hand.to_str().unwrap()
-        ]
-    )
-    .status
-    .success());
-    let sr = files.join("sr.dcm");
-    std::fs::copy(&source, &sr).unwrap();
-    assert!(dcmtk(
-        "dcmodify",
-        &[
-            "-nb",
-            "-m",
-            "(0008,0016)=1.2.840.10008.5.1.4.1.1.88.11",
-            "-i",
-            "(0008,0018)=1.2.3.4.6",
-            sr.to_str().unwrap()
-        ]
-    )
-    .status
-    .success());
-    // a radiograph's pixels under a CT header: the header is what the listener believes
-    let ct = files.join("ct.dcm");
-    std::fs::copy(&source, &ct).unwrap();
-    assert!(dcmtk(
-        "dcmodify",
-        &[
-            "-nb",
-            "-m",
-            "(0008,0060)=CT",
-            "-i",
-            "(0008,0018)=1.2.3.4.7",
-            ct.to_str().unwrap()
-        ]
-    )
-    .status
-    .success());
-    for (file, reason) in [
-        (&hand, "not a chest radiograph (body part HAND)"),
-        (&sr, "not a radiograph"),
-        (&ct, "Modality CT (computed tomography): not a radiograph"),
-    ] {
+    // a hand radiograph, a structured report and a radiograph's pixels under a CT header (the
+    // header is what the listener believes): answered, refused with the reason
+    let refused = [
+        (
+            "hand.dcm",
+            ["-i", "(0018,0015)=HAND"],
+            "1.2.3.4.5",
+            "not a chest radiograph (body part HAND)",
+        ),
+        (
+            "sr.dcm",
+            ["-m", "(0008,0016)=1.2.840.10008.5.1.4.1.1.88.11"],
+            "1.2.3.4.6",
+            "not a radiograph",
+        ),
+        (
+            "ct.dcm",
+            ["-m", "(0008,0060)=CT"],
+            "1.2.3.4.7",
+            "Modality CT (computed tomography): not a radiograph",
+        ),
+    ];
+    for (name, edit, instance, reason) in refused {
+        let file = files.join(name);
+        std::fs::copy(&source, &file).unwrap();
+        let instance = format!("(0008,0018)={instance}");
+        let args = ["-nb", edit[0], edit[1], "-i", &instance, file.to_str().unwrap()];
+        assert!(dcmtk("dcmodify", &args).status.success());
         let out = modality("storescu", "DIGITIZER", &[file.to_str().unwrap()]);
         let said = String::from_utf8_lossy(&out.stderr) + String::from_utf8_lossy(&out.stdout);
         assert!(

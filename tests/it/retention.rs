@@ -6,10 +6,9 @@
 use crate::common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{free_port, Running};
+use common::free_port;
 
 /// A file of `bytes` bytes last written `days` ago.
 fn aged(path: &Path, bytes: usize, days: u64) {
@@ -45,13 +44,7 @@ fn old_inputs_and_results_go_and_what_the_pacs_owes_stays() {
     aged(&old_overlay, 2000, 40);
     aged(&owed_report, 500, 40);
     aged(&not_a_result, 10, 400);
-    let mut ptxd = Running(Some(
-        Command::new(env!("CARGO_BIN_EXE_ptxd"))
-            .args(["run", "--config", config.to_str().unwrap()])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
+    let mut ptxd = common::run_ptxd(&config);
     let deadline = Instant::now() + Duration::from_secs(60);
     while old_input.exists() || old_overlay.exists() || old_failed.exists() {
         assert!(Instant::now() < deadline, "the first sweep did not run");

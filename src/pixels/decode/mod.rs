@@ -188,13 +188,7 @@ pub struct StudyContext {
 
 impl StudyContext {
     fn of(obj: &DefaultDicomObject) -> StudyContext {
-        let text = |tag| {
-            obj.element_opt(tag)
-                .ok()
-                .flatten()
-                .and_then(|e| e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).to_string()))
-                .unwrap_or_default()
-        };
+        let text = |tag| element_text(obj, tag);
         StudyContext {
             patient_name: text(tags::PATIENT_NAME),
             patient_id: text(tags::PATIENT_ID),
@@ -211,6 +205,16 @@ impl StudyContext {
             sop_instance_uid: text(tags::SOP_INSTANCE_UID),
         }
     }
+}
+
+/// A header element's text without its padding (NUL or space at the end); empty when the
+/// element is absent or not text.
+pub(super) fn element_text(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> String {
+    obj.element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).to_string()))
+        .unwrap_or_default()
 }
 
 /// Read and decode one file.

@@ -15,7 +15,7 @@ use dicom_object::DefaultDicomObject;
 
 use crate::base::outcome::ErrorKind;
 
-use super::Refusal;
+use super::{element_text, Refusal};
 
 /// Modalities that are never a projection radiograph of the chest, with what they are
 /// (PS3.3 C.7.3.1.1.1), for the reason a radiographer reads.
@@ -63,13 +63,8 @@ const PROJECTION_CLASSES: [&str; 6] = [
 /// projection radiograph. Reads the header only. The reason is short: the listener sends it
 /// back in a 64-character Error Comment.
 pub fn check_projection(obj: &DefaultDicomObject) -> Result<(), Refusal> {
-    let text = |tag| {
-        obj.element_opt(tag)
-            .ok()
-            .flatten()
-            .and_then(|e| e.to_str().ok().map(|s| s.trim_matches(['\0', ' ']).to_string()))
-            .unwrap_or_default()
-    };
+    // some writers pad at the front too
+    let text = |tag| element_text(obj, tag).trim_start_matches(['\0', ' ']).to_string();
     let modality = text(tags::MODALITY).to_uppercase();
     if let Some((_, what)) = NOT_PROJECTION.iter().find(|(m, _)| *m == modality) {
         return Err(not_chest(format!(

@@ -172,6 +172,17 @@ impl Drop for Running {
     }
 }
 
+/// `ptxd run --config config`, its log (stderr) piped for [`Running::stop`].
+pub fn run_ptxd(config: &Path) -> Running {
+    Running(Some(
+        std::process::Command::new(env!("CARGO_BIN_EXE_ptxd"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ))
+}
+
 /// The complete records of the journal at `path`, as JSON (a line being appended while it
 /// is read has no newline yet and is left out).
 pub fn journal_records(path: &Path) -> Vec<serde_json::Value> {
