@@ -3,9 +3,14 @@
 # freshly made seeds; prints each target's executions and fails on the first crash, leak
 # of memory past 512 MB, or timeout. Used by ./test.sh (a short run) and for the long runs
 # recorded in docs/reliability.md. Usage: fuzz/run.sh [SECONDS] [TARGET...], or
-# fuzz/run.sh --runs N [TARGET...] to run each target for N executions (the long runs).
+# fuzz/run.sh --runs N [TARGET...] to run each target for N executions, and
+# fuzz/run.sh --long [TARGET...] for the 10 million of the recorded long runs. The corpus
+# (fuzz/corpus/) and any finding (fuzz/artifacts/) are kept between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ ${1:-} == --long ]]; then
+    set -- --runs 10000000 "${@:2}"
+fi
 if [[ ${1:-} == --runs ]]; then
     budget=(-runs="$2")
     what="$2 runs"

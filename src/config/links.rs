@@ -94,6 +94,16 @@ pub struct DicomConfig {
     /// A silent peer is dropped after this many seconds. Default 30.
     #[serde(default = "default_dicom_timeout_s")]
     pub timeout_s: NonZeroU64,
+    /// The longest one association may last, seconds: a peer that sends a byte now and then
+    /// (never silent for `timeout_s`) would otherwise hold the listener, which serves one
+    /// association at a time, for ever. Default 600 (a 50 MB radiograph at 1 Mbit/s takes
+    /// 400 s).
+    #[serde(default = "default_association_max_s")]
+    pub association_max_s: NonZeroU64,
+}
+
+fn default_association_max_s() -> NonZeroU64 {
+    NonZeroU64::new(600).expect("not zero")
 }
 
 fn default_dicom_timeout_s() -> NonZeroU64 {

@@ -225,6 +225,21 @@ struct RawWatchConfig {
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
     pub path: PathBuf,
+    /// The live file is sealed into a segment (`<path>.<first seq>`) once it holds this
+    /// many KiB; retention removes whole segments. Default 1024 (about 1,500 results).
+    #[serde(default = "default_segment_kib")]
+    pub segment_kib: NonZeroU32,
+}
+
+impl JournalConfig {
+    /// The size at which the live file is sealed, in bytes.
+    pub fn segment_bytes(&self) -> u64 {
+        u64::from(self.segment_kib.get()) * 1024
+    }
+}
+
+fn default_segment_kib() -> NonZeroU32 {
+    NonZeroU32::new(1024).expect("not zero")
 }
 
 #[derive(Debug, Clone, Deserialize)]

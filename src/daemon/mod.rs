@@ -166,7 +166,7 @@ impl Daemon {
         let manifest = Manifest::load(&config.models.manifest)?;
         let variant = startup::choose_variant(&config, &manifest)?;
         let analyzer = Analyzer::load(&manifest, variant.as_deref(), config.limits())?;
-        let journal = Journal::open(&config.journal.path)?;
+        let journal = Journal::open(&config.journal.path)?.rotate_at(config.journal.segment_bytes());
         startup::create_folders(&config)?;
         let v = analyzer.versions();
         if let Some(p) = &config.profile {

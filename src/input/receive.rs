@@ -6,6 +6,9 @@
 //! Decisions:
 //! - One association at a time, on one thread: a digitizer sends one image a minute, and a
 //!   second modality waits in the TCP backlog rather than competing for the board's memory.
+//!   So no association may hold the listener for long: a peer silent for `timeout_s` is
+//!   dropped, and any association is cut at `association_max_s` (a peer dripping a byte
+//!   every few seconds is never silent that long).
 //! - Calling AE titles are checked when `allowed_calling` lists any: others are rejected at
 //!   association, with DICOM's "calling AE title not recognized".
 //! - Storage is negotiated for the radiograph SOP classes and for the objects a modality may
@@ -52,6 +55,8 @@ pub enum AssociationError {
     FragmentedCommand,
     #[error("{calling} sent more than {max_bytes} bytes for one object, more than any image within input.max_pixels: association aborted")]
     TooLarge { calling: String, max_bytes: usize },
+    #[error("still open after {seconds} s (dicom.association_max_s): cut, so that the next modality is served")]
+    TooLong { seconds: u64 },
     #[error("a data set came without a C-STORE command")]
     DataWithoutCommand,
     #[error("a data set came on a presentation context never agreed")]
@@ -144,7 +149,7 @@ impl Listener {
             while !stop.load(Ordering::Relaxed) {
                 match socket.accept() {
                     Ok((stream, peer)) => {
-                        if let Err(e) = serve(stream, &config, &dir, limits) {
+                        if let Err(e) = serve_within(stream, &config, &dir, limits) {
                             log::warn!("DICOM association from {peer}: {e}");
                         }
                     }
@@ -189,6 +194,34 @@ impl AccessControl for Allowed {
             return Err(AssociationRJServiceUserReason::CallingAETitleNotRecognized);
         }
         Ok(())
+    }
+}
+
+/// [`serve`], cut at `association_max_s`: a watchdog shuts the socket down, which ends the
+/// blocked read in `serve` with an error.
+fn serve_within(stream: TcpStream, config: &DicomConfig, dir: &Path, limits: Limits) -> Result<(), AssociationError> {
+    let limit = Duration::from_secs(config.association_max_s.get());
+    let socket = stream.try_clone().map_err(AssociationError::Socket)?;
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::Builder::new()
+        .name("dicom-deadline".into())
+        .spawn(move || {
+            // Disconnected (the association ended) or Timeout (it did not)
+            if finished.recv_timeout(limit) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+                return true;
+            }
+            false
+        })
+        .map_err(AssociationError::Socket)?;
+    let served = serve(stream, config, dir, limits);
+    drop(done);
+    let cut = watchdog.join().unwrap_or(false);
+    match served {
+        Err(_) if cut => Err(AssociationError::TooLong {
+            seconds: limit.as_secs(),
+        }),
+        served => served,
     }
 }
 

@@ -13,10 +13,19 @@
 //! `append` had not returned), so the next record follows the last good one. A corrupt line
 //! in the middle (not a crash: a disk fault) is logged and skipped, never deleted. Sequence
 //! numbers continue from the largest one in the file, so they stay monotonic across restarts.
+//!
+//! Segments: a journal grows by about 700 bytes a result, for years. Past a size
+//! ([`Journal::rotate_at`]) the file is sealed by renaming it to `<journal>.<first seq>`
+//! (ten digits) and a new one begins at the journal's path; sequence numbers go on. Readers
+//! ([`Records`]) walk the sealed segments and then the live file as one journal, so replay and
+//! `REPLAY n` reach across them. A sealed segment is never written again; retention removes
+//! whole segments once they are past their age and every output has what they hold
+//! ([`segments`]). The rename is atomic: a crash before the new file exists leaves segments
+//! only, and the next open starts the new file.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -191,10 +200,64 @@ pub fn decode_line(line: &str) -> Option<&str> {
 /// journaled but not yet moved when the power went.
 const RECENT: usize = 1024;
 
+/// A sealed segment of the journal: `<journal>.<first seq>`, never written again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// The seq of its first record, from its name.
+    pub first: u64,
+    pub path: PathBuf,
+}
+
+/// The path a segment whose first record is `first` is sealed under.
+fn segment_path(journal: &Path, first: u64) -> PathBuf {
+    let mut name = journal.as_os_str().to_owned();
+    name.push(format!(".{first:010}"));
+    name.into()
+}
+
+/// The sealed segments of the journal at `journal`, oldest first. A missing folder has none.
+pub fn segments(journal: &Path) -> io::Result<Vec<Segment>> {
+    let dir = match journal.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Some(stem) = journal.file_name().and_then(|n| n.to_str()) else {
+        return Ok(Vec::new());
+    };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let name = entry?.file_name();
+        let first = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(stem)?.strip_prefix('.'))
+            .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|digits| digits.parse().ok());
+        if let Some(first) = first {
+            found.push(Segment {
+                first,
+                path: dir.join(name),
+            });
+        }
+    }
+    found.sort_by_key(|s| s.first);
+    Ok(found)
+}
+
 pub struct Journal {
     path: PathBuf,
     file: File,
     len: u64,
+    /// The seq of the live file's first record; None while it has none.
+    first: Option<u64>,
+    /// Seal the live file once it holds this many bytes ([`Journal::rotate_at`]).
+    rotate_at: u64,
+    /// The live file was renamed into a segment but its successor could not be created yet.
+    sealed: bool,
     next_seq: u64,
     recent: VecDeque<(String, String, bool)>,
     repaired_bytes: u64,
@@ -202,7 +265,8 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Open (or create) the journal, repairing a torn tail.
+    /// Open (or create) the journal, repairing a torn tail. It grows in one file until
+    /// [`Journal::rotate_at`] is set.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
         let io = |action: &'static str| {
             let path = path.to_path_buf();
@@ -225,11 +289,21 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             len: 0,
+            first: None,
+            rotate_at: u64::MAX,
+            sealed: false,
             next_seq: 1,
             recent: VecDeque::new(),
             repaired_bytes: 0,
             skipped_lines: 0,
         };
+        // the last sealed segment first: after a rotation the live file may hold nothing yet,
+        // and the next seq and the recent inputs are in there
+        if let Some(last) = segments(path).map_err(io("list its segments"))?.pop() {
+            for record in Records::of_files(vec![last.path], 0)? {
+                journal.note(&record?);
+            }
+        }
         // Scan line by line (the file can hold years of results); remember where the last
         // good record ends.
         let mut reader = BufReader::new(journal.file.try_clone().map_err(io("read"))?);
@@ -247,6 +321,7 @@ impl Journal {
                 Some(record) => {
                     journal.skipped_lines += pending_bad;
                     pending_bad = 0;
+                    journal.first.get_or_insert(record.seq);
                     journal.note(&record);
                     good_end = offset;
                 }
@@ -290,6 +365,13 @@ impl Journal {
         Ok(journal)
     }
 
+    /// Seal the live file into a segment once it holds `bytes` (checked before each append,
+    /// so a segment ends on a whole record and holds at least one).
+    pub fn rotate_at(mut self, bytes: u64) -> Journal {
+        self.rotate_at = bytes.max(1);
+        self
+    }
+
     fn note(&mut self, record: &Record) {
         self.next_seq = self.next_seq.max(record.seq + 1);
         if let Some(sha) = &record.input_sha256 {
@@ -325,9 +407,36 @@ impl Journal {
             .map(|e| e.2)
     }
 
+    /// Seal the live file as `<journal>.<first seq>` and start a new one. The rename is
+    /// the commit: before it the live file is whole, after it the segment is, and a crash
+    /// before the new file exists is repaired by the next open creating it.
+    fn rotate(&mut self) -> Result<(), JournalError> {
+        let io = |action: &'static str| {
+            let path = self.path.clone();
+            move |source| JournalError::Io { path, action, source }
+        };
+        if !self.sealed {
+            let Some(first) = self.first else { return Ok(()) };
+            std::fs::rename(&self.path, segment_path(&self.path, first)).map_err(io("seal a segment"))?;
+            self.sealed = true;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&self.path)
+            .map_err(io("start a new segment"))?;
+        sync_parent(&self.path).map_err(io("sync its directory"))?;
+        (self.file, self.len, self.first, self.sealed) = (file, 0, None, false);
+        Ok(())
+    }
+
     /// Give `record` the next sequence number, append it and fsync. Returns the stored record.
     /// On failure the file is cut back to its previous length, so it stays well-formed.
     pub fn append(&mut self, mut record: Record) -> Result<Record, JournalError> {
+        if self.sealed || self.len >= self.rotate_at {
+            self.rotate()?;
+        }
         record.seq = self.next_seq;
         let json = serde_json::to_string(&record).expect("a record always serialises");
         let line = encode_line(&json);
@@ -341,66 +450,145 @@ impl Journal {
             });
         }
         self.len += line.len() as u64;
+        self.first.get_or_insert(record.seq);
         self.note(&record);
         Ok(record)
     }
 
-    /// Every good record with `seq >= from`, in file order (read back from disk).
+    /// Every good record with `seq >= from`, in order, across segments (read back from disk).
     pub fn records_from(&self, from: u64) -> Result<Vec<Record>, JournalError> {
         read_records(&self.path, from)
     }
 }
 
-/// Every good record with `seq >= from` in the journal at `path`, read-only: for readers
-/// beside the writer, which must never repair the file themselves. Holds every match in
-/// memory: for a journal's tail; to walk a long stretch use [`Records`].
+/// Every good record with `seq >= from` in the journal at `path` and its segments,
+/// read-only: for readers beside the writer, which must never repair the file themselves.
+/// Holds every match in memory: for a journal's tail; to walk a long stretch use [`Records`].
 pub fn read_records(path: &Path, from: u64) -> Result<Vec<Record>, JournalError> {
     Records::open(path, from)?.collect()
 }
 
-/// The journal's good records with `seq >= from`, read one line at a time (a journal can
-/// hold years of results; a reader holds one). Read-only, like [`read_records`]. Each line
-/// read is bounded by the file, never by what a reader is willing to hold: the file is
-/// ptxd's own.
-pub struct Records {
-    path: PathBuf,
-    reader: BufReader<File>,
-    from: u64,
-    /// Byte offset of the next line: a line start, to resume from with [`Records::open_at`].
+/// Where a reader stopped, to resume from with [`Records::open_at`]: a line start in one of
+/// the journal's files, named by the seq of that file's first record (which stays its name
+/// when the live file is sealed into a segment). The default starts from the wanted seq.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Position {
+    first: u64,
     offset: u64,
+}
+
+/// The journal's good records with `seq >= from`, across its segments and then the live
+/// file, read one line at a time (a journal can hold years of results; a reader holds one).
+/// Read-only, like [`read_records`]. Each line read is bounded by the file, never by what a
+/// reader is willing to hold: the files are ptxd's own.
+pub struct Records {
+    /// The file being read, and the ones after it with the seq their first record has
+    /// where it is known (a segment's name).
+    path: PathBuf,
+    reader: Option<BufReader<File>>,
+    rest: VecDeque<(Option<u64>, PathBuf)>,
+    from: u64,
+    position: Position,
+    /// `position` is still in the file before this one: no line of this one was read yet
+    /// (an empty live file must not make a resumed reader start over by seq).
+    behind: bool,
     line: Vec<u8>,
 }
 
 impl Records {
     pub fn open(path: &Path, from: u64) -> Result<Records, JournalError> {
-        Records::open_at(path, 0, from)
+        Records::open_at(path, Position::default(), from)
     }
 
-    /// Start reading at byte `offset`, a line start that an earlier reader's
-    /// [`Records::offset`] gave (the journal is append-only, so it stays one). An offset past
-    /// the end (a journal replaced meanwhile) reads from the start instead.
-    pub fn open_at(path: &Path, offset: u64, from: u64) -> Result<Records, JournalError> {
+    /// Resume at `position`, which an earlier reader's [`Records::position`] gave. Where that
+    /// file is gone (removed by retention) or shorter than the position (replaced), start from
+    /// `from` instead: in the segment that holds it, by the segments' names.
+    pub fn open_at(path: &Path, position: Position, from: u64) -> Result<Records, JournalError> {
         let io = |source| JournalError::Io {
             path: path.to_path_buf(),
             action: "read",
             source,
         };
-        let mut file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        let offset = if offset <= len { offset } else { 0 };
-        file.seek(SeekFrom::Start(offset)).map_err(io)?;
-        Ok(Records {
+        let mut files: Vec<(Option<u64>, PathBuf)> = segments(path)
+            .map_err(io)?
+            .into_iter()
+            .map(|s| (Some(s.first), s.path))
+            .collect();
+        files.push((first_seq(path).map_err(io)?, path.to_path_buf()));
+        let resume = (position.first > 0)
+            .then(|| files.iter().position(|(first, _)| *first == Some(position.first)))
+            .flatten();
+        // else the last file starting at or before `from` (one starting later cannot hold it)
+        let start = resume.unwrap_or_else(|| {
+            files
+                .iter()
+                .rposition(|(first, _)| first.is_some_and(|f| f <= from))
+                .unwrap_or(0)
+        });
+        let mut records = Records {
             path: path.to_path_buf(),
-            reader: BufReader::new(file),
+            reader: None,
+            rest: files.drain(start..).collect(),
             from,
-            offset,
+            position: Position::default(),
+            behind: false,
             line: Vec::new(),
-        })
+        };
+        records.next_file().map_err(io)?;
+        if let (Some(_), Some(reader)) = (resume, records.reader.as_mut()) {
+            let len = reader.get_ref().metadata().map_err(io)?.len();
+            // a position past the end is not in this file: read it whole, by seq
+            if position.offset <= len {
+                reader.seek(SeekFrom::Start(position.offset)).map_err(io)?;
+                records.position = position;
+            }
+        }
+        Ok(records)
+    }
+
+    /// The records of these files in turn, for the journal's own scan.
+    fn of_files(files: Vec<PathBuf>, from: u64) -> Result<Records, JournalError> {
+        let mut records = Records {
+            path: files.first().cloned().unwrap_or_default(),
+            reader: None,
+            rest: files.into_iter().map(|p| (None, p)).collect(),
+            from,
+            position: Position::default(),
+            behind: false,
+            line: Vec::new(),
+        };
+        records.next_file().map_err(|source| JournalError::Io {
+            path: records.path.clone(),
+            action: "read",
+            source,
+        })?;
+        Ok(records)
+    }
+
+    /// Open the next file to read (one removed meanwhile is passed over). False at the end.
+    fn next_file(&mut self) -> io::Result<bool> {
+        while let Some((first, path)) = self.rest.pop_front() {
+            match File::open(&path) {
+                Ok(file) => {
+                    self.reader = Some(BufReader::new(file));
+                    self.path = path;
+                    match first {
+                        Some(first) => self.position = Position { first, offset: 0 },
+                        None => self.behind = true,
+                    }
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.reader = None;
+        Ok(false)
     }
 
     /// Where the line after the last record returned starts.
-    pub fn offset(&self) -> u64 {
-        self.offset
+    pub fn position(&self) -> Position {
+        self.position
     }
 }
 
@@ -409,9 +597,9 @@ impl Iterator for Records {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
+            let reader = self.reader.as_mut()?;
             self.line.clear();
-            let n = match self.reader.read_until(b'\n', &mut self.line) {
-                Ok(0) => return None,
+            let n = match reader.read_until(b'\n', &mut self.line) {
                 Ok(n) => n,
                 Err(source) => {
                     return Some(Err(JournalError::Io {
@@ -421,12 +609,57 @@ impl Iterator for Records {
                     }))
                 }
             };
-            // a last line without its newline is being appended (or torn): not a record yet
-            let line = self.line.strip_suffix(b"\n")?;
-            self.offset += n as u64;
-            if let Some(record) = parse_record(line).filter(|r| r.seq >= self.from) {
+            if n == 0 || !self.line.ends_with(b"\n") {
+                if self.rest.is_empty() {
+                    // the live file's end; a last line without its newline is being appended
+                    // (or torn): not a record yet, and a later read must not start mid-line
+                    if n > 0 {
+                        self.reader = None;
+                    }
+                    return None;
+                }
+                if let Err(source) = self.next_file() {
+                    return Some(Err(JournalError::Io {
+                        path: self.path.clone(),
+                        action: "read",
+                        source,
+                    }));
+                }
+                continue;
+            }
+            if std::mem::take(&mut self.behind) {
+                self.position = Position::default();
+            }
+            self.position.offset += n as u64;
+            let Some(record) = parse_record(&self.line[..n - 1]) else {
+                continue;
+            };
+            if self.position.first == 0 {
+                self.position.first = record.seq;
+            }
+            if record.seq >= self.from {
                 return Some(Ok(record));
             }
+        }
+    }
+}
+
+/// The seq of the first good record of the file at `path`; None when it has none (or is gone).
+pub fn first_seq(path: &Path) -> io::Result<Option<u64>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 || !line.ends_with(b"\n") {
+            return Ok(None);
+        }
+        if let Some(record) = parse_record(&line[..line.len() - 1]) {
+            return Ok(Some(record.seq));
         }
     }
 }

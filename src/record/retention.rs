@@ -12,6 +12,9 @@
 //!   (`<seq>-<name>`): a results folder set to a shared directory loses only results;
 //! - the paths it is told to protect (the journal and its companions), wherever they are.
 //!
+//! The journal itself goes by whole sealed segments ([`Retention::sweep_journal`]): one
+//! last written before the horizon, all of whose records every output has.
+//!
 //! A sweep reports counts and bytes; the caller logs one line per sweep, never one a file.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +25,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::config::{Config, MinFree};
+use crate::record::journal;
+
+/// A day.
+pub const DAY: Duration = Duration::from_secs(86_400);
 
 /// What a folder holds, which decides which of its files a sweep may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +66,9 @@ pub struct Retention {
     keep: Duration,
     floor: MinFree,
     protected: BTreeSet<PathBuf>,
+    journal: Option<PathBuf>,
+    /// A pause after each removal: none, but for a test that cuts the power mid-sweep.
+    pace: Duration,
 }
 
 struct Candidate {
@@ -69,9 +79,10 @@ struct Candidate {
 }
 
 impl Retention {
-    /// The sweep `config` asks for: the folders ptxd writes inputs and results to, and the
-    /// state it must never touch.
-    pub fn of(config: &Config) -> Retention {
+    /// The sweep `config` asks for: the folders ptxd writes inputs and results to, the
+    /// journal's segments, and the state it must never touch. `day` is how long a day of
+    /// `keep_days` lasts: [`DAY`], but for a test that runs a year in minutes.
+    pub fn of(config: &Config, day: Duration) -> Retention {
         let mut folders = vec![
             Folder {
                 path: config.done_dir().into(),
@@ -105,8 +116,11 @@ impl Retention {
             config.pacs_cursor(),
             config.variant_cache(),
         ];
-        let keep = Duration::from_secs(u64::from(config.retention.keep_days.get()) * 86_400);
-        Retention::new(folders, keep, config.retention.min_free, protected)
+        let keep = day * config.retention.keep_days.get();
+        Retention {
+            journal: Some(journal.clone()),
+            ..Retention::new(folders, keep, config.retention.min_free, protected)
+        }
     }
 
     /// Sweep `folders`, keeping files `keep` long and `floor` free; never remove `protected`.
@@ -116,7 +130,55 @@ impl Retention {
             keep,
             floor,
             protected: protected.into_iter().collect(),
+            journal: None,
+            pace: Duration::ZERO,
         }
+    }
+
+    /// Pause this long after each removal (a sweep is otherwise over in milliseconds): for
+    /// the test that cuts the power in the middle of one.
+    pub fn pacing(self, pace: Duration) -> Retention {
+        Retention { pace, ..self }
+    }
+
+    /// Also remove the sealed segments of the journal at `path` ([`Retention::sweep_journal`]).
+    pub fn with_journal(self, path: &Path) -> Retention {
+        Retention {
+            journal: Some(path.into()),
+            ..self
+        }
+    }
+
+    /// Remove the journal's sealed segments last written before the horizon whose every
+    /// record is at or below `delivered` (the seq through which every output has all
+    /// results). A segment's last seq is the next file's first less one, so the newest
+    /// segment waits until the live file holds a record. Returns the segments and bytes.
+    pub fn sweep_journal(&self, now: SystemTime, delivered: u64) -> io::Result<(usize, u64)> {
+        let Some(journal) = &self.journal else {
+            return Ok((0, 0));
+        };
+        let horizon = now.checked_sub(self.keep).unwrap_or(SystemTime::UNIX_EPOCH);
+        let segments = journal::segments(journal)?;
+        let live_first = journal::first_seq(journal)?;
+        let nexts = segments.iter().skip(1).map(|s| Some(s.first)).chain([live_first]);
+        let (mut removed, mut bytes) = (0, 0);
+        for (segment, next_first) in segments.iter().zip(nexts) {
+            let Some(last) = next_first.map(|f| f.saturating_sub(1)) else {
+                break;
+            };
+            // oldest first: once one must stay, so do the later ones (one journal, in order)
+            let Ok(meta) = std::fs::metadata(&segment.path) else {
+                continue;
+            };
+            if last > delivered || meta.modified()? >= horizon {
+                break;
+            }
+            if std::fs::remove_file(&segment.path).is_ok() {
+                removed += 1;
+                bytes += meta.len();
+            }
+        }
+        Ok((removed, bytes))
     }
 
     /// Remove what is past its age, then the oldest until each disk has its floor free.
@@ -136,7 +198,7 @@ impl Retention {
             if owed(&c.path) {
                 swept.owed += usize::from(c.modified < horizon);
             } else if c.modified < horizon {
-                remove(&c, &mut swept);
+                self.remove(&c, &mut swept);
             } else {
                 left.push(c);
             }
@@ -159,7 +221,7 @@ impl Retention {
                 if free >= floor {
                     break;
                 }
-                if remove(&c, &mut swept) {
+                if self.remove(&c, &mut swept) {
                     free += c.bytes;
                 }
             }
@@ -170,6 +232,16 @@ impl Retention {
             }
         }
         Ok(swept)
+    }
+
+    fn remove(&self, c: &Candidate, swept: &mut Swept) -> bool {
+        let removed = std::fs::remove_file(&c.path).is_ok();
+        if removed {
+            swept.removed += 1;
+            swept.bytes += c.bytes;
+            std::thread::sleep(self.pace);
+        }
+        removed
     }
 
     /// What each disk of the swept folders holds of them, for `doctor`: its space, the
@@ -265,17 +337,6 @@ pub fn result_seq(path: &Path) -> Option<u64> {
     let name = path.file_name()?.to_str()?;
     let (seq, _) = name.split_once('-')?;
     seq.parse().ok()
-}
-
-fn remove(c: &Candidate, swept: &mut Swept) -> bool {
-    match std::fs::remove_file(&c.path) {
-        Ok(()) => {
-            swept.removed += 1;
-            swept.bytes += c.bytes;
-            true
-        }
-        Err(_) => false,
-    }
 }
 
 fn device(path: &Path) -> Option<u64> {
@@ -448,6 +509,41 @@ mod tests {
         assert!(oldest.abs_diff(20 * 86_400) < 5, "{oldest}");
         let days = disk.days_left().unwrap();
         assert!((days - disk.space.free as f64 / (30.0 / 7.0)).abs() < 1.0, "{days}");
+    }
+
+    #[test]
+    fn journal_segments_go_oldest_first_once_past_their_age_and_delivered() {
+        use crate::analysis::findings::Verdict;
+        use crate::record::journal::{segments, Journal, Record};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.log");
+        // one record a segment: 1 to 4 sealed, 5 live
+        let mut journal = Journal::open(&path).unwrap().rotate_at(1);
+        for i in 0..5 {
+            let record = Record::new(format!("watch:{i}.png"), None, Default::default(), Verdict::Negative);
+            journal.append(record).unwrap();
+        }
+        let now = SystemTime::now();
+        let sealed = segments(&path).unwrap();
+        assert_eq!(sealed.iter().map(|s| s.first).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        for s in &sealed[..3] {
+            let file = std::fs::File::options().write(true).open(&s.path).unwrap();
+            file.set_modified(now - Duration::from_secs(40 * 86_400)).unwrap();
+        }
+        let retention = results_folder(&dir.path().join("overlays"), MinFree::Bytes(0)).with_journal(&path);
+        let firsts = || segments(&path).unwrap().iter().map(|s| s.first).collect::<Vec<_>>();
+        // the outputs have taken result 1 only: segment 1 alone holds nothing owed
+        assert_eq!(retention.sweep_journal(now, 1).unwrap().0, 1);
+        assert_eq!(firsts(), [2, 3, 4]);
+        // everything taken: the old ones go, the young one stays, and so does the live file
+        let (removed, bytes) = retention.sweep_journal(now, 99).unwrap();
+        assert_eq!(removed, 2);
+        assert!(bytes > 0);
+        assert_eq!(firsts(), [4]);
+        assert_eq!(retention.sweep_journal(now, 99).unwrap(), (0, 0), "nothing twice");
+        assert!(path.exists());
+        let left: Vec<u64> = journal.records_from(1).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(left, [4, 5]);
     }
 
     #[test]

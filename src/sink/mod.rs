@@ -25,7 +25,22 @@ use thiserror::Error;
 use crate::analysis::Analysis;
 use crate::base::logging::Failing;
 use crate::base::outcome::panic_text;
+use crate::config::Config;
 use crate::record::journal::Record;
+
+/// The seq through which every configured output has every result: the serial host's
+/// unbroken run of ACKs and the PACS's cursor. A state file that cannot be read gives 0
+/// (keep everything), as does an output that has taken nothing yet.
+pub fn delivered_through(config: &Config) -> u64 {
+    let mut through = u64::MAX;
+    if config.serial.is_some() {
+        through = through.min(serial::AckState::open(&config.acks_file()).map_or(0, |a| a.through));
+    }
+    if config.pacs.is_some() {
+        through = through.min(pacs::Cursor::load(&config.pacs_cursor()).map_or(0, |c| c.stored_through));
+    }
+    through
+}
 
 /// One journaled result, as the sinks see it.
 #[derive(Debug, Clone, Copy)]

@@ -42,7 +42,7 @@ use crate::base::files::write_durably;
 use crate::base::worker::{nap, Backoff, Worker};
 use crate::config::{Config, PacsConfig};
 use crate::input::dimse::{self, UnreadableCommand};
-use crate::record::journal::{JournalError, Records};
+use crate::record::journal::{JournalError, Position, Records};
 use crate::record::retention::result_seq;
 
 /// Why the PACS could not be reached or talked to, or the outbox's own files not used.
@@ -397,7 +397,7 @@ impl Outbox {
             let mut backoff = Backoff::new(Duration::from_millis(config.retry_max_ms.get()));
             // the reason last logged: a new one is worth a line even within one outage
             let mut logged: Option<String> = None;
-            let mut offset = 0;
+            let mut offset = Position::default();
             while !stop.load(Ordering::Relaxed) {
                 match send_from(&config, &journal, &dicom_dir, &cursor, &mut at, &mut offset, stop) {
                     Ok(()) => {
@@ -432,7 +432,7 @@ fn send_from(
     dicom_dir: &Path,
     cursor: &Path,
     at: &mut Cursor,
-    offset: &mut u64,
+    offset: &mut Position,
     stopping: &AtomicBool,
 ) -> Result<(), PacsError> {
     let mut records = Records::open_at(journal, *offset, at.stored_through + 1).map_err(PacsError::Journal)?;
@@ -444,7 +444,7 @@ fn send_from(
     };
     let saved = at.stored_through;
     while !stopping.load(Ordering::Relaxed) {
-        let line_start = records.offset();
+        let line_start = records.position();
         let Some(record) = records.next() else { break };
         let stored = record.map_err(PacsError::Journal).and_then(|record| {
             let files = result_files(dicom_dir, record.seq).map_err(|source| PacsError::File {
@@ -471,7 +471,7 @@ fn send_from(
             }
         };
         at.stored_through = seq;
-        *offset = records.offset();
+        *offset = records.position();
         // records without DICOM results (PNG inputs, failures) are passed without an fsync
         // each; the cursor is saved after each stored one and at the end
         if objects > 0 {

@@ -25,8 +25,9 @@ use crate::input::capture::fourcc_name;
 use crate::model::infer::{self, Model};
 use crate::model::manifest::{Manifest, Role};
 use crate::model::variant::{self, Choice};
-use crate::record::retention::Retention;
-use crate::sink::pacs::Unconfirmed;
+use crate::record::journal;
+use crate::record::retention::{Retention, DAY};
+use crate::sink::{delivered_through, pacs::Unconfirmed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
@@ -409,7 +410,7 @@ fn disk(config: Option<&Config>) -> Section {
     };
     let unconfirmed = Unconfirmed::now(config);
     let owed = |file: &Path| unconfirmed.as_ref().is_some_and(|u| u.holds(file));
-    let disks = match Retention::of(config).survey(SystemTime::now(), &owed) {
+    let disks = match Retention::of(config, DAY).survey(SystemTime::now(), &owed) {
         Ok(disks) => disks,
         Err(e) => {
             s.push(Mark::Fail, format!("cannot list the inputs and results: {e}"));
@@ -460,7 +461,51 @@ fn disk(config: Option<&Config>) -> Section {
             );
         }
     }
+    journal_segments(config, &mut s);
     s
+}
+
+/// The journal's sealed segments: how many, their size, and what keeps the oldest.
+fn journal_segments(config: &Config, s: &mut Section) {
+    let path = &config.journal.path;
+    let segments = match journal::segments(path) {
+        Ok(segments) => segments,
+        Err(e) => {
+            s.push(
+                Mark::Fail,
+                format!("cannot list the journal's segments beside {}: {e}", path.display()),
+            );
+            return;
+        }
+    };
+    let Some(oldest) = segments.first() else {
+        s.push(
+            Mark::Info,
+            format!("journal {}: one file, no sealed segment yet", path.display()),
+        );
+        return;
+    };
+    let bytes: u64 = segments
+        .iter()
+        .filter_map(|seg| std::fs::metadata(&seg.path).ok())
+        .map(|m| m.len())
+        .sum();
+    // a segment goes once past keep_days and every output has all of it
+    let delivered = delivered_through(config);
+    let held = match delivered {
+        u64::MAX => String::new(),
+        through => format!("; the serial host and the PACS have every result through #{through}"),
+    };
+    s.push(
+        Mark::Info,
+        format!(
+            "journal {}: {} sealed segment(s), {:.1} MB, from result #{}{held}",
+            path.display(),
+            segments.len(),
+            bytes as f64 / 1e6,
+            oldest.first
+        ),
+    );
 }
 
 fn configured(config: Option<&Config>) -> Section {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::common;
 
-use common::{data, root, REAL_PNG};
+use common::{data, root, Tmpfs, REAL_PNG};
 use ptxd::record::journal::decode_line;
 use serde_json::Value;
 
@@ -60,14 +60,10 @@ impl Rig {
         command.spawn().unwrap()
     }
 
-    /// The journal's complete lines (one being appended while we read has no newline yet).
+    /// The journal's complete lines, across its segments (one being appended while we read
+    /// has no newline yet).
     fn journal(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.path("state/journal.log"))
-            .unwrap_or_default()
-            .split_inclusive('\n')
-            .filter_map(|l| l.strip_suffix('\n'))
-            .map(|l| serde_json::from_str(decode_line(l).expect("CRC ok")).unwrap())
-            .collect()
+        common::journal_records(&self.path("state/journal.log"))
     }
 
     fn wait_for_records(&self, n: usize, child: &mut Child) -> Vec<Value> {
@@ -712,28 +708,6 @@ fn systemd_hears_ready_and_watchdog_pings() {
     let first_ping = messages.iter().position(|m| m.contains("WATCHDOG=1")).unwrap();
     assert!(ready < first_ping, "{messages:?}");
     terminate(child);
-}
-
-/// A small tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// None where mounting is not allowed (a container without CAP_SYS_ADMIN).
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        status.success().then(|| Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 /// Fill the filesystem holding `dir` to the last byte; returns the filler's path.

@@ -277,3 +277,49 @@ fn a_report_with_findings_is_valid_dicom() {
         ptxd::record::dicom_result::structured_report(&ptxd::record::dicom_result::ResultView { study: &bad, ..view });
     assert!(refused.unwrap_err().contains("not a valid UID"));
 }
+
+#[test]
+fn a_peer_that_drips_bytes_is_cut_and_the_next_modality_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = common::dicom_daemon_config(
+        dir.path(),
+        &format!("[dicom]\nlisten = \"127.0.0.1:{port}\"\nae_title = \"PTXD\"\ntimeout_s = 2\nassociation_max_s = 5\n"),
+    );
+    let mut ptxd = common::run_ptxd(&config);
+    let port_text = port.to_string();
+    let echo = || dcmtk("echoscu", &["-aec", "PTXD", "127.0.0.1", port_text.as_str()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !echo().status.success() {
+        assert!(ptxd.child().try_wait().unwrap().is_none(), "ptxd exited");
+        assert!(Instant::now() < deadline, "no C-ECHO answer within 60 s");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // an association request's header, a byte every second: never silent for timeout_s
+    let mut drip = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let dripping = std::thread::spawn(move || {
+        use std::io::Write;
+        let header = [0x01u8, 0, 0, 0, 0x10, 0, 0, 1];
+        for byte in header.iter().cycle().take(30) {
+            if drip.write_all(&[*byte]).is_err() {
+                return true; // cut
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        false
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    // a modality behind it waits in the backlog, and is answered once the drip is cut
+    let asked = Instant::now();
+    let answered = echo();
+    let waited = asked.elapsed();
+    assert!(
+        answered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&answered.stderr)
+    );
+    assert!(waited < Duration::from_secs(15), "the echo waited {waited:?}");
+    assert!(dripping.join().unwrap(), "the dripping peer was never cut");
+    let log = ptxd.stop();
+    assert!(log.contains("still open after 5 s (dicom.association_max_s)"), "{log}");
+}

@@ -152,4 +152,18 @@ min_free = 1000000000000000
         report.contains("FAIL") && report.contains("wait for the PACS") && report.contains("under its floor"),
         "{report}"
     );
+    assert!(report.contains("one file, no sealed segment yet"), "{report}");
+    // a journal sealed into segments: how many, from which result, and what the outputs have
+    let journal = dir.path().join("journal.log");
+    let mut j = ptxd::record::journal::Journal::open(&journal).unwrap().rotate_at(1);
+    for _ in 0..3 {
+        j.append(common::record()).unwrap();
+    }
+    let (_, out) = doctor(&["--quick", "--config", config.to_str().unwrap()]);
+    assert!(
+        out.contains("2 sealed segment(s)")
+            && out.contains("from result #1")
+            && out.contains("have every result through #0"),
+        "{out}"
+    );
 }

@@ -1,11 +1,12 @@
 //! The journal on a real file: crash repair at every byte of the last record, sequence
-//! numbers across restarts, a corrupt middle line, and the line format.
+//! numbers across restarts, a corrupt middle line, the line format, and its rotation into
+//! segments read back as one journal.
 
 use std::path::Path;
 
 use crate::common;
 
-use ptxd::record::journal::{decode_line, Journal, Record, Records};
+use ptxd::record::journal::{decode_line, segments, Journal, Record, Records};
 
 /// The shared fixture, for `source` (its input hash differs per source).
 fn record(source: &str) -> Record {
@@ -128,7 +129,7 @@ fn a_reader_resumes_at_its_offset_and_leaves_a_line_being_written() {
     assert_eq!(seqs(Records::open(&path, 2).unwrap()), [2, 3]);
     let mut reader = Records::open(&path, 0).unwrap();
     assert_eq!(reader.next().unwrap().unwrap().seq, 1);
-    let after_first = reader.offset();
+    let after_first = reader.position();
     assert_eq!(seqs(Records::open_at(&path, after_first, 0).unwrap()), [2, 3]);
     // an append in progress (no newline yet) is not a record, even when its CRC is whole
     let mut tail = std::fs::read_to_string(&path)
@@ -144,8 +145,115 @@ fn a_reader_resumes_at_its_offset_and_leaves_a_line_being_written() {
     bytes.extend_from_slice(line.trim_end().as_bytes());
     std::fs::write(&path, &bytes).unwrap();
     assert_eq!(seqs(Records::open(&path, 0).unwrap()), [1, 2, 3]);
-    // an offset past the end (a journal replaced meanwhile) reads from the start
-    assert_eq!(seqs(Records::open_at(&path, 1 << 40, 2).unwrap()), [2, 3]);
+    // a position past the end (a journal replaced meanwhile by a shorter one) reads by seq
+    let mut reader = Records::open(&path, 0).unwrap();
+    assert_eq!(reader.by_ref().count(), 3);
+    let at_end = reader.position();
+    std::fs::remove_file(&path).unwrap();
+    let mut j = Journal::open(&path).unwrap();
+    j.append(record("watch:only.png")).unwrap();
+    assert_eq!(seqs(Records::open_at(&path, at_end, 1).unwrap()), [1]);
+}
+
+/// A journal sealing its live file after every two records: once it holds one and a half.
+fn rotating(path: &Path) -> Journal {
+    let json = serde_json::to_string(&record("watch:1.dcm")).unwrap();
+    let line = ptxd::record::journal::encode_line(&json).len() as u64;
+    Journal::open(path).unwrap().rotate_at(line * 3 / 2)
+}
+
+fn seqs(records: Records) -> Vec<u64> {
+    records.map(|r| r.unwrap().seq).collect()
+}
+
+#[test]
+fn a_rotated_journal_reads_as_one_across_its_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.log");
+    let mut j = rotating(&path);
+    for i in 1..=7 {
+        assert_eq!(j.append(record(&format!("watch:{i}.dcm"))).unwrap().seq, i);
+    }
+    let sealed = segments(&path).unwrap();
+    let firsts: Vec<u64> = sealed.iter().map(|s| s.first).collect();
+    assert_eq!(firsts, [1, 3, 5], "sealed after two records each");
+    assert!(sealed[1].path.ends_with("journal.log.0000000003"));
+    assert_eq!(seqs(Records::open(&path, 1).unwrap()), (1..=7).collect::<Vec<_>>());
+    // a reader starting mid-journal starts in the segment that holds its seq
+    assert_eq!(seqs(Records::open(&path, 4).unwrap()), [4, 5, 6, 7]);
+    assert_eq!(j.records_from(7).unwrap().len(), 1);
+    // sequence numbers and the recent inputs go on across a restart
+    drop(j);
+    let mut j = rotating(&path);
+    assert_eq!(j.next_seq(), 8);
+    assert_eq!(
+        j.recorded(&format!("{:064x}", "watch:6.dcm".len()), "watch:6.dcm"),
+        Some(false)
+    );
+    assert_eq!(j.append(record("watch:8.dcm")).unwrap().seq, 8);
+    // segments are never written again
+    let before: Vec<Vec<u8>> = sealed.iter().map(|s| std::fs::read(&s.path).unwrap()).collect();
+    for i in 9..=12 {
+        j.append(record(&format!("watch:{i}.dcm"))).unwrap();
+    }
+    for (s, bytes) in sealed.iter().zip(&before) {
+        assert_eq!(&std::fs::read(&s.path).unwrap(), bytes, "{}", s.path.display());
+    }
+}
+
+#[test]
+fn a_crash_between_sealing_and_starting_the_new_file_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.log");
+    let mut j = rotating(&path);
+    for i in 1..=4 {
+        j.append(record(&format!("watch:{i}.dcm"))).unwrap();
+    }
+    drop(j);
+    // the power went right after the rename: segments, no live file
+    std::fs::rename(&path, path.with_extension("log.0000000003")).unwrap();
+    let mut j = rotating(&path);
+    assert_eq!(j.next_seq(), 5, "the last segment gives the next seq");
+    assert_eq!(j.append(record("watch:5.dcm")).unwrap().seq, 5);
+    assert_eq!(seqs(Records::open(&path, 1).unwrap()), [1, 2, 3, 4, 5]);
+    // a torn tail of the live file is repaired; the segments are not touched
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(b"{\"seq\":6,\"ti");
+    std::fs::write(&path, &bytes).unwrap();
+    let j = rotating(&path);
+    assert!(j.repaired_bytes() > 0);
+    assert_eq!(seqs(Records::open(&path, 1).unwrap()), [1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a_reader_resumes_across_a_rotation_and_past_a_removed_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.log");
+    let mut j = rotating(&path);
+    j.append(record("watch:1.dcm")).unwrap();
+    let mut reader = Records::open(&path, 1).unwrap();
+    assert_eq!(reader.next().unwrap().unwrap().seq, 1);
+    assert!(reader.next().is_none());
+    let at = reader.position();
+    // the live file the position was taken in is sealed, and a new one begun
+    for i in 2..=5 {
+        j.append(record(&format!("watch:{i}.dcm"))).unwrap();
+    }
+    let mut reader = Records::open_at(&path, at, 2).unwrap();
+    assert_eq!(
+        reader.by_ref().map(|r| r.unwrap().seq).collect::<Vec<_>>(),
+        [2, 3, 4, 5]
+    );
+    let at = reader.position();
+    // the live file goes on: the reader takes up where it was
+    j.append(record("watch:6.dcm")).unwrap();
+    assert_eq!(seqs(Records::open_at(&path, at, 6).unwrap()), [6]);
+    // the segment a position was in is removed (retention): the reader goes by seq
+    let mut reader = Records::open(&path, 1).unwrap();
+    reader.next().unwrap().unwrap();
+    let in_first = reader.position();
+    std::fs::remove_file(&segments(&path).unwrap()[0].path).unwrap();
+    assert_eq!(seqs(Records::open_at(&path, in_first, 2).unwrap()), [3, 4, 5, 6]);
 }
 
 #[test]

@@ -19,3 +19,4 @@ mod render;
 mod retention;
 mod serial_link;
 mod serial_protocol;
+mod year;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::base::outcome::{ErrorReason, ServiceState};
-use crate::record::journal::{JournalError, Record, Records};
+use crate::record::journal::{JournalError, Position, Record, Records};
 
 use super::acks::AckState;
 use super::protocol::{
@@ -60,7 +60,7 @@ pub struct Link<P> {
     /// ACKs. Every result in flight has a seq below `next`.
     next: u64,
     /// Where in the journal to start looking for `next` (a line start at or before it).
-    cursor: u64,
+    cursor: Position,
     /// A write timed out part-way: the host's next line starts with a torn frame.
     torn: bool,
     /// Writes are timing out (the host is not reading): when the last one did. Logged once
@@ -96,7 +96,7 @@ impl<P: Read + Write> Link<P> {
             config,
             pending: BTreeMap::new(),
             next,
-            cursor: 0,
+            cursor: Position::default(),
             torn: false,
             stalled: None,
             inbox: Vec::new(),
@@ -131,7 +131,7 @@ impl<P: Read + Write> Link<P> {
                 }
             }
         }
-        self.cursor = records.offset();
+        self.cursor = records.position();
         // at the journal's end everything up to `last_seq` has been looked at (a seq the
         // journal lacks is a corrupt line, logged when it was opened: never sent)
         let through = if batch.len() == room {

@@ -183,14 +183,22 @@ pub fn run_ptxd(config: &Path) -> Running {
     ))
 }
 
-/// The complete records of the journal at `path`, as JSON (a line being appended while it
-/// is read has no newline yet and is left out).
+/// The complete records of the journal at `path` and its sealed segments, as JSON (a line
+/// being appended while it is read has no newline yet and is left out).
 pub fn journal_records(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .split_inclusive('\n')
-        .filter_map(|l| l.strip_suffix('\n'))
-        .map(|l| serde_json::from_str(ptxd::record::journal::decode_line(l).expect("CRC ok")).unwrap())
+    let segments = ptxd::record::journal::segments(path).unwrap();
+    segments
+        .iter()
+        .map(|s| s.path.as_path())
+        .chain([path])
+        .flat_map(|file| {
+            std::fs::read_to_string(file)
+                .unwrap_or_default()
+                .split_inclusive('\n')
+                .filter_map(|l| l.strip_suffix('\n'))
+                .map(|l| serde_json::from_str(ptxd::record::journal::decode_line(l).expect("CRC ok")).unwrap())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -235,4 +243,26 @@ static PTYS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// poison it for the others.
 pub fn lock_ptys() -> std::sync::MutexGuard<'static, ()> {
     PTYS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// None where mounting is not allowed (a container without CAP_SYS_ADMIN).
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        status.success().then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }
