@@ -11,7 +11,9 @@ use crate::base::files::write_durably;
 
 /// Which results the host has acknowledged, kept on disk (a small JSON file rewritten
 /// atomically on each ACK): every seq up to `through`, and the ones in `above`. ACKs may
-/// come out of order; `above` folds into `through` as the gaps fill.
+/// come out of order; `above` folds into `through` as the gaps fill. A seq the journal
+/// lacks (see [`AckState::pass_over`]) counts as taken, so that the unbroken run, and the
+/// retention of the journal's segments that follows it, does not stop below it for good.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AckState {
     pub through: u64,
@@ -52,11 +54,51 @@ impl AckState {
             return Ok(false);
         }
         self.above.insert(seq);
+        self.save()?;
+        Ok(true)
+    }
+
+    /// Count as taken the seqs the journal lacks between two of its records: a corrupt line
+    /// (a disk fault), which can never be sent. Returns how many were not taken already.
+    pub fn pass_over(&mut self, seqs: std::ops::Range<u64>) -> io::Result<usize> {
+        let before = self.above.len();
+        for seq in seqs.filter(|&s| s > self.through) {
+            self.above.insert(seq);
+        }
+        let added = self.above.len() - before;
+        if added > 0 {
+            self.save()?;
+        }
+        Ok(added)
+    }
+
+    /// Fold `above` into `through` as far as it runs unbroken, and write the state durably.
+    fn save(&mut self) -> io::Result<()> {
         while self.above.remove(&(self.through + 1)) {
             self.through += 1;
         }
         let json = serde_json::to_vec(self).expect("ack state serialises");
-        write_durably(&self.path, &json)?;
-        Ok(true)
+        write_durably(&self.path, &json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seqs_passed_over_fold_into_the_run_and_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acks.json");
+        let mut acks = AckState::new(&path);
+        for seq in [1, 2, 5] {
+            assert!(acks.ack(seq).unwrap());
+        }
+        assert_eq!((acks.through, acks.above.len()), (2, 1));
+        // 3 and 4 are lost; 2 is taken already
+        assert_eq!(acks.pass_over(2..5).unwrap(), 2);
+        assert_eq!((acks.through, acks.above.len()), (5, 0));
+        assert_eq!(acks.pass_over(1..4).unwrap(), 0, "nothing new");
+        assert_eq!(AckState::open(&path).unwrap().through, 5);
     }
 }

@@ -123,6 +123,9 @@ impl<P: Read + Write> Link<P> {
         let mut seen = self.next - 1;
         for record in records.by_ref() {
             let record = record.map_err(journal_io)?;
+            if record.seq > seen + 1 {
+                self.pass_over(seen + 1..record.seq)?;
+            }
             seen = seen.max(record.seq);
             if !self.acks.is_acked(record.seq) && !self.pending.contains_key(&record.seq) {
                 batch.push(record);
@@ -142,6 +145,18 @@ impl<P: Read + Write> Link<P> {
         self.next = through + 1;
         for record in &batch {
             self.transmit(record)?;
+        }
+        Ok(())
+    }
+
+    /// Seqs the journal lacks below a record it has: a corrupt line (logged when the journal
+    /// was opened), never to be sent. Counted as taken (see [`AckState::pass_over`]).
+    fn pass_over(&mut self, seqs: std::ops::Range<u64>) -> io::Result<()> {
+        let (first, last) = (seqs.start, seqs.end - 1);
+        if self.acks.pass_over(seqs)? > 0 {
+            log::warn!(
+                "serial: result(s) #{first}..#{last} are not in the journal (a corrupt line): the host can never have them; counted as delivered"
+            );
         }
         Ok(())
     }
