@@ -300,7 +300,7 @@ impl Journal {
         // the last sealed segment first: after a rotation the live file may hold nothing yet,
         // and the next seq and the recent inputs are in there
         if let Some(last) = segments(path).map_err(io("list its segments"))?.pop() {
-            for record in Records::of_files(vec![last.path], 0)? {
+            for record in Records::of_files(VecDeque::from([(Some(last.first), last.path)]), 0)? {
                 journal.note(&record?);
             }
         }
@@ -525,16 +525,7 @@ impl Records {
                 .rposition(|(first, _)| first.is_some_and(|f| f <= from))
                 .unwrap_or(0)
         });
-        let mut records = Records {
-            path: path.to_path_buf(),
-            reader: None,
-            rest: files.drain(start..).collect(),
-            from,
-            position: Position::default(),
-            behind: false,
-            line: Vec::new(),
-        };
-        records.next_file().map_err(io)?;
+        let mut records = Records::of_files(files.drain(start..).collect(), from)?;
         if let (Some(_), Some(reader)) = (resume, records.reader.as_mut()) {
             let len = reader.get_ref().metadata().map_err(io)?.len();
             // a position past the end is not in this file: read it whole, by seq
@@ -546,12 +537,13 @@ impl Records {
         Ok(records)
     }
 
-    /// The records of these files in turn, for the journal's own scan.
-    fn of_files(files: Vec<PathBuf>, from: u64) -> Result<Records, JournalError> {
+    /// The records of these files in turn (each with its first record's seq where known),
+    /// from the first.
+    fn of_files(files: VecDeque<(Option<u64>, PathBuf)>, from: u64) -> Result<Records, JournalError> {
         let mut records = Records {
-            path: files.first().cloned().unwrap_or_default(),
+            path: files.front().map(|(_, p)| p.clone()).unwrap_or_default(),
             reader: None,
-            rest: files.into_iter().map(|p| (None, p)).collect(),
+            rest: files,
             from,
             position: Position::default(),
             behind: false,

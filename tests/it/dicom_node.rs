@@ -21,6 +21,16 @@ fn dcmtk(tool: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("{tool}: {e} (dcmtk is needed: ./test.sh installs it)"))
 }
 
+/// The listener starts after the models load: `echo` until it answers (60 s at most).
+fn wait_for_echo(ptxd: &mut common::Running, echo: impl Fn() -> Output) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !echo().status.success() {
+        assert!(ptxd.child().try_wait().unwrap().is_none(), "ptxd exited");
+        assert!(Instant::now() < deadline, "no C-ECHO answer within 60 s");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 fn journal(dir: &Path) -> Vec<Value> {
     common::journal_records(&dir.join("state/journal.log"))
 }
@@ -48,13 +58,7 @@ fn a_modality_sends_a_jpeg2000_radiograph_stored_before_success_then_analyzed() 
         args.extend_from_slice(extra);
         dcmtk(tool, &args)
     };
-    // the listener starts after the models load: echo until it answers
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !modality("echoscu", "DIGITIZER", &[]).status.success() {
-        assert!(child.child().try_wait().unwrap().is_none(), "ptxd exited");
-        assert!(Instant::now() < deadline, "no C-ECHO answer within 60 s");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for_echo(&mut child, || modality("echoscu", "DIGITIZER", &[]));
 
     // a calling AE title not in allowed_calling is rejected at association
     let stranger = modality("echoscu", "STRANGER", &[]);
@@ -289,12 +293,7 @@ fn a_peer_that_drips_bytes_is_cut_and_the_next_modality_is_served() {
     let mut ptxd = common::run_ptxd(&config);
     let port_text = port.to_string();
     let echo = || dcmtk("echoscu", &["-aec", "PTXD", "127.0.0.1", port_text.as_str()]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !echo().status.success() {
-        assert!(ptxd.child().try_wait().unwrap().is_none(), "ptxd exited");
-        assert!(Instant::now() < deadline, "no C-ECHO answer within 60 s");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_for_echo(&mut ptxd, echo);
     // an association request's header, a byte every second: never silent for timeout_s
     let mut drip = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let dripping = std::thread::spawn(move || {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::common;
 
-use common::{data, root, Running, Tmpfs, REAL_PNG};
+use common::{data, Running, Tmpfs, REAL_PNG};
 use ptxd::record::journal::{decode_line, segments, Records};
 use ptxd::record::retention::disk_space;
 
@@ -142,25 +142,8 @@ fn a_year_of_results_on_a_small_disk_keeps_its_budget_loses_nothing_and_holds_it
         host.set_timeout(Duration::from_millis(20)).unwrap();
         (host, device.name().unwrap())
     };
-    let config = disk.join("ptxd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[models]
-manifest = "{}"
-threads = 1
-[watch]
-dir = "incoming"
-settle_ms = 50
-queue = 64
-[journal]
-path = "state/journal.log"
-segment_kib = 64
-[output]
-overlay_dir = "state/overlays"
-mask_dir = "state/masks"
-overlay_size = [320, 240]
+    let more = format!(
+        r#"
 [serial]
 port = "{name}"
 ack_timeout_ms = 2000
@@ -169,13 +152,18 @@ heartbeat_s = 1
 keep_days = 30
 min_free = "25%"
 sweep_minutes = 360
-"#,
-            root().join("models/manifest.toml").display()
-        ),
-    )
-    .unwrap();
+"#
+    );
+    let config = common::daemon_config_with(
+        &disk,
+        &common::Sections {
+            watch: "settle_ms = 50\nqueue = 64",
+            journal: "segment_kib = 64",
+            output: "mask_dir = \"state/masks\"\noverlay_size = [320, 240]",
+            more: &more,
+        },
+    );
     let incoming = disk.join("incoming");
-    std::fs::create_dir_all(&incoming).unwrap();
     let journal = disk.join("state/journal.log");
     let log = dir.path().join("ptxd.log");
     let real = std::fs::read(data(REAL_PNG)).unwrap();

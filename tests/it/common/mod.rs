@@ -207,6 +207,41 @@ pub fn journal_records(path: &Path) -> Vec<serde_json::Value> {
 /// `[output]` and `more` appended, written to `dir/ptxd.toml`, whose path it returns. The
 /// watch folder is made.
 pub fn daemon_config(dir: &Path, watch: &str, output: &str, more: &str) -> PathBuf {
+    daemon_config_with(
+        dir,
+        &Sections {
+            watch,
+            output,
+            more,
+            ..Sections::default()
+        },
+    )
+}
+
+/// Lines added to [`daemon_config_with`]'s sections.
+#[derive(Default)]
+pub struct Sections<'a> {
+    /// To `[watch]`; `settle_ms` is 200 unless these set it.
+    pub watch: &'a str,
+    pub journal: &'a str,
+    pub output: &'a str,
+    /// Appended: whole sections.
+    pub more: &'a str,
+}
+
+/// [`daemon_config`] with lines for every section.
+pub fn daemon_config_with(dir: &Path, sections: &Sections) -> PathBuf {
+    let Sections {
+        watch,
+        journal,
+        output,
+        more,
+    } = sections;
+    let settle = if watch.contains("settle_ms") {
+        ""
+    } else {
+        "settle_ms = 200"
+    };
     let config = dir.join("ptxd.toml");
     let text = format!(
         r#"
@@ -216,9 +251,10 @@ threads = 1
 [watch]
 dir = "incoming"
 {watch}
-settle_ms = 200
+{settle}
 [journal]
 path = "state/journal.log"
+{journal}
 [output]
 overlay_dir = "state/overlays"
 {output}
