@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use ptxd::base::outcome::ServiceState;
-use ptxd::record::journal::{decode_line, Journal};
+use ptxd::record::journal::{decode_line, segments, Journal};
 use ptxd::sink::serial::{AckState, Event, Hello, Link, LinkConfig};
 use serde_json::Value;
 use serialport::{SerialPort, TTYPort};
@@ -374,5 +374,35 @@ fn the_backlog_is_read_from_the_journal_past_a_corrupt_line() {
     assert_eq!(link.acks().through, 13);
     assert!(link.acks().above.is_empty());
     assert_eq!(rig.acks().through, 13, "kept on disk");
+    assert_eq!(link.unacked(), 0);
+}
+
+#[test]
+fn a_host_configured_after_retention_removed_segments_gets_the_kept_ones_and_its_run_passes_the_rest() {
+    let _lock = common::lock_ptys();
+    let mut rig = Rig::new(0);
+    let path = rig.journal.path().to_path_buf();
+    // a small segment size: a few records a segment
+    rig.journal = Journal::open(&path).unwrap().rotate_at(1500);
+    for _ in 0..10 {
+        rig.journal.append(common::record()).unwrap();
+    }
+    let sealed = segments(&path).unwrap();
+    assert!(sealed.len() >= 2, "{sealed:?}");
+    // retention removed the oldest segment while no serial host was configured
+    std::fs::remove_file(&sealed[0].path).unwrap();
+    let kept = sealed[1].first;
+    let (mut link, mut host) = rig.connect(SLOW);
+    let sent = seqs_of(&frames(&mut host), "result");
+    assert_eq!(sent, (kept..=10).take(8).collect::<Vec<_>>());
+    let acks: String = sent.iter().map(|s| format!("ACK {s}\n")).collect();
+    say(&mut host, acks.as_bytes());
+    link.poll().unwrap();
+    let rest = seqs_of(&frames(&mut host), "result");
+    let acks: String = rest.iter().map(|s| format!("ACK {s}\n")).collect();
+    say(&mut host, acks.as_bytes());
+    link.poll().unwrap();
+    assert_eq!(link.acks().through, 10, "the removed seqs counted as taken");
+    assert_eq!(rig.acks().through, 10);
     assert_eq!(link.unacked(), 0);
 }

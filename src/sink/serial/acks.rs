@@ -58,8 +58,9 @@ impl AckState {
         Ok(true)
     }
 
-    /// Count as taken the seqs the journal lacks between two of its records: a corrupt line
-    /// (a disk fault), which can never be sent. Returns how many were not taken already.
+    /// Count as taken the seqs the journal lacks below one of its records: a corrupt line (a
+    /// disk fault), or a segment removed before a serial host was configured; either can never
+    /// be sent. Returns how many were not taken already.
     pub fn pass_over(&mut self, seqs: std::ops::Range<u64>) -> io::Result<usize> {
         let before = self.above.len();
         for seq in seqs.filter(|&s| s > self.through) {

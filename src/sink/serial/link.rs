@@ -150,12 +150,13 @@ impl<P: Read + Write> Link<P> {
     }
 
     /// Seqs the journal lacks below a record it has: a corrupt line (logged when the journal
-    /// was opened), never to be sent. Counted as taken (see [`AckState::pass_over`]).
+    /// was opened), or segments retention removed before a serial host was configured; never
+    /// to be sent. Counted as taken (see [`AckState::pass_over`]).
     fn pass_over(&mut self, seqs: std::ops::Range<u64>) -> io::Result<()> {
         let (first, last) = (seqs.start, seqs.end - 1);
         if self.acks.pass_over(seqs)? > 0 {
             log::warn!(
-                "serial: result(s) #{first}..#{last} are not in the journal (a corrupt line): the host can never have them; counted as delivered"
+                "serial: result(s) #{first}..#{last} are not in the journal (a corrupt line, or removed by retention before this serial host was configured): the host can never have them; counted as delivered"
             );
         }
         Ok(())
