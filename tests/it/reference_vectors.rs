@@ -244,3 +244,41 @@ fn tract_runs_the_kernel_path_asked_for() {
         );
     }
 }
+
+/// The load-time rewrite (`model::rewrite`) changes nothing that comes out: each shipped int8
+/// file, planned as it is and as ptxd loads it, gives the same numbers to the bit on a real
+/// radiograph. And it does what it is there for: tract drops the patches' column sums
+/// (`QSumB`) from every int8 convolution of the rewritten plan, which the plan of the file as
+/// it is still has.
+#[test]
+fn the_load_time_rewrite_is_exact_and_drops_the_zero_point_sums() {
+    use ptxd::model::infer::{load_plan, plan_for, read_proto};
+    use tract_onnx::prelude::*;
+
+    let manifest = manifest();
+    let qsumb = |plan: &TypedRunnableModel| plan.model().nodes().iter().filter(|n| n.op().name() == "QSumB").count();
+    for role in [Role::Lungs, Role::Classifier, Role::Segmenter] {
+        let entry = manifest.files(role);
+        let path = manifest.verified_path(&entry.variants["int8"]).unwrap();
+        let shape = &entry.input.shape;
+        let as_is = plan_for(&read_proto(&path).unwrap(), &path, shape).unwrap();
+        let rewritten = load_plan(&path, shape).unwrap();
+        let name = path.display();
+        assert!(qsumb(&as_is) > 0, "{name}: tract plans QSumB for the file as it is");
+        assert_eq!(qsumb(&rewritten), 0, "{name}: the rewritten plan sums no patches");
+        let p = entry.preprocess;
+        let input = to_tensor(
+            &resize_pil_bilinear(&grey(&data(common::REAL_PNG)), p.width, p.height),
+            p,
+        );
+        let run = |plan: &std::sync::Arc<TypedRunnableModel>| -> Vec<Vec<f32>> {
+            let tensor = Tensor::from_shape(shape, &input).unwrap();
+            plan.run(tvec!(tensor.into_tvalue()))
+                .unwrap()
+                .iter()
+                .map(|o| o.to_plain_array_view::<f32>().unwrap().iter().copied().collect())
+                .collect()
+        };
+        assert_eq!(run(&as_is), run(&rewritten), "{name}: the same outputs");
+    }
+}
