@@ -477,6 +477,13 @@ pub struct Position {
     offset: u64,
 }
 
+impl Position {
+    /// The file it is in, by the seq of its first record (as the reader listed the file).
+    pub fn file(&self) -> u64 {
+        self.first
+    }
+}
+
 /// The journal's good records with `seq >= from`, across its segments and then the live
 /// file, read one line at a time (a journal can hold years of results; a reader holds one).
 /// Read-only, like [`read_records`]. Each line read is bounded by the file, never by what a

@@ -406,3 +406,33 @@ fn a_host_configured_after_retention_removed_segments_gets_the_kept_ones_and_its
     assert_eq!(rig.acks().through, 10);
     assert_eq!(link.unacked(), 0);
 }
+
+/// Seqs missing across two files are not passed over: the live file may have been sealed
+/// while the link listed the files, and its records then come at the next reopen.
+#[test]
+fn a_gap_between_two_files_is_not_counted_as_taken() {
+    let _lock = common::lock_ptys();
+    let mut rig = Rig::new(0);
+    let path = rig.journal.path().to_path_buf();
+    rig.journal = Journal::open(&path).unwrap().rotate_at(1500);
+    for _ in 0..10 {
+        rig.journal.append(common::record()).unwrap();
+    }
+    let sealed = segments(&path).unwrap();
+    assert!(sealed.len() >= 3, "{sealed:?}");
+    // a middle segment missing (as if read past while it was being made)
+    std::fs::remove_file(&sealed[1].path).unwrap();
+    let missing = sealed[1].first..sealed[2].first;
+    let (mut link, mut host) = rig.connect(SLOW);
+    let sent = seqs_of(&frames(&mut host), "result");
+    assert!(sent.iter().all(|s| !missing.contains(s)), "{sent:?}");
+    let acks: String = sent.iter().map(|s| format!("ACK {s}\n")).collect();
+    say(&mut host, acks.as_bytes());
+    link.poll().unwrap();
+    let rest = seqs_of(&frames(&mut host), "result");
+    let acks: String = rest.iter().map(|s| format!("ACK {s}\n")).collect();
+    say(&mut host, acks.as_bytes());
+    link.poll().unwrap();
+    assert_eq!(link.acks().through, missing.start - 1, "the run stops below the gap");
+    assert_eq!(rig.acks().through, missing.start - 1);
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::base::outcome::{ErrorReason, ServiceState};
-use crate::record::journal::{JournalError, Position, Record, Records};
+use crate::record::journal::{first_seq, segments, JournalError, Position, Record, Records};
 
 use super::acks::AckState;
 use super::protocol::{
@@ -121,11 +121,15 @@ impl<P: Read + Write> Link<P> {
         let mut records = Records::open_at(&self.journal, self.cursor, self.next).map_err(journal_io)?;
         let mut batch = Vec::with_capacity(room);
         let mut seen = self.next - 1;
-        for record in records.by_ref() {
+        // the file (its first seq) the last record read came from
+        let mut file = None;
+        while let Some(record) = records.next() {
             let record = record.map_err(journal_io)?;
-            if record.seq > seen + 1 {
+            let here = records.position().file();
+            if record.seq > seen + 1 && self.certainly_absent(file, here, record.seq)? {
                 self.pass_over(seen + 1..record.seq)?;
             }
+            file = Some(here);
             seen = seen.max(record.seq);
             if !self.acks.is_acked(record.seq) && !self.pending.contains_key(&record.seq) {
                 batch.push(record);
@@ -147,6 +151,23 @@ impl<P: Read + Write> Link<P> {
             self.transmit(record)?;
         }
         Ok(())
+    }
+
+    /// Whether the seqs missing before record `seq` (read from the file whose first record
+    /// is `here`; the record before it from `file`) can never be read: they lie between two
+    /// records of one file (a corrupt line), or below the oldest record the journal keeps
+    /// (removed by retention). A gap across two files is not taken for either: the live file
+    /// may have been sealed while this read listed the files, and its records then come at
+    /// the next reopen.
+    fn certainly_absent(&self, file: Option<u64>, here: u64, seq: u64) -> io::Result<bool> {
+        if file.is_some() {
+            return Ok(file == Some(here));
+        }
+        let oldest = match segments(&self.journal)?.first() {
+            Some(segment) => Some(segment.first),
+            None => first_seq(&self.journal)?,
+        };
+        Ok(oldest.is_some_and(|oldest| seq <= oldest))
     }
 
     /// Seqs the journal lacks below a record it has: a corrupt line (logged when the journal
