@@ -1,8 +1,7 @@
 //! The int8 ONNX models (lung fields, classifier, segmenter), run through tract.
 //!
-//! A model is loaded once: its file is checked against the manifest's sha256, parsed,
-//! rewritten where an exact rewrite lets tract plan it faster ([`rewrite`]), given the
-//! manifest's static input shape, optimised and turned into a runnable plan. All of that
+//! A model is loaded once: its file is checked against the manifest's sha256, parsed, given
+//! the manifest's static input shape, optimised and turned into a runnable plan. All of that
 //! is start-up work; [`Model::run`] then only executes the plan.
 
 use std::path::{Path, PathBuf};
@@ -11,8 +10,6 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 
 use crate::model::manifest::{Manifest, ManifestError, ModelFiles, Role};
-use crate::model::rewrite;
-use tract_onnx::pb::ModelProto;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
@@ -170,33 +167,14 @@ impl Model {
     }
 }
 
-/// Parse an ONNX file, rewrite it ([`rewrite`], exact), then type, optimise and plan it for a
-/// fixed input shape.
+/// Parse, type, optimise and plan an ONNX file for a fixed input shape.
 pub fn load_plan(path: &Path, shape: &[usize]) -> Result<Arc<TypedRunnableModel>, InferError> {
-    let mut proto = read_proto(path)?;
-    rewrite::scalar_zero_weight_zero_points(&mut proto);
-    plan_for(&proto, path, shape)
-}
-
-/// The ONNX file at `path`, parsed.
-pub fn read_proto(path: &Path) -> Result<ModelProto, InferError> {
-    tract_onnx::onnx()
-        .proto_model_for_path(path)
-        .map_err(|e| InferError::Load {
-            path: path.into(),
-            reason: format!("{e:#}"),
-        })
-}
-
-/// Type, optimise and plan a parsed model (read from `path`, for errors) for a fixed input
-/// shape, as it is.
-pub fn plan_for(proto: &ModelProto, path: &Path, shape: &[usize]) -> Result<Arc<TypedRunnableModel>, InferError> {
     let load_err = |e: TractError| InferError::Load {
         path: path.into(),
         reason: format!("{e:#}"),
     };
     tract_onnx::onnx()
-        .model_for_proto_model(proto)
+        .model_for_path(path)
         .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())

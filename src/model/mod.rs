@@ -1,11 +1,10 @@
 //! The shipped models: what each file is ([`manifest`]), how an image becomes its input
 //! ([`preprocess`]), running it through tract ([`infer`]), onnxruntime's outputs that tract
-//! must reproduce ([`reference`](mod@reference)), exact rewrites of a graph before tract plans
-//! it ([`rewrite`]) and which shipped variant this CPU runs ([`variant`]).
+//! must reproduce ([`reference`](mod@reference)) and which shipped variant this CPU runs
+//! ([`variant`]).
 
 pub mod infer;
 pub mod manifest;
 pub mod preprocess;
 pub mod reference;
-pub mod rewrite;
 pub mod variant;
