@@ -33,6 +33,18 @@ impl Rig {
         Rig { dir, journal }
     }
 
+    /// Ten results in a journal sealed every few records; its segments.
+    fn segmented() -> (Rig, Vec<ptxd::record::journal::Segment>) {
+        let mut rig = Rig::new(0);
+        let path = rig.journal.path().to_path_buf();
+        rig.journal = Journal::open(&path).unwrap().rotate_at(1500);
+        for _ in 0..10 {
+            rig.journal.append(common::record()).unwrap();
+        }
+        let sealed = segments(&path).unwrap();
+        (rig, sealed)
+    }
+
     fn acks(&self) -> AckState {
         AckState::open(&self.dir.path().join("acks.json")).unwrap()
     }
@@ -58,6 +70,19 @@ const SLOW: LinkConfig = LinkConfig {
     ack_timeout: Duration::from_secs(60),
     max_backoff: Duration::from_secs(60),
 };
+
+/// ACK `sent`, then the results that come after those ACKs (a journal of two windows at most).
+fn ack_all_twice(link: &mut Link<TTYPort>, host: &mut TTYPort, sent: &[u64]) {
+    let ack = |host: &mut TTYPort, seqs: &[u64]| {
+        let acks: String = seqs.iter().map(|s| format!("ACK {s}\n")).collect();
+        say(host, acks.as_bytes());
+    };
+    ack(host, sent);
+    link.poll().unwrap();
+    let rest = seqs_of(&frames(host), "result");
+    ack(host, &rest);
+    link.poll().unwrap();
+}
 
 /// Every complete frame the host can read now; each must pass its CRC.
 fn frames(host: &mut TTYPort) -> Vec<Value> {
@@ -380,14 +405,7 @@ fn the_backlog_is_read_from_the_journal_past_a_corrupt_line() {
 #[test]
 fn a_host_configured_after_retention_removed_segments_gets_the_kept_ones_and_its_run_passes_the_rest() {
     let _lock = common::lock_ptys();
-    let mut rig = Rig::new(0);
-    let path = rig.journal.path().to_path_buf();
-    // a small segment size: a few records a segment
-    rig.journal = Journal::open(&path).unwrap().rotate_at(1500);
-    for _ in 0..10 {
-        rig.journal.append(common::record()).unwrap();
-    }
-    let sealed = segments(&path).unwrap();
+    let (rig, sealed) = Rig::segmented();
     assert!(sealed.len() >= 2, "{sealed:?}");
     // retention removed the oldest segment while no serial host was configured
     std::fs::remove_file(&sealed[0].path).unwrap();
@@ -395,13 +413,7 @@ fn a_host_configured_after_retention_removed_segments_gets_the_kept_ones_and_its
     let (mut link, mut host) = rig.connect(SLOW);
     let sent = seqs_of(&frames(&mut host), "result");
     assert_eq!(sent, (kept..=10).take(8).collect::<Vec<_>>());
-    let acks: String = sent.iter().map(|s| format!("ACK {s}\n")).collect();
-    say(&mut host, acks.as_bytes());
-    link.poll().unwrap();
-    let rest = seqs_of(&frames(&mut host), "result");
-    let acks: String = rest.iter().map(|s| format!("ACK {s}\n")).collect();
-    say(&mut host, acks.as_bytes());
-    link.poll().unwrap();
+    ack_all_twice(&mut link, &mut host, &sent);
     assert_eq!(link.acks().through, 10, "the removed seqs counted as taken");
     assert_eq!(rig.acks().through, 10);
     assert_eq!(link.unacked(), 0);
@@ -412,13 +424,7 @@ fn a_host_configured_after_retention_removed_segments_gets_the_kept_ones_and_its
 #[test]
 fn a_gap_between_two_files_is_not_counted_as_taken() {
     let _lock = common::lock_ptys();
-    let mut rig = Rig::new(0);
-    let path = rig.journal.path().to_path_buf();
-    rig.journal = Journal::open(&path).unwrap().rotate_at(1500);
-    for _ in 0..10 {
-        rig.journal.append(common::record()).unwrap();
-    }
-    let sealed = segments(&path).unwrap();
+    let (rig, sealed) = Rig::segmented();
     assert!(sealed.len() >= 3, "{sealed:?}");
     // a middle segment missing (as if read past while it was being made)
     std::fs::remove_file(&sealed[1].path).unwrap();
@@ -426,13 +432,7 @@ fn a_gap_between_two_files_is_not_counted_as_taken() {
     let (mut link, mut host) = rig.connect(SLOW);
     let sent = seqs_of(&frames(&mut host), "result");
     assert!(sent.iter().all(|s| !missing.contains(s)), "{sent:?}");
-    let acks: String = sent.iter().map(|s| format!("ACK {s}\n")).collect();
-    say(&mut host, acks.as_bytes());
-    link.poll().unwrap();
-    let rest = seqs_of(&frames(&mut host), "result");
-    let acks: String = rest.iter().map(|s| format!("ACK {s}\n")).collect();
-    say(&mut host, acks.as_bytes());
-    link.poll().unwrap();
+    ack_all_twice(&mut link, &mut host, &sent);
     assert_eq!(link.acks().through, missing.start - 1, "the run stops below the gap");
     assert_eq!(rig.acks().through, missing.start - 1);
 }
