@@ -40,7 +40,10 @@ install_packages() {
     # independent encoders and the test modality (tests/it/dicom_syntaxes.rs, dicom_node.rs),
     # dicom3tools validates the results (dciodvfy), orthanc is the PACS of tests/it/pacs.rs
     # (curl queries its REST API)
-    local want=(systemd time cmake g++ dcmtk libopenjp2-tools dicom3tools orthanc curl)
+    # mosquitto, mosquitto-clients and openssl: the broker, the subscriber and the test CA of
+    # tests/it/mqtt.rs
+    local want=(systemd time cmake g++ dcmtk libopenjp2-tools dicom3tools orthanc curl
+        mosquitto mosquitto-clients openssl)
     # Debian 12 names libclang by version; elsewhere (Ubuntu, Debian 13) libclang-dev
     # pulls the distribution's own
     if apt-cache show libclang1-14 >/dev/null 2>&1; then

@@ -17,7 +17,7 @@ mod links;
 
 pub use capture::{CaptureConfig, CaptureRule, GreyLevels, PixelFormat};
 pub use devices::{DisplayConfig, FbConfig, GpioConfig, LineId, PanelModel, PanelRule, PngConfig, SpiConfig};
-pub use links::{AeTitle, DicomConfig, PacsConfig, SerialConfig};
+pub use links::{AeTitle, Broker, DeviceId, DicomConfig, MqttConfig, MqttRule, PacsConfig, SerialConfig};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -47,6 +47,8 @@ pub enum ParseError {
     Capture(#[from] CaptureRule),
     #[error(transparent)]
     Display(#[from] PanelRule),
+    #[error(transparent)]
+    Mqtt(#[from] MqttRule),
 }
 
 /// Decoding limits (`[input]`), as the decoder takes them.
@@ -97,6 +99,8 @@ pub struct Config {
     pub dicom: Option<DicomConfig>,
     /// The clinic's PACS, which receives the DICOM results; absent means none.
     pub pacs: Option<PacsConfig>,
+    /// The MQTT broker that receives every result and the status; absent means none.
+    pub mqtt: Option<MqttConfig>,
     /// How long inputs and results are kept; absent means the defaults.
     #[serde(default)]
     pub retention: RetentionConfig,
@@ -449,6 +453,9 @@ impl Config {
         if let Some(DisplayConfig::Spi(spi)) = &self.display {
             spi.check()?;
         }
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.check()?;
+        }
         Ok(())
     }
 
@@ -472,6 +479,15 @@ impl Config {
             self.serial.as_mut().and_then(|s| s.acks.as_mut()),
         ];
         optional.into_iter().flatten().for_each(abs);
+        if let Some(mqtt) = self.mqtt.as_mut() {
+            let files = [
+                mqtt.ca_file.as_mut(),
+                mqtt.client_cert.as_mut(),
+                mqtt.client_key.as_mut(),
+                mqtt.password_file.as_mut(),
+            ];
+            files.into_iter().flatten().for_each(abs);
+        }
         if let Some(serial) = self.serial.as_mut() {
             abs(&mut serial.port);
         }
@@ -508,6 +524,11 @@ impl Config {
         self.beside_journal("pacs.json")
     }
 
+    /// The MQTT uplink's cursor, beside the journal.
+    pub fn mqtt_cursor(&self) -> PathBuf {
+        self.beside_journal("mqtt.json")
+    }
+
     /// Where `variant = "auto"` keeps its choice: `variant.json` beside the journal.
     pub fn variant_cache(&self) -> PathBuf {
         self.beside_journal("variant.json")
@@ -542,6 +563,41 @@ path = "state/journal.log"
 [output]
 overlay_dir = "state/overlays"
 "#;
+
+    #[test]
+    fn mqtt_is_tls_unless_the_broker_is_on_loopback() {
+        let with = |section: &str| Config::parse(&format!("{MINIMAL}[mqtt]\n{section}"), Path::new("/etc/ptxd"));
+        let m = with("broker = \"broker.clinic.lan:8883\"\ndevice_id = \"ward3\"\nca_file = \"ca.pem\"")
+            .unwrap()
+            .mqtt
+            .unwrap();
+        assert!(m.tls && m.commands);
+        assert_eq!((m.broker.host(), m.broker.port()), ("broker.clinic.lan", 8883));
+        assert_eq!(m.ca_file.as_deref(), Some(Path::new("/etc/ptxd/ca.pem")));
+        assert_eq!(m.topic("status"), "ptxd/ward3/status");
+        let e = with("broker = \"10.0.0.5:1883\"\ntls = false").unwrap_err().to_string();
+        assert!(e.contains("plain text") && e.contains("loopback"), "{e}");
+        for local in ["127.0.0.1:1883", "[::1]:1883", "localhost:1883"] {
+            let m = with(&format!("broker = \"{local}\"\ntls = false"))
+                .unwrap()
+                .mqtt
+                .unwrap();
+            assert!(m.broker.is_loopback(), "{local}");
+        }
+        for (line, says) in [
+            ("broker = \"no-port\"", "give a host and a port"),
+            ("broker = \"b:1\"\ndevice_id = \"ward/3\"", "device_id"),
+            ("broker = \"b:1\"\ndevice_id = \"#\"", "device_id"),
+            ("broker = \"b:1\"\nclient_cert = \"c.pem\"", "client_key"),
+            ("broker = \"b:1\"\nusername = \"ptxd\"", "password_file"),
+        ] {
+            let e = with(line).unwrap_err().to_string();
+            assert!(e.contains(says), "{line}: {e}");
+        }
+        // unset, the device is named after the host (topics must not break on its name)
+        let m = with("broker = \"b:1\"").unwrap().mqtt.unwrap();
+        assert!(!m.device_id.as_str().is_empty() && !m.device_id.as_str().contains('/'));
+    }
 
     #[test]
     fn the_variant_is_the_manifests_a_pinned_one_or_auto() {

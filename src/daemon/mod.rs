@@ -49,6 +49,7 @@ use crate::record::journal::{Journal, JournalError, Record};
 use crate::record::render::StatusView;
 use crate::record::result_files;
 use crate::sink::alert::{AlertService, Press};
+use crate::sink::mqtt::{self, Uplink};
 use crate::sink::pacs::Outbox;
 use crate::sink::screen::Screen;
 use crate::sink::serial::{self, LinkService};
@@ -82,6 +83,8 @@ pub enum DaemonError {
     Serial(std::io::Error),
     #[error("PACS outbox: {0}")]
     Pacs(#[source] crate::sink::pacs::PacsError),
+    #[error("MQTT uplink: {0}")]
+    Mqtt(#[source] crate::sink::mqtt::MqttError),
     #[error("cannot listen for DICOM on {0}: {1}; free the port or change dicom.listen")]
     Listen(std::net::SocketAddr, std::io::Error),
     #[error("cannot start the capture thread: {0}")]
@@ -122,6 +125,10 @@ pub struct Daemon {
     _listener: Option<Listener>,
     /// The PACS outbox, storing the DICOM results from the journal; stopped when dropped.
     _outbox: Option<Outbox>,
+    /// The MQTT uplink, publishing the journal and the status; stopped when dropped.
+    uplink: Option<Uplink>,
+    /// What commands over MQTT ask of the daemon.
+    uplink_requests: mpsc::Receiver<mqtt::Request>,
     /// The sweeper of old inputs and results; stopped when dropped.
     _retention: Worker,
     /// The LED and buzzer (a sink), with the buttons' presses.
@@ -186,6 +193,8 @@ impl Daemon {
             capture,
             listener,
             outbox,
+            uplink,
+            requests,
             alert,
             presses,
             screen,
@@ -207,6 +216,8 @@ impl Daemon {
             capture_state: CaptureState::Opening,
             _listener: listener,
             _outbox: outbox,
+            uplink,
+            uplink_requests: requests,
             _retention: retention,
             alert,
             presses,

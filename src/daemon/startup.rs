@@ -14,6 +14,7 @@ use crate::model::manifest::Manifest;
 use crate::model::variant::{self, Choice};
 use crate::record::journal::Journal;
 use crate::sink::alert::{AlertService, Press};
+use crate::sink::mqtt::{self, Uplink, UplinkSetup};
 use crate::sink::pacs::Outbox;
 use crate::sink::screen::Screen;
 use crate::sink::serial::{self, LinkService, LinkSetup};
@@ -95,6 +96,8 @@ pub(super) struct Devices {
     pub(super) capture: Option<CaptureService>,
     pub(super) listener: Option<Listener>,
     pub(super) outbox: Option<Outbox>,
+    pub(super) uplink: Option<Uplink>,
+    pub(super) requests: mpsc::Receiver<mqtt::Request>,
     pub(super) alert: Option<AlertService>,
     pub(super) presses: mpsc::Receiver<Press>,
     pub(super) screen: Option<Screen>,
@@ -148,6 +151,26 @@ impl Devices {
             ),
             _ => None,
         };
+        let (request_tx, requests) = mpsc::channel();
+        let uplink = match &config.mqtt {
+            Some(m) => {
+                // the journal's last record, for the status's "last result"
+                let last = journal
+                    .records_from(journal.next_seq().saturating_sub(1).max(1))
+                    .ok()
+                    .and_then(|records| records.last().map(|r| (r.seq, r.time.clone())));
+                let setup = UplinkSetup {
+                    mqtt: m.clone(),
+                    journal: config.journal.path.clone(),
+                    cursor: config.mqtt_cursor(),
+                    firmware: format!("ptxd {}", env!("CARGO_PKG_VERSION")),
+                    models: analyzer.versions(),
+                    last,
+                };
+                Some(Uplink::start(setup, request_tx).map_err(DaemonError::Mqtt)?)
+            }
+            None => None,
+        };
         let (press_tx, presses) = mpsc::channel();
         let alert = config.gpio.as_ref().and_then(|g| AlertService::start(g, press_tx));
         let screen = config.display.as_ref().and_then(|d| match display::open(d) {
@@ -170,6 +193,8 @@ impl Devices {
             capture,
             listener,
             outbox,
+            uplink,
+            requests,
             alert,
             presses,
             screen,

@@ -1,5 +1,6 @@
-//! Between files: the host's commands and the buttons answered, and the service's state
-//! told to the link, systemd and the idle screen when it changes.
+//! Between files: the host's (and the MQTT broker's) commands and the buttons answered, and
+//! the service's state told to the link, the broker, systemd and the idle screen when it
+//! changes.
 
 use std::time::Instant;
 
@@ -8,7 +9,7 @@ use crate::input::capture::CaptureState;
 use crate::record::journal::Record;
 use crate::record::render::StatusView;
 use crate::sink::alert::Press;
-use crate::sink::serial;
+use crate::sink::{mqtt, serial};
 
 use super::Daemon;
 
@@ -38,6 +39,11 @@ impl Daemon {
                 serial::Event::Up => self.link_state = LinkState::PortOpen,
                 serial::Event::HostSeen => self.link_state = LinkState::HostSeen,
                 serial::Event::Down => self.link_state = LinkState::Down,
+            }
+        }
+        while let Ok(request) = self.uplink_requests.try_recv() {
+            match request {
+                mqtt::Request::Trigger => self.trigger("MQTT broker"),
             }
         }
         while let Ok(press) = self.presses.try_recv() {
@@ -127,6 +133,9 @@ impl Daemon {
         {
             if let Some(link) = &self.link {
                 link.set_status(view.queue, view.state);
+            }
+            if let Some(uplink) = &self.uplink {
+                uplink.set_status(view.queue, view.state);
             }
             let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(view.state.banner())]);
         }

@@ -13,6 +13,7 @@
 //! names them, and a record must never point at a file that was not written.
 
 pub mod alert;
+pub mod mqtt;
 pub mod pacs;
 pub mod screen;
 pub mod serial;
@@ -29,7 +30,7 @@ use crate::config::Config;
 use crate::record::journal::Record;
 
 /// The seq through which every configured output has every result: the serial host's
-/// unbroken run of ACKs and the PACS's cursor. A state file that cannot be read gives 0
+/// unbroken run of ACKs, the PACS's cursor and the MQTT broker's. A state file that cannot be read gives 0
 /// (keep everything), as does an output that has taken nothing yet.
 pub fn delivered_through(config: &Config) -> u64 {
     let mut through = u64::MAX;
@@ -38,6 +39,9 @@ pub fn delivered_through(config: &Config) -> u64 {
     }
     if config.pacs.is_some() {
         through = through.min(pacs::Cursor::load(&config.pacs_cursor()).map_or(0, |c| c.stored_through));
+    }
+    if config.mqtt.is_some() {
+        through = through.min(mqtt::Cursor::load(&config.mqtt_cursor()).map_or(0, |c| c.published_through));
     }
     through
 }

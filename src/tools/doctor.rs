@@ -630,7 +630,41 @@ fn configured(config: Option<&Config>) -> Section {
             Err(e) => s.push(Mark::Fail, format!("pacs outbox: {e}")),
         }
     }
+    broker(config, &mut s);
     s
+}
+
+/// The MQTT broker: connect and subscribe as ptxd would, read the retained status; and how
+/// far the uplink's cursor is.
+fn broker(config: &Config, s: &mut Section) {
+    use crate::sink::mqtt;
+    let Some(m) = &config.mqtt else {
+        s.push(Mark::Info, "mqtt: not configured (no fleet uplink)");
+        return;
+    };
+    let status = m.topic("status");
+    match mqtt::check_broker(m, std::time::Duration::from_secs(10)) {
+        Ok(retained) => s.push(
+            Mark::Ok,
+            format!(
+                "mqtt broker {}{}: connected, subscribed to {status}; retained status: {}",
+                m.broker,
+                if m.tls { " (TLS)" } else { " (plain text, loopback)" },
+                retained.as_deref().unwrap_or("none yet")
+            ),
+        ),
+        Err(e) => s.push(
+            Mark::Fail,
+            format!("mqtt: {e} (results wait in the journal and are published when it answers)"),
+        ),
+    }
+    match mqtt::Cursor::load(&config.mqtt_cursor()) {
+        Ok(cursor) => s.push(
+            Mark::Ok,
+            format!("mqtt uplink: published through result #{}", cursor.published_through),
+        ),
+        Err(e) => s.push(Mark::Fail, format!("mqtt uplink: {e}")),
+    }
 }
 
 fn allowed(titles: &[crate::config::AeTitle]) -> String {

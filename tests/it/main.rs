@@ -13,6 +13,7 @@ mod dicom_syntaxes;
 mod doctor;
 mod journal;
 mod layers;
+mod mqtt;
 mod pacs;
 mod reference_vectors;
 mod render;
