@@ -4,8 +4,10 @@
 #                      onnxruntime (benches/onnxruntime_ratio.py, figures only), a short fuzz run
 #                      of each parser (fuzz/run.sh, PTXD_FUZZ_SECONDS each, default 20), then
 #                      the aarch64 build, its tests under qemu-user (the reference vectors on
-#                      both int8 kernel paths, SDOT and SMLAL), and the QEMU device test
-#                      (an arm64 guest booting ptxd)
+#                      both int8 kernel paths, SDOT and SMLAL), with PTXD_DEB_TEST=1 (as root;
+#                      CI sets it) the Debian packages installed on this machine
+#                      (tests/deb/test_packages.sh), and the QEMU device test (an arm64
+#                      guest booting ptxd)
 #   ./test.sh quick    the Python tests, cargo fmt and the x86 tests only, no clippy (10.7
 #                      minutes on 2 cores from a fresh clone, most of it the first build)
 # It first makes the Python venv (.venv-ci/, always) and installs the Debian/Ubuntu packages
@@ -44,6 +46,9 @@ install_packages() {
     # tests/it/mqtt.rs
     local want=(systemd time cmake g++ dcmtk libopenjp2-tools dicom3tools orthanc curl
         mosquitto mosquitto-clients openssl)
+    # the Debian packages (deploy/deb/build.sh, tests/deb): help2man makes the man page,
+    # reprepro and gnupg the signed repository the test installs from
+    want+=(help2man reprepro gnupg)
     # Debian 12 names libclang by version; elsewhere (Ubuntu, Debian 13) libclang-dev
     # pulls the distribution's own
     if apt-cache show libclang1-14 >/dev/null 2>&1; then
@@ -138,6 +143,12 @@ QEMU_CPU=cortex-a72 PTXD_EXPECT_CPU=-dotprod cargo test --quiet --release --targ
 "$PY" benches/instruction_counts.py --self-check
 export PTXD_AARCH64=target/$A64/release/ptxd
 "$PY" -m pytest -q tests/qemu/test_binary.py
+
+if [[ -n "${PTXD_DEB_TEST:-}" ]]; then
+    # installs the packages on this machine (as root): CI's machine is thrown away after
+    echo "== packages: build, install, upgrade, a signed repository (tests/deb)"
+    tests/deb/test_packages.sh target/debug/ptxd "$PTXD_AARCH64"
+fi
 
 echo "== aarch64: the QEMU device test (tests/qemu)"
 "$PY" -m pytest -q tests/qemu/test_device.py

@@ -42,6 +42,8 @@ install -m 0644 "$here"/models/reference/vectors.json "$here"/models/reference/p
 install -d -m 0755 "$root/usr/share/ptxd/board"
 install -m 0644 "$here"/board/*.toml "$root/usr/share/ptxd/board/"
 install -D -m 0644 "$here/deploy/ptxd.service" "$root/lib/systemd/system/ptxd.service"
+# the drop-in that gives the unit the network ([dicom], [pacs], [mqtt]): installed by hand
+install -D -m 0644 "$here/deploy/network.conf" "$root/usr/share/ptxd/systemd/network.conf"
 install -D -m 0644 "$here/deploy/99-ptxd.rules" "$root/etc/udev/rules.d/99-ptxd.rules"
 install -D -m 0644 "$here/README.md" "$root/usr/share/doc/ptxd/README.md"
 install -D -m 0644 "$here/deploy/ptxd.example.toml" "$root/usr/share/doc/ptxd/ptxd.example.toml"

@@ -702,6 +702,9 @@ overlay_dir = "state/overlays"
             (GreyLevels(2.0), GreyLevels(8.0))
         );
         assert!(matches!(c.display, Some(DisplayConfig::Fb(FbConfig { ref tty, .. })) if tty.is_some()));
+        let mqtt = c.mqtt.unwrap();
+        assert_eq!(mqtt.device_id.as_str(), "ward3-xray");
+        assert!(mqtt.tls && mqtt.client_key.is_some() && mqtt.password_file.is_some());
         let gpio = c.gpio.unwrap();
         assert_eq!(
             (gpio.led, gpio.ack_button),

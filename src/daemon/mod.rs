@@ -187,6 +187,12 @@ impl Daemon {
             journal.next_seq(),
             config.watch.dir.display()
         );
+        // one read of the journal's tail at start, for the idle screen's and the MQTT
+        // status's "last result"
+        let last = journal
+            .records_from(journal.next_seq().saturating_sub(1).max(1))
+            .ok()
+            .and_then(|records| records.into_iter().last());
         let startup::Devices {
             link,
             link_events,
@@ -199,12 +205,8 @@ impl Daemon {
             presses,
             screen,
             retention,
-        } = startup::Devices::start(&config, &analyzer, &journal)?;
-        // one read of the journal's tail at start, for the idle screen's "last result"
-        let last_result = journal
-            .records_from(journal.next_seq().saturating_sub(1).max(1))
-            .ok()
-            .and_then(|records| records.last().map(summary_line));
+        } = startup::Devices::start(&config, &analyzer, &journal, last.as_ref())?;
+        let last_result = last.as_ref().map(summary_line);
         let mut daemon = Daemon {
             config,
             analyzer,

@@ -12,7 +12,7 @@ use crate::input::capture::CaptureService;
 use crate::input::receive::Listener;
 use crate::model::manifest::Manifest;
 use crate::model::variant::{self, Choice};
-use crate::record::journal::Journal;
+use crate::record::journal::{Journal, Record};
 use crate::sink::alert::{AlertService, Press};
 use crate::sink::mqtt::{self, Uplink, UplinkSetup};
 use crate::sink::pacs::Outbox;
@@ -106,7 +106,13 @@ pub(super) struct Devices {
 }
 
 impl Devices {
-    pub(super) fn start(config: &Config, analyzer: &Analyzer, journal: &Journal) -> Result<Devices, DaemonError> {
+    /// `last` is the journal's last record, if any (for the MQTT status's "last result").
+    pub(super) fn start(
+        config: &Config,
+        analyzer: &Analyzer,
+        journal: &Journal,
+        last: Option<&Record>,
+    ) -> Result<Devices, DaemonError> {
         let (events, link_events) = mpsc::channel();
         let link = match &config.serial {
             Some(serial) => Some(
@@ -154,18 +160,13 @@ impl Devices {
         let (request_tx, requests) = mpsc::channel();
         let uplink = match &config.mqtt {
             Some(m) => {
-                // the journal's last record, for the status's "last result"
-                let last = journal
-                    .records_from(journal.next_seq().saturating_sub(1).max(1))
-                    .ok()
-                    .and_then(|records| records.last().map(|r| (r.seq, r.time.clone())));
                 let setup = UplinkSetup {
                     mqtt: m.clone(),
                     journal: config.journal.path.clone(),
                     cursor: config.mqtt_cursor(),
                     firmware: format!("ptxd {}", env!("CARGO_PKG_VERSION")),
                     models: analyzer.versions(),
-                    last,
+                    last: last.map(|r| (r.seq, r.time.clone())),
                 };
                 Some(Uplink::start(setup, request_tx).map_err(DaemonError::Mqtt)?)
             }

@@ -505,8 +505,11 @@ impl<'a> Session<'a> {
             }
             Ok(Command::Replay(from)) => {
                 log::info!("MQTT command REPLAY {from}: publishing the journal again from #{from}");
-                self.offset = Position::default();
-                self.next = from.max(1);
+                // only ever back: a jump ahead would pass over results the broker never had
+                if from < self.next {
+                    self.offset = Position::default();
+                    self.next = from.max(1);
+                }
             }
             Ok(Command::Trigger) => {
                 log::info!("MQTT command TRIGGER");
@@ -645,7 +648,12 @@ fn tls_config(mqtt: &MqttConfig) -> Result<Option<Arc<rustls::ClientConfig>>, Mq
                 path: key.clone(),
                 reason: format!("no private key read: {e}"),
             })?;
-            builder.with_client_auth_cert(chain, key_der).map_err(MqttError::Tls)?
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| MqttError::Pem {
+                    path: cert.clone(),
+                    reason: format!("cannot be the client certificate with {}: {e}", key.display()),
+                })?
         }
         _ => builder.with_no_client_auth(),
     };

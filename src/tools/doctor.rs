@@ -494,7 +494,9 @@ fn journal_segments(config: &Config, s: &mut Section) {
     let delivered = delivered_through(config);
     let held = match delivered {
         u64::MAX => String::new(),
-        through => format!("; the serial host and the PACS have every result through #{through}"),
+        through => {
+            format!("; every output configured (serial host, PACS, MQTT broker) has every result through #{through}")
+        }
     };
     s.push(
         Mark::Info,

@@ -138,12 +138,19 @@ fn the_unit_is_notify_type_with_a_watchdog_and_hardened() {
         assert!(allowed.iter().any(|a| a.starts_with(class)), "{class} not allowed");
     }
     // systemd's own reading of it: no unknown keys, and its exposure score
+    let (score, report) = exposure(&[unit_path.to_str().unwrap()]);
+    assert!(score <= 1.5, "exposure {score}:\n{report}");
+}
+
+/// `systemd-analyze security --offline` with `args`: its overall exposure score and report.
+/// Fails on a key systemd does not know.
+fn exposure(args: &[&str]) -> (f32, String) {
     let out = Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--no-pager"])
-        .arg(&unit_path)
+        .args(args)
         .output()
         .expect("systemd-analyze (Debian package systemd; test.sh installs it)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("Unknown") && !stderr.contains("Failed"), "{stderr}");
     let score: f32 = stdout
@@ -152,5 +159,44 @@ fn the_unit_is_notify_type_with_a_watchdog_and_hardened() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure score in:\n{stdout}\n{stderr}"));
-    assert!(score <= 1.5, "exposure {score}:\n{stdout}");
+    (score, stdout)
+}
+
+/// The drop-in for the DICOM listener, the PACS and MQTT gives the unit the network, and
+/// only that: installed as the README says, systemd reads the pair with the network open
+/// and the rest of the hardening in place.
+#[test]
+fn the_network_drop_in_opens_the_network_and_nothing_else() {
+    let dest = tempfile::tempdir().unwrap();
+    let units = dest.path().join("etc/systemd/system");
+    std::fs::create_dir_all(units.join("ptxd.service.d")).unwrap();
+    std::fs::copy(root().join("deploy/ptxd.service"), units.join("ptxd.service")).unwrap();
+    std::fs::copy(
+        root().join("deploy/network.conf"),
+        units.join("ptxd.service.d/network.conf"),
+    )
+    .unwrap();
+    let (closed, _) = exposure(&[root().join("deploy/ptxd.service").to_str().unwrap()]);
+    let (open, report) = exposure(&[&format!("--root={}", dest.path().display()), "ptxd.service"]);
+    let line = |key: &str| report.lines().find(|l| l.contains(key)).unwrap_or_default().to_string();
+    assert!(
+        line("PrivateNetwork=").contains("access to the host's network"),
+        "{report}"
+    );
+    assert!(
+        line("AF_(INET|INET6)").starts_with('✗'),
+        "Internet sockets allowed: {report}"
+    );
+    for kept in [
+        "ProtectSystem=",
+        "NoNewPrivileges=",
+        "User=",
+        "~AF_PACKET",
+        "~AF_NETLINK",
+        "~@privileged",
+    ] {
+        assert!(line(kept).starts_with('✓'), "{kept} no longer holds: {report}");
+    }
+    // the network's share of the score, not more: 0.5 for PrivateNetwork, 0.2 for IPAddressDeny
+    assert!(open - closed <= 1.0, "exposure {closed} -> {open}:\n{report}");
 }

@@ -30,46 +30,50 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// A new P-256 key `<name>.key` and its certificate request `<name>.csr` for `subject`.
+fn request(dir: &Path, name: &str, subject: &str) {
+    let (key, csr) = (format!("{name}.key"), format!("{name}.csr"));
+    let mut args: Vec<&str> = "req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+        .split(' ')
+        .collect();
+    args.extend(["-keyout", &key, "-out", &csr, "-subj", subject]);
+    openssl(dir, &args);
+}
+
+/// `<name>.pem`, `<name>.csr` signed by the CA `ca`, with the extensions `ext` (which also
+/// make it X.509 v3: rustls takes no other).
+fn sign(dir: &Path, name: &str, ca: &str, ext: &str) {
+    let ext_file = format!("{name}.ext");
+    std::fs::write(dir.join(&ext_file), format!("{ext}\n")).unwrap();
+    let (csr, cert, ca_pem, ca_key) = (
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{ca}.pem"),
+        format!("{ca}.key"),
+    );
+    let mut args = vec!["x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key];
+    args.extend(["-CAcreateserial", "-out", &cert, "-days", "2", "-extfile", &ext_file]);
+    openssl(dir, &args);
+}
+
 /// A CA named `name` in `dir` (`<name>.pem`, `<name>.key`) and, signed by it, a server
 /// certificate for 127.0.0.1 (`<name>-server.pem`, `.key`).
 fn make_ca(dir: &Path, name: &str) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let (ca_key, ca) = (format!("{name}.key"), format!("{name}.pem"));
-    let subject = format!("/CN={name}");
-    let mut args = vec!["req", "-x509"];
-    args.extend(ec);
-    args.extend(["-keyout", &ca_key, "-out", &ca, "-subj", &subject, "-days", "2"]);
+    let (key, cert, subject) = (format!("{name}.key"), format!("{name}.pem"), format!("/CN={name}"));
+    let mut args: Vec<&str> = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+        .split(' ')
+        .collect();
+    args.extend(["-keyout", &key, "-out", &cert, "-subj", &subject]);
     openssl(dir, &args);
-    let (key, csr, cert) = (
-        format!("{name}-server.key"),
-        format!("{name}-server.csr"),
-        format!("{name}-server.pem"),
-    );
-    let mut args = vec!["req"];
-    args.extend(ec);
-    args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"]);
-    openssl(dir, &args);
-    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-extfile",
-            "san.cnf",
-        ],
-    );
+    let server = format!("{name}-server");
+    request(dir, &server, "/CN=localhost");
+    sign(dir, &server, name, "subjectAltName=IP:127.0.0.1,DNS:localhost");
+}
+
+/// A client certificate `<name>.pem` (key `<name>.key`) signed by the CA `ca` in `dir`.
+fn make_client(dir: &Path, ca: &str, name: &str) {
+    request(dir, name, &format!("/CN={name}"));
+    sign(dir, name, ca, "extendedKeyUsage=clientAuth");
 }
 
 /// A mosquitto with a TLS listener on loopback, its certificate signed by `ca`, keeping its
@@ -77,14 +81,21 @@ fn make_ca(dir: &Path, name: &str) {
 struct Broker {
     dir: PathBuf,
     port: u16,
+    /// A second listener that asks every client for a certificate signed by `ca`.
+    mutual_port: u16,
 }
 
 impl Broker {
     fn new(dir: &Path, ca: &str) -> Broker {
-        let port = free_port();
+        let (port, mutual_port) = (free_port(), free_port());
         let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+        let tls = format!(
+            "cafile {0}/{ca}.pem\ncertfile {0}/{ca}-server.pem\nkeyfile {0}/{ca}-server.key\n",
+            dir.display()
+        );
         let config = format!(
-            "listener {port} 127.0.0.1\ncafile {0}/{ca}.pem\ncertfile {0}/{ca}-server.pem\nkeyfile {0}/{ca}-server.key\n\
+            "listener {port} 127.0.0.1\n{tls}\
+             listener {mutual_port} 127.0.0.1\n{tls}require_certificate true\n\
              allow_anonymous true\npersistence true\npersistence_location {0}/\n\
              # run as the test's user: the keys are in its private folder\nuser {1}\n",
             dir.display(),
@@ -94,6 +105,7 @@ impl Broker {
         Broker {
             dir: dir.to_path_buf(),
             port,
+            mutual_port,
         }
     }
 
@@ -205,16 +217,14 @@ fn phantom(name: &str) -> Vec<u8> {
     std::fs::read(root().join("models/reference").join(name)).unwrap()
 }
 
-fn config(dir: &Path, broker: &Broker, ca: &str) -> PathBuf {
+/// A daemon config in `dir` whose `[mqtt]` names the broker on `port` with `tls` lines.
+fn mqtt_config(dir: &Path, port: u16, tls: &str) -> PathBuf {
     common::daemon_config(
         dir,
         "",
         "",
         &format!(
-            "[mqtt]\nbroker = \"127.0.0.1:{}\"\ndevice_id = \"{DEVICE}\"\nca_file = \"{}\"\n\
-             retry_max_ms = 1000\nkeep_alive_s = 5\n",
-            broker.port,
-            broker.dir.join(format!("{ca}.pem")).display()
+            "[mqtt]\nbroker = \"127.0.0.1:{port}\"\ndevice_id = \"{DEVICE}\"\n{tls}\nretry_max_ms = 1000\nkeep_alive_s = 5\n"
         ),
     )
 }
@@ -237,32 +247,71 @@ fn results_reach_mosquitto_over_tls_in_order_once_each_across_a_broker_restart_a
     let broker = Broker::new(&certs, "ca");
     let ptxd_dir = dir.path().join("ptxd");
     std::fs::create_dir_all(&ptxd_dir).unwrap();
-    let config = config(&ptxd_dir, &broker, "ca");
+    let config = mqtt_config(
+        &ptxd_dir,
+        broker.port,
+        &format!("ca_file = \"{}\"", certs.join("ca.pem").display()),
+    );
     let incoming = ptxd_dir.join("incoming");
     let out = dir.path().join("received.txt");
 
-    // a broker whose certificate another CA signed is refused, by the doctor and the daemon alike
     let server = broker.start();
+    let subscriber = broker.subscribe(&out);
+    // a broker whose certificate another CA signed is refused, by the doctor and the daemon
+    // alike: the daemon journals, and publishes nothing
     let wrong = dir.path().join("wrong");
     std::fs::create_dir_all(&wrong).unwrap();
-    let said = doctor(&common::daemon_config(
+    let wrong_config = mqtt_config(
         &wrong,
-        "",
-        "",
-        &format!(
-            "[mqtt]\nbroker = \"127.0.0.1:{}\"\ndevice_id = \"{DEVICE}\"\nca_file = \"{}\"\n",
-            broker.port,
-            certs.join("other-ca.pem").display()
-        ),
-    ));
+        broker.port,
+        &format!("ca_file = \"{}\"", certs.join("other-ca.pem").display()),
+    );
+    let said = doctor(&wrong_config);
     assert!(
         said.contains("FAIL") && said.contains("mqtt: broker 127.0.0.1:"),
         "{said}"
     );
     assert!(
-        said.to_lowercase().contains("certificate"),
+        said.contains("UnknownIssuer"),
         "the reason names the certificate: {said}"
     );
+    let refused = common::run_ptxd(&wrong_config);
+    std::fs::write(wrong.join("incoming/w.png"), phantom("phantom-clear.png")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while common::journal_records(&wrong.join("state/journal.log")).is_empty() {
+        assert!(Instant::now() < deadline, "the refused run did not journal");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let log = refused.stop();
+    assert!(
+        log.contains("MQTT: broker 127.0.0.1:") && log.contains("UnknownIssuer"),
+        "{log}"
+    );
+    assert!(
+        received(&out).is_empty(),
+        "nothing went through a broker it could not trust"
+    );
+    assert!(!wrong.join("state/mqtt.json").exists());
+
+    // a broker that asks for a client certificate: refused without one, accepted with it
+    make_client(&certs, "ca", "ward3-client");
+    let said = doctor(&mqtt_config(
+        &wrong,
+        broker.mutual_port,
+        &format!("ca_file = \"{}\"", certs.join("ca.pem").display()),
+    ));
+    assert!(said.contains("FAIL") && said.contains("mqtt: broker"), "{said}");
+    let said = doctor(&mqtt_config(
+        &wrong,
+        broker.mutual_port,
+        &format!(
+            "ca_file = \"{0}/ca.pem\"\nclient_cert = \"{0}/ward3-client.pem\"\nclient_key = \"{0}/ward3-client.key\"",
+            certs.display()
+        ),
+    ));
+    assert!(said.contains("(TLS): connected, subscribed"), "{said}");
+
     let said = doctor(&config);
     assert!(
         said.contains(&format!(
@@ -272,7 +321,6 @@ fn results_reach_mosquitto_over_tls_in_order_once_each_across_a_broker_restart_a
         "{said}"
     );
 
-    let subscriber = broker.subscribe(&out);
     let ptxd = common::run_ptxd(&config);
     std::fs::write(incoming.join("a.png"), phantom("phantom-ptx.png")).unwrap();
     std::fs::write(incoming.join("b.png"), phantom("phantom-clear.png")).unwrap();
