@@ -11,7 +11,7 @@
 //! 6. [`record`]: a result written down: the journal, the result screen's pixels, DICOM;
 //! 7. [`hw`]: GPIO lines and the attached screen, behind embedded-hal traits;
 //! 8. [`input`]: where radiographs come from: watch folder, V4L2 capture, DICOM listener;
-//! 9. [`sink`]: where a journaled result goes: screen, alert lines, serial link, PACS;
+//! 9. [`sink`]: where a journaled result goes: screen, alert lines, serial link, PACS, MQTT;
 //! 10. [`tools`]: `doctor` and `bench`, for the people who install and tune a board;
 //! 11. [`daemon`]: the service loop that ties them together.
 

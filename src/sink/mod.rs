@@ -1,5 +1,7 @@
-//! Where a result goes once it is journaled: the screen, the alert lines, the host link (and,
-//! later, network outputs). Each of them is a [`Sink`].
+//! Where a result goes once it is journaled: the screen, the alert lines and the host link,
+//! each a [`Sink`] handed the result by the daemon; and the PACS outbox and the MQTT uplink,
+//! which read the journal themselves (from a cursor of their own, so a restart resends what
+//! they were not confirmed).
 //!
 //! The daemon turns one input into one outcome, appends its record to the journal, and only
 //! then hands it to the sinks, in a fixed order (alert, screen, link). Two decisions:

@@ -163,7 +163,7 @@ min_free = 1000000000000000
     assert!(
         out.contains("2 sealed segment(s)")
             && out.contains("from result #1")
-            && out.contains("have every result through #0"),
+            && out.contains("has every result through #0"),
         "{out}"
     );
 }
