@@ -61,9 +61,11 @@ install -m 0755 "$here"/deploy/deb/ptxd/{postinst,prerm,postrm} "$p/DEBIAN/"
 printf '%s\n' /etc/ptxd/ptxd.toml /etc/udev/rules.d/99-ptxd.rules >"$p/DEBIAN/conffiles"
 # a dynamic binary (the amd64 build) needs the C and C++ runtimes (CharLS is C++); the
 # aarch64 build links glibc statically and needs nothing
-depends=
+# the models come first: dpkg configures ptxd-models (checked, made the set in use) before
+# ptxd's postinst starts the service on them
+depends="ptxd-models"
 if [[ $(readelf -l "$bin") == *"program interpreter"* ]]; then
-    depends="Depends: libc6 (>= 2.36), libgcc-s1, libstdc++6"
+    depends+=", libc6 (>= 2.36), libgcc-s1, libstdc++6"
 fi
 cat >"$p/DEBIAN/control" <<CONTROL
 Package: ptxd
@@ -72,8 +74,7 @@ Architecture: $arch
 Maintainer: ptxd developers <ptxd@localhost>
 Section: science
 Priority: optional
-${depends:+$depends
-}Recommends: ptxd-models
+Depends: $depends
 Installed-Size: $(du -sk "$p" | cut -f1)
 Homepage: file:///usr/share/doc/ptxd/README.md
 Description: pneumothorax triage beside a portable X-ray digitizer (not a diagnosis)

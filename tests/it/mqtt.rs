@@ -83,29 +83,40 @@ struct Broker {
     port: u16,
     /// A second listener that asks every client for a certificate signed by `ca`.
     mutual_port: u16,
+    /// A third that takes only the user `ward3` with its password.
+    password_port: u16,
 }
 
 impl Broker {
     fn new(dir: &Path, ca: &str) -> Broker {
-        let (port, mutual_port) = (free_port(), free_port());
+        let (port, mutual_port, password_port) = (free_port(), free_port(), free_port());
         let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+        let passwords = dir.join("passwords");
+        let made = Command::new("mosquitto_passwd")
+            .args(["-b", "-c", passwords.to_str().unwrap(), "ward3", "secret of ward 3"])
+            .status()
+            .expect("mosquitto_passwd (Debian package mosquitto)");
+        assert!(made.success());
         let tls = format!(
             "cafile {0}/{ca}.pem\ncertfile {0}/{ca}-server.pem\nkeyfile {0}/{ca}-server.key\n",
             dir.display()
         );
         let config = format!(
-            "listener {port} 127.0.0.1\n{tls}\
-             listener {mutual_port} 127.0.0.1\n{tls}require_certificate true\n\
-             allow_anonymous true\npersistence true\npersistence_location {0}/\n\
-             # run as the test's user: the keys are in its private folder\nuser {1}\n",
+            "per_listener_settings true\npersistence true\npersistence_location {0}/\n\
+             # run as the test's user: the keys are in its private folder\nuser {1}\n\
+             listener {port} 127.0.0.1\n{tls}allow_anonymous true\n\
+             listener {mutual_port} 127.0.0.1\n{tls}require_certificate true\nallow_anonymous true\n\
+             listener {password_port} 127.0.0.1\n{tls}allow_anonymous false\npassword_file {2}\n",
             dir.display(),
-            user.trim()
+            user.trim(),
+            passwords.display()
         );
         std::fs::write(dir.join("mosquitto.conf"), config).unwrap();
         Broker {
             dir: dir.to_path_buf(),
             port,
             mutual_port,
+            password_port,
         }
     }
 
@@ -311,6 +322,22 @@ fn results_reach_mosquitto_over_tls_in_order_once_each_across_a_broker_restart_a
         ),
     ));
     assert!(said.contains("(TLS): connected, subscribed"), "{said}");
+    // a broker that asks for a user name and password: the password file's first line
+    let ca_file = format!("ca_file = \"{}\"", certs.join("ca.pem").display());
+    for (password, accepted) in [("secret of ward 3\n", true), ("not it\n", false)] {
+        std::fs::write(wrong.join("password"), password).unwrap();
+        let said = doctor(&mqtt_config(
+            &wrong,
+            broker.password_port,
+            &format!("{ca_file}\nusername = \"ward3\"\npassword_file = \"password\""),
+        ));
+        assert_eq!(said.contains("(TLS): connected, subscribed"), accepted, "{said}");
+    }
+    let said = doctor(&mqtt_config(&wrong, broker.password_port, &ca_file));
+    assert!(
+        said.contains("FAIL") && said.contains("mqtt: broker"),
+        "no credentials: {said}"
+    );
 
     let said = doctor(&config);
     assert!(
