@@ -11,7 +11,8 @@
 #      models in use stay; a good newer one becomes the set in use;
 #   5. a signed apt repository made by reprepro, served over file:, installs a newer ptxd
 #      with its signature checked, and one signed by an unknown key is refused;
-#   6. purge leaves the results unless asked.
+#   6. purge leaves the results unless asked;
+#   and what the maintainer scripts ask of systemd at each step (a stand-in systemctl).
 # Usage: tests/deb/test_packages.sh X86_BINARY [AARCH64_BINARY]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -25,10 +26,16 @@ work=$(mktemp -d)
 # fast packages: the size of xz is for shipping, not for this test
 export PTXD_DEB_COMPRESSION=gzip
 ptxd_pid=
+standin_made=
+made_dirs=
 cleanup() {
     [[ -n $ptxd_pid ]] && kill "$ptxd_pid" 2>/dev/null && wait "$ptxd_pid" 2>/dev/null
     dpkg --purge ptxd ptxd-models >/dev/null 2>&1 || true
     rm -rf /var/lib/ptxd /var/lib/ptxd-models /etc/ptxd "$work"
+    [[ -n $standin_made ]] && rm -f /usr/local/sbin/systemctl
+    # what this test made of /run/systemd, deepest first
+    for dir in $made_dirs; do rmdir "$dir"; done
+    true
 }
 trap cleanup EXIT
 fail() {
@@ -81,13 +88,46 @@ if [[ -n $a64 ]]; then
     grep -q '^\[capture\]' "$work/arm64/root/usr/share/doc/ptxd/ptxd.example.toml" || fail "arm64: no example config"
 fi
 
+# No systemd runs here (CI's machine has none as PID 1). So that the maintainer scripts'
+# service handling runs all the same, /run/systemd/system is made (as systemd makes it) and
+# a stand-in `systemctl` in /usr/local/sbin, first on the PATH of maintainer scripts (dpkg
+# passes its own; apt gives dpkg DPkg::Path, set below), writes each call to a log,
+# remembering what is enabled; both go at the end. It checks what the scripts ask of
+# systemd, not what systemd does with it.
+standin=/usr/local/sbin/systemctl
+dpkg_path=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH="/usr/local/sbin:$PATH" # for dpkg's own calls, whatever PATH this ran with
+[[ -e $standin ]] && fail "$standin exists: this test puts its stand-in there"
+for dir in /run/systemd /run/systemd/system; do
+    [[ -d $dir ]] || { mkdir "$dir" && made_dirs="$dir $made_dirs"; }
+done
+export PTXD_SYSTEMCTL_LOG="$work/systemctl.log"
+cat >"$standin" <<STANDIN
+#!/bin/sh
+echo "\$*" >>"$PTXD_SYSTEMCTL_LOG"
+case "\$1" in
+    enable) touch "$PTXD_SYSTEMCTL_LOG.enabled" ;;
+    disable) rm -f "$PTXD_SYSTEMCTL_LOG.enabled" ;;
+    is-enabled | is-active) [ -f "$PTXD_SYSTEMCTL_LOG.enabled" ] ;;
+esac
+STANDIN
+chmod +x "$standin"
+standin_made=yes
+# the calls since the last look, one line each
+systemctl_calls() {
+    cat "$PTXD_SYSTEMCTL_LOG" 2>/dev/null | grep -v '^is-' || true
+    rm -f "$PTXD_SYSTEMCTL_LOG"
+}
+
 step "install: apt install ./ptxd_${version}_amd64.deb ./ptxd-models_${models_version}_all.deb"
 rm -rf /var/lib/ptxd /var/lib/ptxd-models /etc/ptxd
 chmod -R a+rX "$work" # apt reads local packages as its own user where it can
-apt-get install -y -q --no-install-recommends "$debs"/ptxd_*_amd64.deb "$debs"/ptxd-models_*_all.deb >"$work/dpkg.log" 2>&1 ||
+apt-get install -y -q --no-install-recommends -o DPkg::Path="$dpkg_path" "$debs"/ptxd_*_amd64.deb "$debs"/ptxd-models_*_all.deb >"$work/dpkg.log" 2>&1 ||
     fail "apt install: $(cat "$work/dpkg.log")"
 [[ $(readlink /var/lib/ptxd-models/current) == "$models_version" ]] || fail "models not in use"
 getent passwd ptxd >/dev/null || fail "no ptxd user"
+calls=$(systemctl_calls)
+[[ $calls == *"enable ptxd.service"*"restart ptxd.service"* ]] || fail "a first install enables and starts the service: $calls"
 [[ $(stat -c %G /etc/ptxd/ptxd.toml) == ptxd ]] || fail "/etc/ptxd/ptxd.toml not readable by ptxd"
 runuser -u ptxd -- ptxd doctor --quick --config /etc/ptxd/ptxd.toml >"$work/doctor.txt" ||
     fail "doctor: $(cat "$work/doctor.txt")"
@@ -107,6 +147,9 @@ before=$(state_listing)
 step "upgrade: ptxd 0.1.0+next keeps the journal, the cursors and the edited config"
 dpkg -i "$work"/next/ptxd_*_amd64.deb >"$work/dpkg.log" 2>&1 || fail "upgrade: $(cat "$work/dpkg.log")"
 [[ $(dpkg-query -W -f '${Version}' ptxd) == 0.1.0+next ]] || fail "not upgraded"
+calls=$(systemctl_calls)
+[[ $calls == *"restart ptxd.service"* && $calls != *"stop ptxd.service"* && $calls != *"enable"* ]] ||
+    fail "an upgrade restarts the service (and neither stops nor enables it): $calls"
 [[ $(state_listing) == "$before" ]] || fail "/var/lib/ptxd changed in the upgrade: $(diff <(echo "$before") <(state_listing))"
 grep -q '^settle_ms = 250' /etc/ptxd/ptxd.toml || fail "the edited config was replaced"
 start_ptxd
@@ -124,11 +167,15 @@ if dpkg -i "$work"/tampered-deb/ptxd-models_*_all.deb >"$work/dpkg.log" 2>&1; th
 fi
 grep -q 'classifier.int8.onnx does not match the sha256' "$work/dpkg.log" || fail "no reason given: $(cat "$work/dpkg.log")"
 [[ $(readlink /var/lib/ptxd-models/current) == "$models_version" ]] || fail "the tampered set is in use"
+calls=$(systemctl_calls)
+[[ -z $calls ]] || fail "refused models restarted the service: $calls"
 runuser -u ptxd -- ptxd doctor --quick --config /etc/ptxd/ptxd.toml >"$work/doctor.txt" ||
     fail "doctor after the refused models: $(cat "$work/doctor.txt")"
 PTXD_MODELS_VERSION="$models_version.2" "$here/deploy/deb/build.sh" amd64 "$x86" "$work/models-next" >/dev/null
 dpkg -i "$work"/models-next/ptxd-models_*_all.deb >"$work/dpkg.log" 2>&1 || fail "good models: $(cat "$work/dpkg.log")"
 [[ $(readlink /var/lib/ptxd-models/current) == "$models_version.2" ]] || fail "the good set is not in use"
+calls=$(systemctl_calls)
+[[ $calls == *"restart ptxd.service"* ]] || fail "new models restart the running service: $calls"
 [[ -d /var/lib/ptxd-models/$models_version ]] || fail "the previous set was not kept for a rollback"
 
 step "repository: reprepro, signed, over file:"
@@ -154,7 +201,7 @@ apt_here() { # KEYRING, then apt-get arguments: this repository only, its own li
     shift
     echo "deb [signed-by=$keyring] file:$repo clinic main" >"$work/sources.list"
     apt-get -q -o Dir::Etc::SourceList="$work/sources.list" -o Dir::Etc::SourceParts=/dev/null \
-        -o Dir::State::Lists="$work/lists" -o APT::Sandbox::User=root "$@"
+        -o Dir::State::Lists="$work/lists" -o APT::Sandbox::User=root -o DPkg::Path="$dpkg_path" "$@"
 }
 mkdir -p "$work/lists/partial"
 apt_here "$work/else.gpg" update >"$work/apt.log" 2>&1 || true
@@ -173,6 +220,8 @@ apt_here "$work/clinic.gpg" install -y --no-install-recommends ptxd=0.1.0+repo >
 step "purge: the results stay unless asked"
 dpkg --purge ptxd ptxd-models >"$work/dpkg.log" 2>&1 || fail "purge: $(cat "$work/dpkg.log")"
 [[ -f /var/lib/ptxd/journal.log ]] || fail "purge removed the journal without being asked"
+calls=$(systemctl_calls)
+[[ $calls == *"stop ptxd.service"*"disable ptxd.service"* ]] || fail "removal stops and disables the service: $calls"
 [[ ! -e /var/lib/ptxd-models ]] || fail "purging ptxd-models left its sets"
 [[ ! -e /usr/bin/ptxd ]] || fail "purge left the binary"
 echo "packages: all checks passed"
