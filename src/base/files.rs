@@ -1,14 +1,51 @@
 //! Files that survive a power cut, and the digests that name them.
 //!
 //! Every result file, cursor and ACK store is written through [`write_durably`], so a crash
-//! leaves either the old file or the new one, never half of either. [`sha256_file`] names
-//! inputs and model files by content (the journal's duplicate check, the manifest's check).
+//! leaves either the old file or the new one, never half of either; the cursors and the ACK
+//! store are small JSON files read and written by [`read_state`] and [`write_state`].
+//! [`sha256_file`] names inputs and model files by content (the journal's duplicate check,
+//! the manifest's check).
 
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+/// Why a state file (a cursor, the ACK store) could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{}: unreadable ({source})", path.display())]
+    Damaged { path: PathBuf, source: serde_json::Error },
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// The JSON state file at `path`: None when there is none yet. One that cannot be read or
+/// parsed is an error, never a fresh start: an output that silently started over would
+/// resend, or skip, a whole journal.
+pub fn read_state<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StateError::Damaged {
+                path: path.into(),
+                source,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StateError::Io {
+            path: path.into(),
+            source,
+        }),
+    }
+}
+
+/// `state` as JSON at `path`, written durably.
+pub fn write_state<T: Serialize>(path: &Path, state: &T) -> std::io::Result<()> {
+    write_durably(path, &serde_json::to_vec(state).expect("state files serialize"))
+}
 
 /// fsync the directory holding `path`, so that a rename or a new file in it survives a crash.
 pub fn sync_parent(path: &Path) -> std::io::Result<()> {

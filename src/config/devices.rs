@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use thiserror::Error;
 
-use super::OverlaySize;
+use super::{yes, OverlaySize};
 
 /// Which screen, chosen by `kind`.
 #[derive(Debug, Clone, Deserialize)]
@@ -129,9 +129,6 @@ fn default_png_size() -> OverlaySize {
         width: 800,
         height: 480,
     }
-}
-fn yes() -> bool {
-    true
 }
 fn default_pulse_ms() -> NonZeroU64 {
     NonZeroU64::new(500).expect("not zero")

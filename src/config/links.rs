@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::yes;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SerialConfig {
@@ -65,7 +67,7 @@ pub struct PacsConfig {
     #[serde(default = "default_calling_ae_title")]
     pub calling_ae_title: AeTitle,
     /// First retry after 1 s, doubling up to this. Default 60000.
-    #[serde(default = "default_pacs_retry_max_ms")]
+    #[serde(default = "default_retry_max_ms")]
     pub retry_max_ms: NonZeroU64,
     /// Connection, read and write timeout, seconds. Default 30.
     #[serde(default = "default_dicom_timeout_s")]
@@ -76,7 +78,7 @@ fn default_calling_ae_title() -> AeTitle {
     AeTitle("PTXD".into())
 }
 
-fn default_pacs_retry_max_ms() -> NonZeroU64 {
+fn default_retry_max_ms() -> NonZeroU64 {
     NonZeroU64::new(60_000).expect("not zero")
 }
 
@@ -177,13 +179,10 @@ pub struct MqttConfig {
     #[serde(default = "default_status_s")]
     pub status_s: NonZeroU64,
     /// After a failure the broker is tried again after 1 s, doubling up to this. Default 60000.
-    #[serde(default = "default_pacs_retry_max_ms")]
+    #[serde(default = "default_retry_max_ms")]
     pub retry_max_ms: NonZeroU64,
 }
 
-fn yes() -> bool {
-    true
-}
 fn default_keep_alive_s() -> NonZeroU64 {
     NonZeroU64::new(30).expect("not zero")
 }

@@ -290,6 +290,11 @@ impl TryFrom<[u32; 2]> for OverlaySize {
     }
 }
 
+/// `#[serde(default = "yes")]`: a switch that is on unless the config turns it off.
+fn yes() -> bool {
+    true
+}
+
 fn one() -> NonZeroUsize {
     NonZeroUsize::MIN
 }

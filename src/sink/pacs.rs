@@ -38,7 +38,7 @@ use dicom_ul::pdu::{AbortRQSource, PDataValueType};
 use dicom_ul::{ClientAssociation, ClientAssociationOptions, Pdu};
 use thiserror::Error;
 
-use crate::base::files::write_durably;
+use crate::base::files::{read_state, write_state, StateError};
 use crate::base::worker::{nap, Backoff, Worker};
 use crate::config::{Config, PacsConfig};
 use crate::input::dimse::{self, UnreadableCommand};
@@ -150,24 +150,14 @@ impl Cursor {
     }
 
     pub fn load(path: &Path) -> Result<Cursor, PacsError> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| PacsError::CursorUnreadable {
-                path: path.into(),
-                source,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Cursor::default()),
-            Err(source) => Err(PacsError::File {
-                path: path.into(),
-                source,
-            }),
-        }
+        read_state(path).map(Option::unwrap_or_default).map_err(|e| match e {
+            StateError::Damaged { path, source } => PacsError::CursorUnreadable { path, source },
+            StateError::Io { path, source } => PacsError::File { path, source },
+        })
     }
 
     fn save(&self, path: &Path) -> std::io::Result<()> {
-        write_durably(
-            path,
-            serde_json::to_string(self).expect("a cursor serializes").as_bytes(),
-        )
+        write_state(path, self)
     }
 }
 

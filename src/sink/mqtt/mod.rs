@@ -40,7 +40,7 @@ use rumqttc::ConnectionError;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::base::files::write_durably;
+use crate::base::files::{read_state, write_state, StateError};
 use crate::base::outcome::ServiceState;
 use crate::base::worker::{Backoff, Worker};
 use crate::config::MqttConfig;
@@ -90,22 +90,14 @@ impl Cursor {
     /// The cursor at `path`; a missing file is a start from the beginning, an unreadable
     /// one an error (it must not silently resend or skip a whole journal).
     pub fn load(path: &Path) -> Result<Cursor, MqttError> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| MqttError::CursorUnreadable {
-                path: path.into(),
-                source,
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Cursor::default()),
-            Err(source) => Err(MqttError::File {
-                path: path.into(),
-                source,
-            }),
-        }
+        read_state(path).map(Option::unwrap_or_default).map_err(|e| match e {
+            StateError::Damaged { path, source } => MqttError::CursorUnreadable { path, source },
+            StateError::Io { path, source } => MqttError::File { path, source },
+        })
     }
 
     fn save(&self, path: &Path) -> Result<(), MqttError> {
-        let text = serde_json::to_string(self).expect("a cursor serializes");
-        write_durably(path, text.as_bytes()).map_err(|source| MqttError::File {
+        write_state(path, self).map_err(|source| MqttError::File {
             path: path.into(),
             source,
         })

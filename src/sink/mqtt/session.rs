@@ -229,19 +229,24 @@ impl<'a> Session<'a> {
                     );
                 }
                 Event::Outgoing(Outgoing::Publish(pkid)) => self.flight.numbered(pkid),
-                Event::Incoming(Incoming::PubAck(ack)) => {
-                    if let Some(through) = self.flight.acked(ack.pkid) {
-                        self.state.cursor.published_through = through;
-                        self.state.cursor.save(&self.setup.cursor)?;
-                        self.status_soon();
-                    }
-                }
+                Event::Incoming(Incoming::PubAck(ack)) => self.acknowledged(ack.pkid)?,
                 Event::Incoming(Incoming::Publish(message)) if message.topic == mqtt.topic("command") => {
                     self.command(&message.payload, requests);
                 }
                 _ => {}
             }
         }
+    }
+
+    /// The broker has packet `pkid`: where that moves the cursor, save it, and tell the
+    /// status soon.
+    fn acknowledged(&mut self, pkid: u16) -> Result<(), MqttError> {
+        if let Some(through) = self.flight.acked(pkid) {
+            self.state.cursor.published_through = through;
+            self.state.cursor.save(&self.setup.cursor)?;
+            self.status_soon();
+        }
+        Ok(())
     }
 
     /// Publish journal records from `next` on while the window has room.
@@ -365,10 +370,8 @@ impl<'a> Session<'a> {
             match self.connection.recv_timeout(Duration::from_millis(100)) {
                 Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => self.flight.numbered(pkid),
                 Ok(Ok(Event::Incoming(Incoming::PubAck(ack)))) => {
-                    if let Some(through) = self.flight.acked(ack.pkid) {
-                        self.state.cursor.published_through = through;
-                        let _ = self.state.cursor.save(&self.setup.cursor);
-                    }
+                    // stopping: a cursor that cannot be saved now resends those at the next start
+                    let _ = self.acknowledged(ack.pkid);
                     if self.flight.numbered.is_empty() && self.flight.unnumbered.is_empty() && !disconnecting {
                         let _ = self.client.try_disconnect();
                         disconnecting = true;

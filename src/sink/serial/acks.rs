@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::base::files::write_durably;
+use crate::base::files::{read_state, write_state, StateError};
 
 /// Which results the host has acknowledged, kept on disk (a small JSON file rewritten
 /// atomically on each ACK): every seq up to `through`, and the ones in `above`. ACKs may
@@ -26,14 +26,14 @@ impl AckState {
     /// Load the state, or start empty when the file does not exist yet. A file that cannot
     /// be parsed is an error (resending everything silently would flood the host).
     pub fn open(path: &Path) -> io::Result<AckState> {
-        let mut state = match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice::<AckState>(&bytes)
-                .map_err(|e| io::Error::new(ErrorKind::InvalidData, format!("{}: {e}", path.display())))?,
-            Err(e) if e.kind() == ErrorKind::NotFound => AckState::new(path),
-            Err(e) => return Err(e),
-        };
-        state.path = path.to_path_buf();
-        Ok(state)
+        match read_state::<AckState>(path) {
+            Ok(state) => Ok(AckState {
+                path: path.to_path_buf(),
+                ..state.unwrap_or_default()
+            }),
+            Err(StateError::Io { source, .. }) => Err(source),
+            Err(e @ StateError::Damaged { .. }) => Err(io::Error::new(ErrorKind::InvalidData, e.to_string())),
+        }
     }
 
     /// No ACKs yet, to be kept at `path`.
@@ -78,8 +78,7 @@ impl AckState {
         while self.above.remove(&(self.through + 1)) {
             self.through += 1;
         }
-        let json = serde_json::to_vec(self).expect("ack state serialises");
-        write_durably(&self.path, &json)
+        write_state(&self.path, self)
     }
 }
 
