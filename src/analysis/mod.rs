@@ -1,6 +1,10 @@
 //! One radiograph through the whole model pipeline: decode, find the lung fields (and refuse
 //! what is not a chest radiograph), classify, segment when positive, localise. Used as is by
 //! `ptxd analyze` and by the daemon, so both give the same answer.
+//!
+//! Where the classifier and the segmenter are one file (the default release: the segmenter's
+//! network scoring its own mask), the classifier's run gives the mask too, and a positive
+//! image costs one network run, not two.
 
 pub mod findings;
 pub mod lungs;
@@ -58,6 +62,9 @@ pub struct Analyzer {
     lungs: Model,
     classifier: Model,
     segmenter: Model,
+    /// Where the segmenter's mask is among the classifier's outputs, when both are one
+    /// file: then the segmenter never runs on its own.
+    mask_in_classifier: Option<usize>,
     lung_pre: Preprocess,
     lung_grid: (usize, usize),
     lung_thresholds: LungThresholds,
@@ -125,7 +132,14 @@ impl Analyzer {
     pub fn load(manifest: &Manifest, variant: Option<&str>, limits: Limits) -> Result<Analyzer, SetupError> {
         let lungs = Model::load(manifest, Role::Lungs, variant)?;
         let classifier = Model::load(manifest, Role::Classifier, variant)?;
-        let segmenter = Model::load(manifest, Role::Segmenter, variant)?;
+        let segmenter = match classifier.also_as(manifest, Role::Segmenter, variant)? {
+            Some(shared) => shared,
+            None => Model::load(manifest, Role::Segmenter, variant)?,
+        };
+        let mask_in_classifier = match segmenter.shares_plan_with(&classifier) {
+            true => classifier.output_position(segmenter.output_name()),
+            false => None,
+        };
         let grid = |role| manifest.files(role).grid().ok_or(SetupError::MaskShape(role));
         let c = manifest.classifier.thresholds;
         let s = manifest.segmenter.thresholds;
@@ -140,6 +154,7 @@ impl Analyzer {
             lungs,
             classifier,
             segmenter,
+            mask_in_classifier,
             lung_pre: manifest.lungs.preprocess.clone(),
             lung_grid: grid(Role::Lungs)?,
             lung_thresholds: manifest.lungs.thresholds,
@@ -161,6 +176,11 @@ impl Analyzer {
 
     pub fn thresholds(&self) -> &Thresholds {
         &self.thresholds
+    }
+
+    /// Whether one network run gives both the classifier's score and the segmenter's mask.
+    pub fn runs_once(&self) -> bool {
+        self.mask_in_classifier.is_some()
     }
 
     /// Decode and analyze one file.
@@ -263,22 +283,29 @@ impl Analyzer {
             let input = to_tensor(&resized, pre);
             (resized, input)
         });
-        let probability = match timed(&mut stages.classifier, || self.classifier.run(input))?[..] {
+        let mut outputs = timed(&mut stages.classifier, || self.classifier.run_all(input))?;
+        let probability = match outputs[0][..] {
             [p] => p,
             ref other => return Err(output_error(Role::Classifier, 1, other.len())),
         };
         analysis.probability = Some(probability);
         analysis.verdict = self.thresholds.verdict(probability);
         if analysis.verdict == Verdict::Positive {
-            let seg_pre = &self.segmenter_pre;
-            let input = timed(&mut stages.preprocess, || {
-                if (seg_pre.width, seg_pre.height) == (pre.width, pre.height) {
-                    to_tensor(&resized, seg_pre)
-                } else {
-                    model_input(image, seg_pre)
+            let probs = match self.mask_in_classifier {
+                // the same run's mask: the segmenter's file is the classifier's
+                Some(i) => std::mem::take(&mut outputs[i]),
+                None => {
+                    let seg_pre = &self.segmenter_pre;
+                    let input = timed(&mut stages.preprocess, || {
+                        if (seg_pre.width, seg_pre.height) == (pre.width, pre.height) {
+                            to_tensor(&resized, seg_pre)
+                        } else {
+                            model_input(image, seg_pre)
+                        }
+                    });
+                    timed(&mut stages.segmenter, || self.segmenter.run(input))?
                 }
-            });
-            let probs = timed(&mut stages.segmenter, || self.segmenter.run(input))?;
+            };
             let cells = self.thresholds.grid.0 * self.thresholds.grid.1;
             if probs.len() != cells {
                 return Err(output_error(Role::Segmenter, cells, probs.len()));

@@ -47,10 +47,11 @@ pub fn bench_choose(
                 .models
                 .iter()
                 .map(|m| {
-                    format!(
-                        "{} {:.1} ms (differs {:.4}, tolerance {})",
-                        m.role, m.median_ms, m.worst, m.tolerance
-                    )
+                    let time = match m.runs_with {
+                        Some(with) => format!("in the {with}'s run"),
+                        None => format!("{:.1} ms", m.median_ms),
+                    };
+                    format!("{} {time} (differs {:.4}, tolerance {})", m.role, m.worst, m.tolerance)
                 })
                 .collect();
             let verdict = if t.admitted() { "within tolerance" } else { "OUT" };
@@ -142,7 +143,7 @@ pub fn bench(
     };
     for file in files {
         let started = Instant::now();
-        let plan = infer::load_plan(file, &shape)?;
+        let plan = infer::load_plan(file, &shape)?.runnable;
         let load_s = started.elapsed().as_secs_f64();
         let tensor = Tensor::from_shape(&shape, &data)?;
         plan.run(tvec!(tensor.clone().into_tvalue()))?; // the warm-up

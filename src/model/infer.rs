@@ -3,6 +3,10 @@
 //! A model is loaded once: its file is checked against the manifest's sha256, parsed, given
 //! the manifest's static input shape, optimised and turned into a runnable plan. All of that
 //! is start-up work; [`Model::run`] then only executes the plan.
+//!
+//! Outputs are found by the names the manifest gives them, not by position. Two roles that
+//! name one file (the default classifier is the segmenter's network scoring its own mask)
+//! share one loaded plan ([`Model::also_as`]): the analysis runs it once for both.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +27,8 @@ pub enum InferError {
     InputSize { role: Role, got: usize, expected: usize },
     #[error("model {role} failed to run: {reason}")]
     Run { role: Role, reason: String },
+    #[error("model file {path} has no output {name:?} (its outputs: {found}); the manifest does not belong to this file: reinstall the models/ directory")]
+    NoOutput { path: PathBuf, name: String, found: String },
 }
 
 /// The model versions a result was produced with (journaled and reported with it).
@@ -59,7 +65,18 @@ pub struct Model {
     version: String,
     path: PathBuf,
     input_shape: Vec<usize>,
-    plan: Arc<TypedRunnableModel>,
+    /// The role's output names, as the manifest lists them: its `output`, then its
+    /// `extra_outputs`.
+    outputs: Vec<String>,
+    /// Where each of `outputs` is among the plan's outputs.
+    picks: Vec<usize>,
+    plan: Arc<Plan>,
+}
+
+/// A runnable plan and the names of its outputs, in the file's order.
+pub struct Plan {
+    pub runnable: Arc<TypedRunnableModel>,
+    pub output_names: Vec<String>,
 }
 
 /// Use `threads` inference threads for every model (tract's matrix kernels); call once at start-up.
@@ -105,27 +122,76 @@ impl Model {
     /// Verify and load one model role from the manifest; `variant` None means the
     /// manifest's default variant.
     pub fn load(manifest: &Manifest, role: Role, variant: Option<&str>) -> Result<Model, InferError> {
-        let VerifiedFile { files, name, path } = verify(manifest, role, variant)?;
-        let plan = load_plan(&path, &files.input.shape)?;
+        let file = verify(manifest, role, variant)?;
+        let plan = Arc::new(load_plan(&file.path, &file.files.input.shape)?);
+        Model::on_plan(file, role, plan)
+    }
+
+    /// `role` as well, when its variant names this model's file with the same input: the
+    /// same plan (loaded once, in memory once) read through `role`'s outputs, so that one
+    /// run serves both. None when `role` has a file of its own.
+    pub fn also_as(&self, manifest: &Manifest, role: Role, variant: Option<&str>) -> Result<Option<Model>, InferError> {
+        let file = verify(manifest, role, variant)?;
+        if file.path != self.path || file.files.input.shape != self.input_shape {
+            return Ok(None);
+        }
+        Model::on_plan(file, role, self.plan.clone()).map(Some)
+    }
+
+    fn on_plan(file: VerifiedFile, role: Role, plan: Arc<Plan>) -> Result<Model, InferError> {
+        let VerifiedFile { files, name, path } = file;
+        let outputs: Vec<String> = std::iter::once(files.output)
+            .chain(files.extra_outputs)
+            .map(|o| o.name.clone())
+            .collect();
+        let picks = outputs
+            .iter()
+            .map(|wanted| {
+                plan.output_names
+                    .iter()
+                    .position(|n| n == wanted)
+                    .ok_or_else(|| InferError::NoOutput {
+                        path: path.clone(),
+                        name: wanted.clone(),
+                        found: plan.output_names.join(", "),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Model {
             role,
             variant: name.into(),
             version: files.version.into(),
             path,
             input_shape: files.input.shape.clone(),
+            outputs,
+            picks,
             plan,
         })
     }
 
-    /// Run on one NCHW input tensor; returns the first output, flattened.
-    pub fn run(&self, input: Vec<f32>) -> Result<Vec<f32>, InferError> {
-        self.run_all(input)?.into_iter().next().ok_or_else(|| InferError::Run {
-            role: self.role,
-            reason: "gave no output".into(),
-        })
+    /// Whether `other` runs the same loaded plan (one run gives both their outputs).
+    pub fn shares_plan_with(&self, other: &Model) -> bool {
+        Arc::ptr_eq(&self.plan, &other.plan)
     }
 
-    /// Run on one NCHW input tensor; returns every output, each flattened, in the file's order.
+    /// Where the output `name` is among [`Model::run_all`]'s.
+    pub fn output_position(&self, name: &str) -> Option<usize> {
+        self.outputs.iter().position(|n| n == name)
+    }
+
+    /// The role's own output's name (the manifest's `output`).
+    pub fn output_name(&self) -> &str {
+        &self.outputs[0]
+    }
+
+    /// Run on one NCHW input tensor; returns the role's output (the manifest's `output`),
+    /// flattened.
+    pub fn run(&self, input: Vec<f32>) -> Result<Vec<f32>, InferError> {
+        Ok(self.run_all(input)?.swap_remove(0))
+    }
+
+    /// Run on one NCHW input tensor; returns the role's outputs, each flattened, in the
+    /// manifest's order: its `output`, then its `extra_outputs`.
     pub fn run_all(&self, input: Vec<f32>) -> Result<Vec<Vec<f32>>, InferError> {
         let expected: usize = self.input_shape.iter().product();
         if input.len() != expected {
@@ -140,10 +206,18 @@ impl Model {
             reason: format!("{e:#}"),
         };
         let tensor = Tensor::from_shape(&self.input_shape, &input).map_err(run_err)?;
-        let outputs = self.plan.run(tvec!(tensor.into_tvalue())).map_err(run_err)?;
-        outputs
+        let outputs = self.plan.runnable.run(tvec!(tensor.into_tvalue())).map_err(run_err)?;
+        self.picks
             .iter()
-            .map(|o| {
+            .map(|&i| {
+                let o = outputs.get(i).ok_or_else(|| InferError::Run {
+                    role: self.role,
+                    reason: format!(
+                        "gave {} outputs, expected {}",
+                        outputs.len(),
+                        self.plan.output_names.len()
+                    ),
+                })?;
                 Ok(o.to_plain_array_view::<f32>()
                     .map_err(run_err)?
                     .iter()
@@ -168,17 +242,26 @@ impl Model {
 }
 
 /// Parse, type, optimise and plan an ONNX file for a fixed input shape.
-pub fn load_plan(path: &Path, shape: &[usize]) -> Result<Arc<TypedRunnableModel>, InferError> {
+pub fn load_plan(path: &Path, shape: &[usize]) -> Result<Plan, InferError> {
     let load_err = |e: TractError| InferError::Load {
         path: path.into(),
         reason: format!("{e:#}"),
     };
-    tract_onnx::onnx()
-        .model_for_path(path)
-        .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
+    let model = tract_onnx::onnx().model_for_path(path).map_err(load_err)?;
+    // the file's output names, read before optimisation: its passes keep the outputs' order,
+    // not necessarily their labels
+    let output_names = model
+        .output_outlets()
+        .map_err(load_err)?
+        .iter()
+        .map(|&o| model.outlet_label(o).unwrap_or_default().to_string())
+        .collect();
+    let runnable = model
+        .with_input_fact(0, f32::fact(shape).into())
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
-        .map_err(load_err)
+        .map_err(load_err)?;
+    Ok(Plan { runnable, output_names })
 }
 
 #[cfg(test)]

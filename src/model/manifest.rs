@@ -57,6 +57,8 @@ pub enum ManifestRule {
     Scale(Role),
     #[error("[{role}.variants.{variant}] sha256 is not 64 hex digits")]
     Sha256 { role: Role, variant: String },
+    #[error("[classifier] and [segmenter] name one file, {file}, but not with the same input, preprocessing and sha256: one file is fed one way")]
+    SharedFile { file: String },
 }
 
 /// The environment variable that names the manifest when `--manifest` is not given.
@@ -95,8 +97,11 @@ pub fn default_manifest() -> Result<PathBuf, ManifestError> {
 
 /// The manifest schema this ptxd reads. Schema 2 added the lung-field model and typed
 /// thresholds for every role; schema 3 the lung file's second output, the chest-or-not
-/// probability (`[[lungs.extra_outputs]]`, `lungs.thresholds.min_chest`).
-pub const SCHEMA: u32 = 3;
+/// probability (`[[lungs.extra_outputs]]`, `lungs.thresholds.min_chest`); schema 4 reads
+/// outputs by name, and lets the classifier and the segmenter name one file with both
+/// outputs, run once per image (an older ptxd would read that file's first output, the mask,
+/// as the classifier's: it refuses the schema instead).
+pub const SCHEMA: u32 = 4;
 
 /// A model's job in the pipeline (serialised as its manifest name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -225,7 +230,7 @@ pub struct Variant {
     pub calibrated: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Input {
     pub name: String,
@@ -242,7 +247,7 @@ pub struct Output {
 }
 
 /// The preprocessing contract; see `preprocess` for the code that honours it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Preprocess {
     /// Only "pil-bilinear" is defined: Pillow's `Image.resize(..., BILINEAR)` on 8-bit grey.
@@ -281,6 +286,15 @@ impl Manifest {
         }
         for role in Role::ALL {
             self.files(role).validate(role)?;
+        }
+        // one file for two roles (run once for both): it must be fed the same way for both
+        let (c, s) = (self.files(Role::Classifier), self.files(Role::Segmenter));
+        for cv in c.variants.values() {
+            for sv in s.variants.values().filter(|sv| sv.file == cv.file) {
+                if sv.sha256 != cv.sha256 || c.input != s.input || c.preprocess != s.preprocess {
+                    return Err(ManifestRule::SharedFile { file: cv.file.clone() });
+                }
+            }
         }
         let unit = |role: Role, name: &'static str, value: f32| match (0.0..=1.0).contains(&value) {
             true => Ok(()),
@@ -354,6 +368,7 @@ impl<T> ModelEntry<T> {
             variants: &self.variants,
             input: &self.input,
             output: &self.output,
+            extra_outputs: &self.extra_outputs,
             preprocess: &self.preprocess,
             metrics: &self.metrics,
         }
@@ -369,6 +384,7 @@ pub struct ModelFiles<'m> {
     pub variants: &'m BTreeMap<String, Variant>,
     pub input: &'m Input,
     pub output: &'m Output,
+    pub extra_outputs: &'m [Output],
     pub preprocess: &'m Preprocess,
     pub metrics: &'m toml::Table,
 }
@@ -442,14 +458,17 @@ mod tests {
 
     #[test]
     fn a_manifest_that_cannot_be_right_is_refused_naming_the_key() {
-        assert!(load_changed("schema = 3", "schema = 3").is_ok());
+        assert!(load_changed("schema = 4", "schema = 4").is_ok());
         let rule = |from: &str, to: &str| match load_changed(from, to) {
             Err(ManifestError::Invalid { rule, .. }) => rule.to_string(),
             other => panic!("{to}: {other:?}"),
         };
-        assert!(rule("schema = 3", "schema = 99").contains("schema 99 is not supported"));
+        assert!(rule("schema = 4", "schema = 99").contains("schema 99 is not supported"));
+        assert!(rule("schema = 4", "schema = 3").contains("schema 3 is not supported"));
         assert!(rule("indeterminate_low = ", "indeterminate_low = 1.5 #")
             .contains("indeterminate_low = 1.5 is outside 0..1"));
         assert!(rule("default_variant = \"int8\"", "default_variant = \"fp64\"").contains("default_variant \"fp64\""));
+        // the classifier's entry comes first: its copy of the shared file's sha256 changed
+        assert!(rule("sha256 = \"388eece9", "sha256 = \"488eece9").contains("name one file, segmenter.int8.onnx"));
     }
 }

@@ -68,6 +68,10 @@ pub struct ModelTrial {
     /// Why the model is out, when it is (no reference outputs for the file, stale vectors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// The role whose run gives this one's output too (one file for both): its time is
+    /// counted there, and `median_ms` is 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_with: Option<Role>,
 }
 
 impl ModelTrial {
@@ -206,10 +210,24 @@ pub fn try_all(manifest: &Manifest, runs: usize) -> Result<Vec<Trial>, VariantEr
     });
     let mut trials = Vec::new();
     for variant in common.unwrap_or_default() {
-        let models = Role::ALL
-            .iter()
-            .map(|&role| try_model(manifest, role, &variant, &vectors, &images, runs))
-            .collect::<Result<_, _>>()?;
+        let mut loaded: Vec<Model> = Vec::new();
+        let mut models = Vec::new();
+        for role in Role::ALL {
+            // a role whose file an earlier role loaded runs in that role's run (as the analysis does)
+            let mut shared = None;
+            for earlier in &loaded {
+                if let Some(model) = earlier.also_as(manifest, role, Some(&variant))? {
+                    shared = Some((model, earlier.role()));
+                    break;
+                }
+            }
+            let (model, runs_with) = match shared {
+                Some((model, with)) => (model, Some(with)),
+                None => (Model::load(manifest, role, Some(&variant))?, None),
+            };
+            models.push(try_model(manifest, &model, runs_with, &vectors, &images, runs)?);
+            loaded.push(model);
+        }
         trials.push(Trial { variant, models });
     }
     Ok(trials)
@@ -238,16 +256,16 @@ fn shipped_images<'v>(models_dir: &Path, vectors: &'v Vectors) -> Result<Vec<(&'
 
 fn try_model(
     manifest: &Manifest,
-    role: Role,
-    variant: &str,
+    model: &Model,
+    runs_with: Option<Role>,
     vectors: &Vectors,
     images: &[(&Input, GreyImage)],
     runs: usize,
 ) -> Result<ModelTrial, VariantError> {
+    let (role, variant) = (model.role(), model.variant());
     let files = manifest.files(role);
     let (_, v) = files.variant(Some(variant)).expect("a variant every role ships");
     let (default_name, default) = files.variant(None).expect("validated: the default ships");
-    let model = Model::load(manifest, role, Some(variant))?;
     let mut trial = ModelTrial {
         role,
         file: v.file.clone(),
@@ -255,6 +273,7 @@ fn try_model(
         worst: 0.0,
         tolerance: v.tolerance,
         refused: None,
+        runs_with,
     };
     if vectors
         .file_sha256(&v.file)
@@ -277,9 +296,11 @@ fn try_model(
             Err(e) => trial.refused = Some(e.to_string()),
         }
     }
-    // the reference runs above were the warm-up; time the last input
-    let (times, _) = Timings::measure(runs, || model.run_all(tensor.clone()))?;
-    trial.median_ms = times.median() * 1000.0;
+    if runs_with.is_none() {
+        // the reference runs above were the warm-up; time the last input
+        let (times, _) = Timings::measure(runs, || model.run_all(tensor.clone()))?;
+        trial.median_ms = times.median() * 1000.0;
+    }
     Ok(trial)
 }
 
@@ -313,6 +334,7 @@ mod tests {
                 worst,
                 tolerance: 0.1,
                 refused: None,
+                runs_with: None,
             })
             .collect();
         Trial {
@@ -342,7 +364,7 @@ mod tests {
         // a twin that reproduces its own vectors but was not calibrated: out, whatever its
         // speed (the shipped files: tests/it/daemon.rs)
         let mut other_model = fast.clone();
-        other_model.models[1].refused = Some("the thresholds were chosen on classifier.int8.onnx's outputs".into());
+        other_model.models[1].refused = Some("the thresholds were chosen on segmenter.int8.onnx's outputs".into());
         assert_eq!(
             fastest(&[other_model, trial("int8", [80.0, 380.0, 380.0], 0.01)])
                 .unwrap()

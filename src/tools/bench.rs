@@ -43,6 +43,9 @@ pub struct ImageReport {
     pub file: PathBuf,
     /// The verdict of the last run, so that a reader knows whether the segmenter ran.
     pub verdict: String,
+    /// The classifier's run gave the segmenter's mask too (one file for both): the
+    /// segmenter step is then 0 and the network's time is all in "classifier".
+    pub one_network_run: bool,
     pub runs: usize,
     /// Per step: (median, fastest, slowest), seconds.
     pub steps: Vec<(&'static str, f64, f64, f64)>,
@@ -73,7 +76,9 @@ pub fn pipeline(
                     times.push(timing);
                 }
             }
-            reports.push(summarise(file, verdict, &times));
+            let mut report = summarise(file, verdict, &times);
+            report.one_network_run = analyzer.runs_once();
+            reports.push(report);
         }
         Ok(reports)
     })();
@@ -142,6 +147,7 @@ fn summarise(file: &Path, verdict: String, times: &[Run]) -> ImageReport {
     ImageReport {
         file: file.to_path_buf(),
         verdict,
+        one_network_run: false,
         runs: times.len(),
         steps,
     }
@@ -167,6 +173,7 @@ impl ImageReport {
         serde_json::json!({
             "file": self.file.display().to_string(),
             "verdict": self.verdict,
+            "one_network_run": self.one_network_run,
             "runs": self.runs,
             "steps": steps,
         })
@@ -184,6 +191,12 @@ impl std::fmt::Display for ImageReport {
             self.runs,
             total
         )?;
+        if self.one_network_run {
+            writeln!(
+                f,
+                "  (one network run gives the classifier's score and the segmenter's mask)"
+            )?;
+        }
         writeln!(
             f,
             "  {:<12} {:>10} {:>10} {:>10} {:>7}",

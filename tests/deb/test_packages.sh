@@ -159,13 +159,13 @@ grep -q '"seq":2' /var/lib/ptxd/journal.log || fail "the journal did not continu
 
 step "models: a package whose files do not match their sha256 leaves the set in use"
 cp -a "$here/models" "$work/tampered"
-printf '\x01' | dd of="$work/tampered/classifier.int8.onnx" bs=1 seek=4096 conv=notrunc status=none
+printf '\x01' | dd of="$work/tampered/segmenter.int8.onnx" bs=1 seek=4096 conv=notrunc status=none
 PTXD_MODELS_DIR="$work/tampered" PTXD_MODELS_VERSION="$models_version.1" \
     "$here/deploy/deb/build.sh" amd64 "$x86" "$work/tampered-deb" >/dev/null
 if dpkg -i "$work"/tampered-deb/ptxd-models_*_all.deb >"$work/dpkg.log" 2>&1; then
     fail "a tampered models package installed"
 fi
-grep -q 'classifier.int8.onnx does not match the sha256' "$work/dpkg.log" || fail "no reason given: $(cat "$work/dpkg.log")"
+grep -q 'segmenter.int8.onnx does not match the sha256' "$work/dpkg.log" || fail "no reason given: $(cat "$work/dpkg.log")"
 [[ $(readlink /var/lib/ptxd-models/current) == "$models_version" ]] || fail "the tampered set is in use"
 calls=$(systemctl_calls)
 [[ -z $calls ]] || fail "refused models restarted the service: $calls"

@@ -567,6 +567,8 @@ fn bench_pipeline_times_every_step_of_a_positive_and_reports_peak_memory() {
         "the segmenter must be in the figures: {report}"
     );
     assert_eq!(report["runs"], 1);
+    // the shipped release: one file for the classifier and the segmenter, run once
+    assert_eq!(report["one_network_run"], true, "{report}");
     let median = |step: &str| {
         report["steps"][step]["median_s"]
             .as_f64()
@@ -577,7 +579,6 @@ fn bench_pipeline_times_every_step_of_a_positive_and_reports_peak_memory() {
         "preprocess",
         "lungs",
         "classifier",
-        "segmenter",
         "findings",
         "render",
         "write files",
@@ -586,6 +587,7 @@ fn bench_pipeline_times_every_step_of_a_positive_and_reports_peak_memory() {
     for step in steps {
         assert!(median(step) > 0.0, "{step} took no time: {report}");
     }
+    assert_eq!(median("segmenter"), 0.0, "the segmenter ran again: {report}");
     // the steps are the whole image, less the bookkeeping between them
     let sum: f64 = steps.iter().map(|s| median(s)).sum();
     let total = median("total");
@@ -598,4 +600,70 @@ fn bench_pipeline_times_every_step_of_a_positive_and_reports_peak_memory() {
         peak > 20.0 && peak < 150.0,
         "peak RSS {peak} MB (the issue's bound is 150)"
     );
+}
+
+/// A positive image costs one network run where the classifier and the segmenter share
+/// their file, and gives what two runs give. The same release with the segmenter's file
+/// copied under another name (same bytes, so the same sha256) is the two-file case: ptxd
+/// loads and runs it separately, and must read the same image the same way.
+#[test]
+fn a_shared_network_runs_once_and_reads_an_image_as_two_runs_do() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(root().join("models")).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() {
+            std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::copy(
+        root().join("models/segmenter.int8.onnx"),
+        dir.path().join("segmenter-alone.int8.onnx"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(dir.path().join("manifest.toml")).unwrap();
+    let segmenter = text.find("[segmenter.variants.int8]").unwrap();
+    let (head, tail) = text.split_at(segmenter);
+    let tail = tail.replacen(
+        "file = \"segmenter.int8.onnx\"",
+        "file = \"segmenter-alone.int8.onnx\"",
+        1,
+    );
+    std::fs::write(dir.path().join("manifest.toml"), format!("{head}{tail}")).unwrap();
+    let two_files = dir.path().join("manifest.toml");
+
+    let image = data(REAL_PNG);
+    let bench = |manifest: Option<&Path>| {
+        let mut args = vec!["bench", "--pipeline", "--json", "--runs", "1"];
+        if let Some(m) = manifest {
+            args.splice(0..0, ["--manifest", m.to_str().unwrap()]);
+        }
+        let (code, lines, stderr) = ptxd(&args, std::slice::from_ref(&image));
+        assert_eq!(code, 0, "{stderr}");
+        lines[0].clone()
+    };
+    let (shared, separate) = (bench(None), bench(Some(&two_files)));
+    assert_eq!(shared["verdict"], "positive");
+    assert_eq!(
+        (shared["one_network_run"].clone(), separate["one_network_run"].clone()),
+        (true.into(), false.into())
+    );
+    let segmenter = |r: &Value| r["steps"]["segmenter"]["median_s"].as_f64().unwrap();
+    assert_eq!(segmenter(&shared), 0.0, "{shared}");
+    assert!(segmenter(&separate) > 0.0, "{separate}");
+
+    let analyze = |manifest: Option<&Path>| {
+        let mut args = vec!["analyze", "--json"];
+        if let Some(m) = manifest {
+            args.splice(0..0, ["--manifest", m.to_str().unwrap()]);
+        }
+        let (code, lines, stderr) = ptxd(&args, std::slice::from_ref(&image));
+        assert!(code == 0 || code == 2, "{stderr}");
+        let mut result = lines[0].clone();
+        result.as_object_mut().unwrap().remove("seconds");
+        result
+    };
+    let (one, two) = (analyze(None), analyze(Some(&two_files)));
+    assert_eq!(one["verdict"], "positive");
+    assert!(!one["findings"].as_array().unwrap().is_empty(), "{one}");
+    assert_eq!(one, two, "one run and two runs read the image differently");
 }

@@ -345,7 +345,7 @@ fn variant_auto_is_measured_once_cached_and_loaded() {
         .find(|t| t["variant"] == "int8-qdq")
         .unwrap();
     let why = qdq["models"][1]["refused"].as_str().unwrap_or_default();
-    assert!(why.contains("chosen on classifier.int8.onnx's outputs"), "{qdq}");
+    assert!(why.contains("chosen on segmenter.int8.onnx's outputs"), "{qdq}");
     assert_eq!(variant, "int8");
     assert!(loaded(&records[0]).ends_with(&format!(" {variant}")), "{}", records[0]);
     // doctor reports the cached choice and checks that variant's files

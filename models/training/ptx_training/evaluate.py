@@ -1,6 +1,6 @@
 """Metrics, fixed evaluation sets, and evaluation of checkpoints and ONNX files.
 
-    python -m ptx_training.evaluate --onnx ../classifier.int8.onnx --kind classifier
+    python -m ptx_training.evaluate --onnx ../segmenter.int8.onnx --kind classifier
 
 Evaluation sets: the held-out synthetic `val` (threshold choice) and `test` splits, built
 from radiographs and mask shapes that training never sees, with a fixed seed; and
@@ -126,11 +126,14 @@ def ort_session(path: Path, threads: int, exact: bool = True):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def predict_onnx(path: Path, images: np.ndarray, threads: int = 2) -> np.ndarray:
-    """Run an exported file (fp32 or int8) through onnxruntime, one image at a time (static batch 1)."""
+def predict_onnx(path: Path, images: np.ndarray, threads: int = 2, output: str | None = None) -> np.ndarray:
+    """Run an exported file (fp32 or int8) through onnxruntime, one image at a time (static
+    batch 1); `output` names the output to return (None: the file's first). The default
+    release's segmenter file has two, "mask" then "probability" (export.expose_mask)."""
     sess = ort_session(path, threads)
     name = sess.get_inputs()[0].name
-    outs = [sess.run(None, {name: data.normalize(img)[None]})[0][0] for img in images]
+    wanted = [output] if output else None
+    outs = [sess.run(wanted, {name: data.normalize(img)[None]})[0][0] for img in images]
     out = np.stack(outs)
     return out[:, 0]  # classifier: (N,) probabilities; segmenter: (N, H, W) probabilities
 
@@ -157,7 +160,8 @@ def main() -> None:
     args = ap.parse_args()
     out = {}
     for name, split in (("synthetic_test", synthetic_split("test")), ("real_dev", real_dev())):
-        prob = predict_onnx(args.onnx, split["images"])
+        # by name: the shipped segmenter file has both outputs (export.expose_mask)
+        prob = predict_onnx(args.onnx, split["images"], output="probability" if args.kind == "classifier" else "mask")
         if args.kind == "classifier":
             sens, spec = sens_spec(split["labels"], prob, args.threshold)
             out[name] = {"auc": roc_auc(split["labels"], prob), "sensitivity": sens, "specificity": spec, "n": len(prob), "positives": int(split["labels"].sum())}

@@ -9,6 +9,10 @@ writes, for a model NAME:
                         left f32, and (but for the lung-field file) the encoder's stem and first stage
   NAME.int8-qdq.onnx    QDQ format, every Conv but that stem, per-channel weights (tract runs it in f32 with quantize/dequantize around)
 
+The default classifier is the segmenter's score, so the release ships one file per variant
+for both roles: the classifier file with its mask made an output too (`expose_mask`,
+outputs "mask" then "probability"), which ptxd runs once per image.
+
 Why Conv only: tract 0.23.9 has no QLinearConcat/QLinearAdd/QLinearSigmoid/QGemm, so a full
 QOperator file does not load; Conv is where almost all the arithmetic is.
 Calibration: static, MinMax, on real radiographs from the training split (never noise).
@@ -18,9 +22,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from . import INPUT_SIZE, LUNG_SIZE, data, nets
+from . import INPUT_SIZE, LUNG_SIZE, data
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = {"classifier": ["probability"], "segmenter": ["mask"], "lungs": ["lungs", "chest"]}
@@ -35,6 +38,10 @@ def export_fp32(kind: str, checkpoint: Path, out: Path, chest: Path | None = Non
     """A classifier from a segmenter checkpoint is the segmenter's score (nets.SegmenterScore);
     the lung-field net carries the chest-or-not head (`chest`, from ptx_training.chest) as a
     second output (nets.LungsAndChest)."""
+    import torch  # here, not above: expose_mask and the CI checks run without torch
+
+    from . import nets
+
     ck = torch.load(checkpoint, weights_only=False)
     model = nets.build(ck.get("kind", kind), ck.get("arch", ""))
     model.load_state_dict(ck["state"])
@@ -116,6 +123,33 @@ def export_all(kind: str, checkpoint: Path, out_dir: Path, calibration: int = 64
     quantize(paths["pre"], paths["int8"], "qop", calibration, input_size(kind), keep_stem=kind != "lungs")
     quantize(paths["pre"], paths["int8-qdq"], "qdq", calibration, input_size(kind), keep_stem=kind != "lungs")
     return paths
+
+
+def expose_mask(score_file: Path, out: Path) -> Path:
+    """The segmenter's score file (nets.SegmenterScore: sigmoid mask -> block means -> max)
+    with its mask made a graph output as well: outputs "mask" (1x1xHxW) then "probability".
+    A renaming, not a new computation: the mask tensor is the one the score is computed
+    from, so both outputs come from one run, and they equal what the score file and the
+    segmenter file exported alone give (checked by ptx_training.share)."""
+    import onnx
+
+    model = onnx.load(str(score_file))
+    graph = model.graph
+    sigmoids = [n for n in graph.node if n.op_type == "Sigmoid"]
+    if len(sigmoids) != 1 or [o.name for o in graph.output] != ["probability"]:
+        raise ValueError(f"{score_file}: not a segmenter score file (one Sigmoid, one output 'probability')")
+    old = sigmoids[0].output[0]
+    for node in graph.node:
+        node.output[:] = ["mask" if t == old else t for t in node.output]
+        node.input[:] = ["mask" if t == old else t for t in node.input]
+    size = int(graph.input[0].type.tensor_type.shape.dim[-1].dim_value)
+    mask = onnx.helper.make_tensor_value_info("mask", onnx.TensorProto.FLOAT, [1, 1, size, size])
+    for info in [v for v in graph.value_info if v.name == old]:
+        graph.value_info.remove(info)
+    graph.output.insert(0, mask)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+    return out
 
 
 def main() -> None:

@@ -6,10 +6,11 @@ For each input (the committed phantom PNGs, plus a few real radiographs of ../sh
 named by relative path and sha256, never copied), it records:
   * a summary of the preprocessed tensor (PIL bilinear resize to 256x256 of the 8-bit grey
     image): sha256 of the resized 8-bit pixels, their mean, and some sampled pixels;
-  * onnxruntime's outputs for every shipped int8 file: the classifier's probability; the
-    segmenter's and the lung-field model's masks as their sum, maximum, count of pixels
-    >= 0.5 and a 16x16 grid of block means. The lung-field model reads the same image
-    resized to its own 128 px (`input_for`).
+  * onnxruntime's outputs for every shipped int8 file, each by its name: a classifier's
+    "probability"; a mask ("mask", "lungs") as its sum, maximum, count of pixels >= 0.5 and
+    a 16x16 grid of block means; the lung file's "chest" score. The segmenter file has both
+    a mask and the default classifier's probability (export.expose_mask). The lung-field
+    model reads the same image resized to its own 128 px (`model_input`).
 """
 
 import argparse
@@ -21,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from . import LUNG_SIZE, data, phantom
-from .evaluate import ort_session, predict_onnx
+from .evaluate import ort_session
 
 REAL_INPUTS = [
     "cxr-512/ID_0011fe81e.jpg",
@@ -29,7 +30,7 @@ REAL_INPUTS = [
     "dicom/ID_0a920cc01.dcm",
     "real-dev/images/1.2.276.0.7230010.3.1.4.8323329.1080.1517875166.235178.png",
 ]
-FILES = [f"{stem}.{v}.onnx" for stem in ("lungs", "classifier", "classifier-densenet121", "segmenter") for v in ("int8", "int8-qdq")]
+FILES = [f"{stem}.{v}.onnx" for stem in ("lungs", "classifier-densenet121", "segmenter") for v in ("int8", "int8-qdq")]
 PHANTOMS = {"phantom-clear.png": dict(seed=1, pneumothorax=False), "phantom-ptx.png": dict(seed=2, pneumothorax=True)}
 
 
@@ -70,10 +71,7 @@ def main() -> None:
         resized = data.resize_grey(grey)
         rec = {"input": label, "origin": origin, "input_sha256": file_sha256(path), "preprocessed": summarize_input(resized), "outputs": {}}
         for f in args.files:
-            out = predict_onnx(args.models_dir / f, model_input(f, grey)[None])[0]
-            rec["outputs"][f] = {"probability": float(out)} if out.ndim == 0 else summarize_mask(out)
-            if f.startswith("lungs"):  # the second output: the chest-or-not probability
-                rec["outputs"][f]["chest"] = chest_score(args.models_dir / f, model_input(f, grey))
+            rec["outputs"][f] = summarize_outputs(args.models_dir / f, model_input(f, grey))
         records.append(rec)
         print(label, {k: v.get("probability", v.get("count_ge_0_5")) for k, v in rec["outputs"].items()})
     doc = {
@@ -86,9 +84,19 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
-def chest_score(path: Path, resized: np.ndarray) -> float:
+def summarize_outputs(path: Path, resized: np.ndarray) -> dict:
+    """Every output of the file at `path` on one resized image, summarised by its name:
+    "probability" and "chest" as numbers, a mask ("mask", "lungs") by `summarize_mask`."""
     sess = ort_session(path, 2)
-    return float(sess.run(["chest"], {sess.get_inputs()[0].name: data.normalize(resized)[None]})[0].reshape(-1)[0])
+    names = [o.name for o in sess.get_outputs()]
+    values = sess.run(None, {sess.get_inputs()[0].name: data.normalize(resized)[None]})
+    out = {}
+    for name, v in zip(names, values):
+        if name in ("probability", "chest"):
+            out[name] = float(v.reshape(-1)[0])
+        else:
+            out.update(summarize_mask(v[0, 0]))
+    return out
 
 
 def grey_image(path: Path) -> Image.Image:

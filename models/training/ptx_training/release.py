@@ -5,7 +5,8 @@
         [--ptxd ../../target/debug/ptxd]
 
 The default classifier is the segmenter's own score (nets.SegmenterScore, as the SIIM-ACR
-winners scored images); classifier and segmenter files are that one network. Its thresholds
+winners scored images): one network, shipped as one file per variant with two outputs, the
+mask and the score (export.expose_mask), which ptxd runs once per image for both roles. Its thresholds
 and its metrics come from cross-validation (`ptx_training.cv`): the recipe trained once per
 patient fold, each image scored by the model that never saw it, the alarm-budget thresholds
 chosen on those out-of-fold scores, their report nested. The release file is the fold-0
@@ -135,7 +136,7 @@ def default_section(paths: dict, cvrep: dict, dev: dict, synth: dict, probe: np.
 def release_segmenter(paths: dict, cvrep: dict, dev: dict, dev_fields: np.ndarray, checkpoint: Path) -> dict:
     s = cvrep["segmenter"]
     pt, area = s["thresholds"]["pixel"], s["thresholds"]["min_area_pixels"]
-    probs = evaluate.predict_onnx(paths["segmenter"]["int8"], dev["images"])
+    probs = evaluate.predict_onnx(paths["segmenter"]["int8"], dev["images"], output="mask")
     pos = dev["labels"]
     ddice = [evaluate.dice_iou(evaluate.clean_mask(p * f, pt, area), m)[0] for p, f, m in zip(probs[pos], dev_fields[pos], dev["masks"][pos])]
     return {"thresholds": s["thresholds"], "out_of_fold_masked_positives": s, "real_dev_dice_positives": [round(float(d), 4) for d in ddice],
@@ -158,12 +159,15 @@ def main() -> None:
     previous = json.loads((MODELS / "metrics.json").read_text())
     cvrep = json.loads(args.cv.read_text())
 
-    kinds = {"classifier": args.segmenter, "segmenter": args.segmenter, "lite0": args.lite0, "densenet121": args.densenet, "lungs": args.lungs}
+    kinds = {"classifier": args.segmenter, "lite0": args.lite0, "densenet121": args.densenet, "lungs": args.lungs}
     kinds = {k: v for k, v in kinds.items() if v is not None}
     paths = {}
     for name, ck in kinds.items():
         kind = "classifier" if name in ("densenet121", "lite0") else name
         paths[name] = export.export_all(kind, ck, args.work / name, chest=args.chest if name == "lungs" else None)
+    # the segmenter file is the score file with its mask exposed: one file, both roles
+    (args.work / "segmenter").mkdir(parents=True, exist_ok=True)
+    paths["segmenter"] = {v: export.expose_mask(paths["classifier"][v], args.work / "segmenter" / f"segmenter.{v}.onnx") for v in VARIANTS}
     lungs_file = paths["lungs"]["int8"] if "lungs" in paths else MODELS / "lungs.int8.onnx"
     dev = evaluate.real_dev()
     _, cxr = data.radiographs()
@@ -202,6 +206,8 @@ def main() -> None:
 
     latency = dict(previous.get("latency", {}))
     for name, p in paths.items():
+        if name == "classifier":  # shipped inside the segmenter file, timed there
+            continue
         size = LUNG_SIZE if name == "lungs" else INPUT_SIZE
         x = data.normalize(data.resize_grey(Image.fromarray(dev["images"][0]), size))[None]
         latency[name] = {}
@@ -209,8 +215,8 @@ def main() -> None:
             latency[name][v] = {"onnxruntime_s": round(ort_latency(p[v], x), 4), "size_mb": round(p[v].stat().st_size / 1e6, 2),
                                 "tract_s": tract_time(args.ptxd, p[v], x) if args.ptxd else None}
     metrics["latency"] = latency
-    files = {"classifier": "classifier", "densenet121": "classifier-densenet121", "segmenter": "segmenter", "lungs": "lungs"}
-    for name, stem in files.items():  # lite0: measured, not shipped
+    files = {"densenet121": "classifier-densenet121", "segmenter": "segmenter", "lungs": "lungs"}
+    for name, stem in files.items():  # lite0: measured, not shipped; the classifier is in the segmenter file
         if name in paths:
             for v in ("int8", "int8-qdq"):
                 shutil.copy(paths[name][v], MODELS / f"{stem}.{v}.onnx")

@@ -37,7 +37,7 @@ def main() -> None:
     held_out = real.real_split("val", holdout=(real.RELEASE_FOLD,))
     for split, s in (("real fold 0", held_out), ("real dev", evaluate.real_dev())):
         y = np.asarray(s["labels"])
-        scores = {name: evaluate.predict_onnx(f, s["images"]) for name, f in files.items()}
+        scores = {name: evaluate.predict_onnx(f, s["images"], output=section["output"]["name"]) for name, f in files.items()}
         base = scores[default]
         print(f"{split}: {len(y)} radiographs, {int(y.sum())} with pneumothorax")
         for name, p in scores.items():

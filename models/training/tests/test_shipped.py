@@ -77,16 +77,31 @@ def test_reference_vectors_reproduce(rec):
     grey = reference.grey_image(path)
     assert reference.summarize_input(data.resize_grey(grey)) == rec["preprocessed"]
     for f, expected in rec["outputs"].items():
-        out = predict_onnx(MODELS / f, reference.model_input(f, grey)[None])[0]
-        if "probability" in expected:
-            assert abs(float(out) - expected["probability"]) < ORT_CPU_SPREAD, f
-        else:
-            got = reference.summarize_mask(out)
+        got = reference.summarize_outputs(MODELS / f, reference.model_input(f, grey))
+        assert got.keys() == expected.keys(), f
+        for score in ("probability", "chest"):
+            if score in expected:
+                assert abs(got[score] - expected[score]) < ORT_CPU_SPREAD, (f, score)
+        if "grid16" in expected:
             assert got["count_ge_0_5"] == pytest.approx(expected["count_ge_0_5"], abs=5), f
             assert np.abs(np.array(got["grid16"]) - np.array(expected["grid16"])).max() < 1e-3, f
-        if "chest" in expected:
-            assert abs(reference.chest_score(MODELS / f, reference.model_input(f, grey)) - expected["chest"]) < ORT_CPU_SPREAD, f
     assert all("chest" in out for f, out in rec["outputs"].items() if f.startswith("lungs")), "the lung files' chest output"
+    assert all({"probability", "grid16"} <= out.keys() for f, out in rec["outputs"].items() if f.startswith("segmenter")), "the shared file's two outputs"
+
+
+def test_default_classifier_and_segmenter_share_one_file_with_both_outputs():
+    """One run per image: the default manifest's classifier and segmenter name the same file
+    in every variant, and that file has the output each role reads, by name."""
+    import onnx
+
+    m = MANIFESTS["manifest.toml"]
+    for v, c in m["classifier"]["variants"].items():
+        s = m["segmenter"]["variants"][v]
+        assert (c["file"], c["sha256"]) == (s["file"], s["sha256"]), v
+        names = [o.name for o in onnx.load(MODELS / c["file"]).graph.output]
+        assert names == [m["segmenter"]["output"]["name"], m["classifier"]["output"]["name"]], names
+        assert [o["name"] for o in m["classifier"]["extra_outputs"]] == ["mask"]
+        assert [o["name"] for o in m["segmenter"]["extra_outputs"]] == ["probability"]
 
 
 def test_manifests_share_lungs_and_segmenter():
@@ -109,7 +124,8 @@ def test_demo_examples_get_the_verdicts_the_readme_shows():
         rows = list(csv.DictReader(f))
     assert len(rows) <= 4, "at most four radiographs from ../shared/data are committed"
     section = MANIFESTS["manifest.toml"]["classifier"]
-    scores = predict_onnx(MODELS / section["variants"]["int8"]["file"], np.stack([data.load_grey(folder / r["file"]) for r in rows]))
+    scores = predict_onnx(MODELS / section["variants"]["int8"]["file"], np.stack([data.load_grey(folder / r["file"]) for r in rows]),
+                          output=section["output"]["name"])
     got = [["negative", "indeterminate", "positive"][b] for b in variants.bands(scores, section["thresholds"])]
     assert got == [r["verdict"] for r in rows], list(zip([r["file"] for r in rows], scores.round(3), got))
     # ptxd decodes the JPEGs with another decoder than Pillow's: its scores differ by up to
