@@ -670,12 +670,12 @@ mod scale_to_q_test {
             ScaleToQ { zero_point: zp, dt }.eval_out_of_place(&mut c, &a, &b)?;
             let (lo, hi) = if dt == u8::datum_type() { (0, 255) } else { (-128, 127) };
             for (i, &v) in values[..3 * rows].iter().enumerate() {
-                let s = a.as_slice::<f32>()?[i / rows];
+                let s = a.to_plain_array_view::<f32>()?.as_slice().unwrap()[i / rows];
                 let want = scale_by(v, s).wrapping_add(zp).min(hi).max(lo);
                 let got = if dt == u8::datum_type() {
-                    c.as_slice::<u8>()?[i] as i32
+                    c.to_plain_array_view::<u8>()?.as_slice().unwrap()[i] as i32
                 } else {
-                    c.as_slice::<i8>()?[i] as i32
+                    c.to_plain_array_view::<i8>()?.as_slice().unwrap()[i] as i32
                 };
                 assert_eq!(got, want, "{v} * {s} + {zp}");
             }
