@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README):
-#   ./test.sh          everything, what CI runs: Python, then Rust on x86, tract against
+#   ./test.sh          everything, what CI runs: Python, then Rust on x86, the vendored tract
+#                      patch (vendor/check.sh, tract's own tests of it), tract against
 #                      onnxruntime (benches/onnxruntime_ratio.py, figures only), a short fuzz run
 #                      of each parser (fuzz/run.sh, PTXD_FUZZ_SECONDS each, default 20), then
 #                      the aarch64 build, its tests under qemu-user (the reference vectors on
@@ -108,6 +109,14 @@ if [[ $mode == quick ]]; then
     echo "== quick: done (the aarch64 build and the QEMU tests run in ./test.sh)"
     exit 0
 fi
+
+echo "== tract: vendor/ is crates.io's 0.23.9 plus docs/upstream's patch; tract's own tests of it"
+vendor/check.sh
+# each crate alone, as upstream tests it (its own lock file and dev-dependencies), the tests of
+# the modules the patch touches, the patch's new tests among them
+(cd vendor/tract-core && CARGO_TARGET_DIR=../../target/vendor-tests cargo test --quiet --lib -- \
+    ops::quant ops::cnn::conv ops::matmul::quant)
+(cd vendor/tract-linalg && CARGO_TARGET_DIR=../../target/vendor-tests cargo test --quiet --lib -- frame::pack)
 
 echo "== bench: tract against onnxruntime on the shipped files, same input, same run"
 # figures for the log (docs/performance.md), not a pass/fail: machines here are noisy
