@@ -354,7 +354,9 @@ def write_card_metrics(m: dict) -> None:
     lines += [f"| {k} | {c2['n']} | {c2['caught']} | {', '.join(c2['missed']) or '-'} |" for k, c2 in g["non_chest"].items()]
     lines += ["", f"Inverted radiographs (a MONOCHROME1 file shown the wrong way round): {g['inverted']['refused']} of {g['inverted']['n']} refused.", ""]
     lines += ["### Latency", "", "x86-64 development machine (AMD EPYC, 2 cores, AVX2, no AVX-512), 1 thread, median of repeated runs on a real radiograph. "
-              "tract through `ptxd bench`; onnxruntime with its default kernels (the peer runtime).", "",
+              "tract through `ptxd bench`; onnxruntime with its default kernels (the peer runtime). "
+              f"Measured by the release ({m['released']}), with the tract of that day; the classifier's rows are its score-only file, "
+              "since shipped inside the segmenter's file and run once for both. Today's tract figures: docs/performance.md.", "",
               "| model | file | MB | onnxruntime s | tract s | tract / onnxruntime |", "|---|---|---|---|---|---|"]
     for name, per in m["latency"].items():
         for v2, r in per.items():
