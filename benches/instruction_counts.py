@@ -215,6 +215,12 @@ def report(r: dict, as_json: bool) -> None:
 
 def budget(rows: list[dict]) -> None:
     """Per board and variant: one negative image (lungs + classifier) and one positive (+ segmenter)."""
+    print("\ninstructions a positive radiograph's models execute (a file two roles share counted once):")
+    for cpu in sorted({r["cpu"] for r in rows}):
+        for variant in sorted({r["variant"] for r in rows}):
+            sel = [r for r in rows if r["kind"] == "model" and r["variant"] == variant and r["cpu"] == cpu]
+            if sel:
+                print(f"  {cpu:<11} {variant:<9} {sum(r[k] for r in sel for k in CLASSES) / 1e9:6.3f} G")
     print("\nper-image budget from the counts (fewest cycles at the busiest resource .. one instruction a cycle):")
     for name, board in BOARDS.items():
         for variant in sorted({r["variant"] for r in rows}):

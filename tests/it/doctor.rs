@@ -55,9 +55,15 @@ fn quick_checks_the_model_checksums_without_loading() {
     let manifest = models_with_tampered_segmenter(dir.path());
     let (code, out) = doctor(&["--quick", "--manifest", manifest.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
+    // the classifier and the segmenter are one file: both roles fail, naming it
     let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("  FAIL")).collect();
-    assert_eq!(fails.len(), 1, "{out}");
-    assert!(fails[0].contains("segmenter") && fails[0].contains("sha256"), "{out}");
+    assert_eq!(fails.len(), 2, "{out}");
+    for (fail, role) in fails.iter().zip(["classifier", "segmenter"]) {
+        assert!(
+            fail.contains(&format!("FAIL {role}:")) && fail.contains("segmenter.int8.onnx") && fail.contains("sha256"),
+            "{out}"
+        );
+    }
 }
 
 /// `dir/ptxd.toml`: the shipped models, folders `in` and `overlays`, `output` lines added to
