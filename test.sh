@@ -50,6 +50,8 @@ install_packages() {
     # the Debian packages (deploy/deb/build.sh, tests/deb): help2man makes the man page,
     # reprepro and gnupg the signed repository the test installs from
     want+=(help2man reprepro gnupg)
+    # patch: vendor/check.sh applies docs/upstream's tract patch to the published sources
+    want+=(patch)
     # Debian 12 names libclang by version; elsewhere (Ubuntu, Debian 13) libclang-dev
     # pulls the distribution's own
     if apt-cache show libclang1-14 >/dev/null 2>&1; then
