@@ -182,12 +182,13 @@ impl Conv {
         };
         // a kernel zero point of zeros (symmetric weights) becomes the constant 0, so that
         // compensate_zero_points can see it and the patches' sums are not computed
-        let k0_is_zero = qmm::is_const_zero(model, k0)?;
-        if k0_is_zero {
+        if qmm::is_const_zero(model, k0)? {
             k0 = model.add_const(format!("{name}.k0_zero"), tensor0(0i32))?;
         }
         wire_ensure_q8_flavour(model, name, &mut kernel, "k", &mut k0, i8::datum_type())?;
         wire_ensure_q8_flavour(model, name, &mut x, "x", &mut x0, i8::datum_type())?;
+        // after the shift to i8: a u8 kernel's zero point of 0 is -128 there, not zero
+        let k0_is_zero = qmm::is_const_zero(model, k0)?;
 
         let a_fact = model.outlet_fact(kernel)?.clone();
         let b_fact = model.outlet_fact(x)?.clone();
@@ -1672,9 +1673,9 @@ mod test {
     /// per-channel scales and zero points of zeros), optimised with its quantization
     /// parameters constant, which takes the paths without the patches' sums and with the
     /// one-pass requantization, against the same op evaluated with every input a source
-    /// (the general path: sums, five-op requantization): the same bytes.
-    #[test]
-    fn per_channel_symmetric_qconv_matches_the_general_path() -> TractResult<()> {
+    /// (the general path: sums, five-op requantization): the same bytes. With u8 weights a
+    /// zero point of 0 is -128 once shifted to i8, so the sums must stay.
+    fn check_per_channel_qconv(signed_kernel: bool) -> TractResult<()> {
         let (ci, co, h, w) = (5usize, 6usize, 9usize, 11usize);
         let op = Conv {
             pool_spec: PoolSpec {
@@ -1690,16 +1691,33 @@ mod test {
             group: 1,
             q_params: Some(u8::datum_type()),
         };
-        let x = Tensor::from_shape(&[1, ci, h, w], &(0..ci * h * w).map(|i| (i * 37 % 251) as u8).collect::<Vec<_>>())?;
-        let k = Tensor::from_shape(&[co, ci, 3, 3], &(0..co * ci * 9).map(|i| ((i * 53 % 255) as i32 - 127) as i8).collect::<Vec<_>>())?;
-        let bias = Tensor::from_shape(&[co], &(0..co).map(|i| i as i32 * 1000 - 2500).collect::<Vec<_>>())?;
-        let k_scale = Tensor::from_shape(&[co], &(0..co).map(|i| 0.0005 * (i + 1) as f32).collect::<Vec<_>>())?;
+        let x = Tensor::from_shape(
+            &[1, ci, h, w],
+            &(0..ci * h * w).map(|i| (i * 37 % 251) as u8).collect::<Vec<_>>(),
+        )?;
+        let k: Vec<i32> = (0..co * ci * 9).map(|i| (i * 53 % 255) as i32 - 127).collect();
+        let k = if signed_kernel {
+            let k: Vec<i8> = k.iter().map(|&v| v as i8).collect();
+            Tensor::from_shape(&[co, ci, 3, 3], &k)?
+        } else {
+            let k: Vec<u8> = k.iter().map(|&v| (v / 4 + 40) as u8).collect();
+            Tensor::from_shape(&[co, ci, 3, 3], &k)?
+        };
+        let k0 = Tensor::zero::<i32>(&[co])?;
+        let bias = Tensor::from_shape(
+            &[co],
+            &(0..co).map(|i| i as i32 * 1000 - 2500).collect::<Vec<_>>(),
+        )?;
+        let k_scale = Tensor::from_shape(
+            &[co],
+            &(0..co).map(|i| 0.0005 * (i + 1) as f32).collect::<Vec<_>>(),
+        )?;
         let params = tvec!(
-            k.clone(),
+            k,
             bias,
             tensor0(131i32),
             tensor0(0.02f32),
-            Tensor::zero::<i32>(&[co])?,
+            k0,
             k_scale,
             tensor0(120i32),
             tensor0(0.05f32),
@@ -1718,13 +1736,23 @@ mod test {
         let model = model.into_optimized()?;
         let names: Vec<String> = model.nodes().iter().map(|n| n.op().name().to_string()).collect();
         assert!(names.iter().any(|n| n == "ScaleToQ"), "{names:?}");
-        assert!(!names.iter().any(|n| n.contains("QSumB")), "{names:?}");
+        assert_eq!(names.iter().any(|n| n.contains("QSumB")), !signed_kernel, "{names:?}");
         let optimized = model.into_runnable()?.run(tvec!(x.into_tvalue()))?.remove(0);
         let (optimized, general) =
             (optimized.to_plain_array_view::<u8>()?, general.to_plain_array_view::<u8>()?);
         assert_eq!(optimized, general);
         assert!(general.iter().any(|&v| v != 0 && v != 255), "saturated: no test");
         Ok(())
+    }
+
+    #[test]
+    fn per_channel_symmetric_qconv_matches_the_general_path() -> TractResult<()> {
+        check_per_channel_qconv(true)
+    }
+
+    #[test]
+    fn per_channel_u8_kernel_with_zero_zero_point_keeps_its_sums() -> TractResult<()> {
+        check_per_channel_qconv(false)
     }
 
     #[test]
