@@ -483,6 +483,33 @@ impl crate::ops::binary::BinMiniOp for ScaleToQ {
     fn eval_in_a(&self, _a: &mut Tensor, _b: &Tensor) -> TractResult<()> {
         bail!("ScaleToQ changes the type: never in place")
     }
+
+    fn declutter(
+        &self,
+        model: &TypedModel,
+        node: &TypedNode,
+    ) -> TractResult<Option<TypedModelPatch>> {
+        // the scale turned out uniform (known once constants are propagated): back to the
+        // five-op chain, whose Scale becomes a QScale fused into the matrix product
+        if model.outlet_fact(node.inputs[0])?.uniform.is_none() {
+            return Ok(None);
+        }
+        let mut patch = TypedModelPatch::default();
+        let scale = patch.tap_model(model, node.inputs[0])?;
+        let wire = patch.tap_model(model, node.inputs[1])?;
+        let zero_point =
+            patch.add_const(format!("{}.zero_point", node.name), tensor0(self.zero_point))?;
+        let out = crate::ops::matmul::quant::requant_chain(
+            &mut patch,
+            &node.name,
+            wire,
+            self.dt,
+            scale,
+            zero_point,
+        )?;
+        patch.shunt_outside(model, node.id.into(), out)?;
+        Ok(Some(patch))
+    }
 }
 
 pub fn scale_to_q(zero_point: i32, dt: DatumType) -> TypedBinOp {

@@ -189,7 +189,8 @@ pub(crate) fn requant(
 ) -> TractResult<OutletId> {
     // A per-channel scale cannot become a QScale fused into the matrix product, so the
     // requantization would be five passes over the i32 tensor (Scale, Add, Min, Max, Cast):
-    // one pass does the same arithmetic, in the same order.
+    // one pass does the same arithmetic, in the same order. (A scale found uniform once
+    // constants are propagated goes back to the chain: ScaleToQ::declutter.)
     let scale_fact = model.outlet_fact(scale)?;
     if scale_fact.uniform.is_none() && dt.unquantized().size_of() == 1 {
         if let Some(zp) = &model.outlet_fact(zero_point)?.konst {
@@ -204,6 +205,18 @@ pub(crate) fn requant(
             }
         }
     }
+    requant_chain(model, name, wire, dt, scale, zero_point)
+}
+
+/// Requantization as five ops: Scale, Add of the zero point, Min, Max, Cast.
+pub(crate) fn requant_chain(
+    model: &mut TypedModel,
+    name: &str,
+    wire: OutletId,
+    dt: DatumType,
+    scale: OutletId,
+    zero_point: OutletId,
+) -> TractResult<OutletId> {
     let wire = wire_with_rank_broadcast(
         format!("{name}.scale"),
         model,

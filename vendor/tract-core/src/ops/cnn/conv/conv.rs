@@ -1675,8 +1675,10 @@ mod test {
     /// one-pass requantization, against the same op evaluated with every input a source
     /// (the general path: sums, five-op requantization): the same bytes. With u8 weights a
     /// zero point of 0 is -128 once shifted to i8, so the sums must stay.
-    fn check_per_channel_qconv(signed_kernel: bool) -> TractResult<()> {
-        let (ci, co, h, w) = (5usize, 6usize, 9usize, 11usize);
+    fn check_per_channel_qconv(signed_kernel: bool, uniform_scales: bool) -> TractResult<()> {
+        // 17 channels: more than wire_node folds eagerly, so the scale is not known to be
+        // uniform when the requantization is wired
+        let (ci, co, h, w) = (5usize, 17usize, 9usize, 11usize);
         let op = Conv {
             pool_spec: PoolSpec {
                 data_format: NCHW,
@@ -1710,7 +1712,9 @@ mod test {
         )?;
         let k_scale = Tensor::from_shape(
             &[co],
-            &(0..co).map(|i| 0.0005 * (i + 1) as f32).collect::<Vec<_>>(),
+            &(0..co)
+                .map(|i| if uniform_scales { 0.002 } else { 0.0005 * (i % 6 + 1) as f32 })
+                .collect::<Vec<_>>(),
         )?;
         let params = tvec!(
             k,
@@ -1735,9 +1739,15 @@ mod test {
         model.select_output_outlets(&y)?;
         let model = model.into_optimized()?;
         let names: Vec<String> = model.nodes().iter().map(|n| n.op().name().to_string()).collect();
-        assert!(names.iter().any(|n| n == "ScaleToQ"), "{names:?}");
         assert_eq!(names.iter().any(|n| n.contains("QSumB")), !signed_kernel, "{names:?}");
         let optimized = model.into_runnable()?.run(tvec!(x.into_tvalue()))?.remove(0);
+        if uniform_scales {
+            // as before the patch: the chain, its Scale a QScale fused into the product
+            // (fixed-point rounding, so not compared with the general path's float one)
+            assert!(!names.iter().any(|n| n == "ScaleToQ"), "{names:?}");
+            return Ok(());
+        }
+        assert!(names.iter().any(|n| n == "ScaleToQ"), "{names:?}");
         let (optimized, general) =
             (optimized.to_plain_array_view::<u8>()?, general.to_plain_array_view::<u8>()?);
         assert_eq!(optimized, general);
@@ -1747,12 +1757,17 @@ mod test {
 
     #[test]
     fn per_channel_symmetric_qconv_matches_the_general_path() -> TractResult<()> {
-        check_per_channel_qconv(true)
+        check_per_channel_qconv(true, false)
     }
 
     #[test]
     fn per_channel_u8_kernel_with_zero_zero_point_keeps_its_sums() -> TractResult<()> {
-        check_per_channel_qconv(false)
+        check_per_channel_qconv(false, false)
+    }
+
+    #[test]
+    fn per_channel_scales_all_equal_keep_the_fused_requantization() -> TractResult<()> {
+        check_per_channel_qconv(true, true)
     }
 
     #[test]
