@@ -101,9 +101,17 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
 fn start(config: &Path, log: &Path, sweep_step_ms: Option<u64>) -> Running {
     let log = std::fs::File::options().create(true).append(true).open(log).unwrap();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ptxd"));
+    // A fixed mmap threshold: glibc otherwise raises it to the largest buffer freed so far
+    // and keeps freed buffers of up to that size resident, so the peak drifts with the order
+    // of inference's allocations (measured: a run's peak from 78.6-79.0 MB a month in to
+    // 83.2-84.0 MB at its end, in two runs of three; with the threshold fixed, 64 MB flat).
+    // Fixed, what the peak measures is what ptxd holds, which is what a leak would grow.
+    // ptxd itself keeps glibc's default: a fixed threshold costs inference 28-50% of its
+    // speed in page faults (docs/reliability.md).
     command
         .args(["run", "--config", config.to_str().unwrap()])
         .env("PTXD_TEST_DAY_MS", DAY_MS.to_string())
+        .env("MALLOC_MMAP_THRESHOLD_", (1 << 20).to_string())
         .stderr(log);
     if let Some(ms) = sweep_step_ms {
         command.env("PTXD_TEST_SWEEP_STEP_MS", ms.to_string());
