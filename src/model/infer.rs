@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use crate::model::manifest::{Manifest, ManifestError, ModelFiles, Role};
+use crate::model::manifest::{Manifest, ManifestError, ModelFiles, Role, Variant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InferError {
@@ -64,6 +64,8 @@ pub struct Model {
     variant: String,
     version: String,
     path: PathBuf,
+    /// The sha256 its file was checked against at load.
+    sha256: String,
     input_shape: Vec<usize>,
     /// The role's output names, as the manifest lists them: its `output`, then its
     /// `extra_outputs`.
@@ -103,19 +105,36 @@ pub struct VerifiedFile<'m> {
     /// The variant's name (`"int8"`, ...).
     pub name: &'m str,
     pub path: PathBuf,
+    /// The sha256 the file was checked against (the manifest's).
+    pub sha256: &'m str,
 }
 
 /// Find a role's variant (None: the manifest's default) and check its file's sha256, without
 /// loading it: the first step of [`Model::load`], and all that `doctor --quick` does.
 pub fn verify<'m>(manifest: &'m Manifest, role: Role, variant: Option<&str>) -> Result<VerifiedFile<'m>, InferError> {
+    let (files, name, v) = find(manifest, role, variant)?;
+    let path = manifest.verified_path(v)?;
+    Ok(VerifiedFile {
+        files,
+        name,
+        path,
+        sha256: &v.sha256,
+    })
+}
+
+/// A role's variant in the manifest (None: its default), its file not yet read.
+fn find<'m>(
+    manifest: &'m Manifest,
+    role: Role,
+    variant: Option<&str>,
+) -> Result<(ModelFiles<'m>, &'m str, &'m Variant), InferError> {
     let files = manifest.files(role);
     let (name, v) = files.variant(variant).ok_or_else(|| InferError::UnknownVariant {
         role,
         variant: variant.unwrap_or_default().into(),
         known: files.variants.keys().cloned().collect::<Vec<_>>().join(", "),
     })?;
-    let path = manifest.verified_path(v)?;
-    Ok(VerifiedFile { files, name, path })
+    Ok((files, name, v))
 }
 
 impl Model {
@@ -130,16 +149,31 @@ impl Model {
     /// `role` as well, when its variant names this model's file with the same input: the
     /// same plan (loaded once, in memory once) read through `role`'s outputs, so that one
     /// run serves both. None when `role` has a file of its own.
+    ///
+    /// The file is not hashed again: this model's load checked it against the same sha256.
     pub fn also_as(&self, manifest: &Manifest, role: Role, variant: Option<&str>) -> Result<Option<Model>, InferError> {
-        let file = verify(manifest, role, variant)?;
-        if file.path != self.path || file.files.input.shape != self.input_shape {
+        let (files, name, v) = find(manifest, role, variant)?;
+        let path = manifest.dir().join(&v.file);
+        let same_file = path == self.path && v.sha256.eq_ignore_ascii_case(&self.sha256);
+        if !same_file || files.input.shape != self.input_shape {
             return Ok(None);
         }
+        let file = VerifiedFile {
+            files,
+            name,
+            path,
+            sha256: &v.sha256,
+        };
         Model::on_plan(file, role, self.plan.clone()).map(Some)
     }
 
     fn on_plan(file: VerifiedFile, role: Role, plan: Arc<Plan>) -> Result<Model, InferError> {
-        let VerifiedFile { files, name, path } = file;
+        let VerifiedFile {
+            files,
+            name,
+            path,
+            sha256,
+        } = file;
         let outputs: Vec<String> = std::iter::once(files.output)
             .chain(files.extra_outputs)
             .map(|o| o.name.clone())
@@ -162,6 +196,7 @@ impl Model {
             variant: name.into(),
             version: files.version.into(),
             path,
+            sha256: sha256.into(),
             input_shape: files.input.shape.clone(),
             outputs,
             picks,

@@ -45,7 +45,12 @@ cp "$k/$mods/modules.builtin" "$k/$mods/modules.order" "$root/$mods/"
 cp "$k/boot/vmlinuz-$kver" "$out/vmlinuz"
 
 install -m 0755 "$bin" "$root/usr/bin/ptxd"
-cp "$repo/models/manifest.toml" "$repo"/models/{lungs,classifier,segmenter}.int8.onnx "$root/usr/share/ptxd/models/"
+# the default variants' files, as the manifest names them (the classifier and the segmenter
+# share one file): a clean install carries the same
+cp "$repo/models/manifest.toml" "$root/usr/share/ptxd/models/"
+for f in $(sed -n 's/^file = "\(.*\.int8\.onnx\)"$/\1/p' "$repo/models/manifest.toml" | sort -u); do
+    cp "$repo/models/$f" "$root/usr/share/ptxd/models/"
+done
 cp "$repo"/board/*.toml "$root/usr/share/ptxd/board/"
 cp "$here/ptxd.toml" "$root/etc/ptxd/ptxd.toml"
 install -m 0755 "$here/init" "$root/init"

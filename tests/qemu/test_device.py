@@ -323,6 +323,6 @@ def test_ptxd_in_an_arm64_guest_captures_analyzes_shows_and_reports(guest, reque
     log = guest.log()
     # ptxd doctor, run in the guest before the service, found every device the config names
     assert "guest: doctor exit 0" in log, log
-    assert log.count("sha256 ok (--quick: not loaded or run)") == 3, log  # lungs, classifier, segmenter
+    assert log.count("sha256 ok (--quick: not loaded or run)") == 3, log  # lungs, classifier, segmenter (two roles, one file)
     assert "ok   capture /dev/video0" in log and "ok   display /dev/fb0" in log, log
     assert "board profile: QEMU virt" in log, log
