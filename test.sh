@@ -114,11 +114,18 @@ fi
 
 echo "== tract: vendor/ is crates.io's 0.23.9 plus docs/upstream's patch; tract's own tests of it"
 vendor/check.sh
-# each crate alone, as upstream tests it (its own lock file and dev-dependencies), the tests of
-# the modules the patch touches, the patch's new tests among them
-(cd vendor/tract-core && CARGO_TARGET_DIR=../../target/vendor-tests cargo test --quiet --lib -- \
+# each crate with its own lock file and dev-dependencies, as upstream tests it, the tests of the
+# modules the patch touches, the patch's new tests among them. tract-core calls the patched
+# tract-linalg (as upstream's workspace builds it): a copy of both, so that the patch entry's
+# lock-file change stays out of vendor/
+vendor_tests=$PWD/target/vendor-tests
+vendor_copy=$(mktemp -d)
+cp -r vendor/tract-core vendor/tract-linalg "$vendor_copy/"
+(cd "$vendor_copy/tract-core" && CARGO_TARGET_DIR=$vendor_tests cargo test --quiet --lib \
+    --config 'patch.crates-io.tract-linalg.path="../tract-linalg"' -- \
     ops::quant ops::cnn::conv ops::matmul::quant)
-(cd vendor/tract-linalg && CARGO_TARGET_DIR=../../target/vendor-tests cargo test --quiet --lib -- frame::pack)
+rm -rf "$vendor_copy"
+(cd vendor/tract-linalg && CARGO_TARGET_DIR=$vendor_tests cargo test --quiet --lib -- frame::pack)
 
 echo "== bench: tract against onnxruntime on the shipped files, same input, same run"
 # figures for the log (docs/performance.md), not a pass/fail: machines here are noisy
@@ -149,6 +156,9 @@ QEMU_CPU=cortex-a76 PTXD_EXPECT_CPU=+dotprod cargo test --quiet --release --targ
     dicom_syntaxes::
 QEMU_CPU=cortex-a72 PTXD_EXPECT_CPU=-dotprod cargo test --quiet --release --target $A64 --test it -- \
     reference_vectors::
+# the tract patch's packing tests on aarch64 too (its NEON interleave)
+(cd vendor/tract-linalg && QEMU_CPU=cortex-a76 CARGO_TARGET_DIR=$vendor_tests cargo test --quiet --lib \
+    --target $A64 -- frame::pack)
 # the instruction counter behind the boards' budgets (docs/performance.md), checked on a loop of
 # known instructions; the counts themselves are a manual run (benches/instruction_counts.py)
 "$PY" benches/instruction_counts.py --self-check

@@ -257,6 +257,44 @@ impl TypedOp for Im2Col {
     }
 }
 
+/// Gathers the patchers' k rows (`n` values each) and hands them to the K=4-inner writer four
+/// at a time (`KOut4Writer::write_four_rows`); the caller writes a last group of fewer than
+/// four row by row.
+struct FourRows<'w, 'p, T: Copy + std::fmt::Debug> {
+    writer: &'w mut tract_linalg::pack::KOut4Writer<'p, T>,
+    rows: Vec<T>,
+    n: usize,
+}
+
+impl<T: Copy + std::fmt::Debug> FourRows<'_, '_, T> {
+    #[inline(always)]
+    fn flush_if_full(&mut self) {
+        if self.rows.len() == 4 * self.n {
+            self.writer.write_four_rows(&self.rows);
+            self.rows.clear();
+        }
+    }
+}
+
+impl<T: Copy + std::fmt::Debug> PackingWriter<T> for FourRows<'_, '_, T> {
+    #[inline(always)]
+    fn write(&mut self, t: T) {
+        self.rows.push(t);
+        self.flush_if_full();
+    }
+
+    #[inline]
+    fn write_slice(&mut self, ts: &[T]) {
+        let mut ts = ts;
+        while !ts.is_empty() {
+            let take = (4 * self.n - self.rows.len()).min(ts.len());
+            self.rows.extend_from_slice(&ts[..take]);
+            ts = &ts[take..];
+            self.flush_if_full();
+        }
+    }
+}
+
 #[derive(Copy, Clone, Debug, Hash, PartialEq, Eq)]
 enum Patcher {
     Generic,
@@ -284,7 +322,13 @@ impl Patcher {
             self.run::<T, _>(geo, input, g, pad_value, &mut w)
         } else if let Some(p4) = geo.out_format.downcast_ref::<PackedI8K4>() {
             let mut w = p4.write_with_k_outer(ptr, geo.k, geo.n);
-            self.run::<T, _>(geo, input, g, pad_value, &mut w)
+            if geo.n == 0 {
+                return self.run::<T, _>(geo, input, g, pad_value, &mut w);
+            }
+            let mut rows = FourRows { writer: &mut w, rows: Vec::with_capacity(4 * geo.n), n: geo.n };
+            self.run::<T, _>(geo, input, g, pad_value, &mut rows)?;
+            rows.writer.write_slice(&rows.rows);
+            Ok(())
         } else {
             bail!("Im2Col: unsupported packing format {:?}", geo.out_format)
         }
