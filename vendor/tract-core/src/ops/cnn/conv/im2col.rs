@@ -646,3 +646,38 @@ impl Patcher {
         }
     }
 }
+
+#[cfg(test)]
+mod four_rows_test {
+    use super::*;
+
+    /// Rows fed through `FourRows` in runs of every length (crossing rows and groups of four,
+    /// one value at a time too) pack the same bytes as the rows written straight to the
+    /// writer, for k a multiple of 4 and not.
+    #[test]
+    fn four_rows_packs_as_the_writer_does() {
+        for (k, n, r) in [(4, 8, 8), (9, 37, 8), (27, 64, 8), (6, 5, 16), (3, 40, 32)] {
+            let values: Vec<i8> = (0..k * n).map(|i| (i * 37 % 251) as i8).collect();
+            let packer = PackedI8K4::new(r);
+            let mut expected = vec![0i8; packer.len(k, n)];
+            let mut w = packer.write_with_k_outer(expected.as_mut_ptr(), k, n);
+            for row in values.chunks(n) {
+                w.write_slice(row);
+            }
+            for run in [1, 3, n - 1, n, n + 1, 4 * n + 5] {
+                let mut found = vec![0i8; packer.len(k, n)];
+                let mut w = packer.write_with_k_outer(found.as_mut_ptr(), k, n);
+                let mut rows = FourRows { writer: &mut w, rows: Vec::new(), n };
+                for (i, chunk) in values.chunks(run.max(1)).enumerate() {
+                    if i % 2 == 0 {
+                        rows.write_slice(chunk);
+                    } else {
+                        chunk.iter().for_each(|&v| rows.write(v));
+                    }
+                }
+                rows.writer.write_slice(&rows.rows);
+                assert_eq!(found, expected, "k {k}, n {n}, r {r}, runs of {run}");
+            }
+        }
+    }
+}
