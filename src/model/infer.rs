@@ -153,7 +153,7 @@ impl Model {
     /// The file is not hashed again: this model's load checked it against the same sha256.
     pub fn also_as(&self, manifest: &Manifest, role: Role, variant: Option<&str>) -> Result<Option<Model>, InferError> {
         let (files, name, v) = find(manifest, role, variant)?;
-        let path = manifest.dir().join(&v.file);
+        let path = manifest.path(v);
         let same_file = path == self.path && v.sha256.eq_ignore_ascii_case(&self.sha256);
         if !same_file || files.input.shape != self.input_shape {
             return Ok(None);

@@ -340,9 +340,14 @@ impl Manifest {
         &self.dir
     }
 
+    /// Path of a variant's file, not read.
+    pub fn path(&self, variant: &Variant) -> PathBuf {
+        self.dir.join(&variant.file)
+    }
+
     /// Path of a variant's file, after checking it exists and its sha256 matches.
     pub fn verified_path(&self, variant: &Variant) -> Result<PathBuf, ManifestError> {
-        let path = self.dir.join(&variant.file);
+        let path = self.path(variant);
         let actual = sha256_file(&path).map_err(|source| ManifestError::ModelMissing {
             path: path.clone(),
             source,

@@ -1158,14 +1158,11 @@ where
     pub fn write_four_rows(&mut self, rows: &[T]) {
         let mn = (self.panels - 1) * self.panel_width + self.last_panel_width;
         assert!(self.kr == 0 && self.panel == 0 && self.local_mn == 0 && rows.len() == 4 * mn);
-        let (r0, rest) = rows.split_at(mn);
-        let (r1, rest) = rest.split_at(mn);
-        let (r2, r3) = rest.split_at(mn);
+        let rows: [&[T]; 4] = [0, 1, 2, 3].map(|j| &rows[j * mn..][..mn]);
         for p in 0..self.panels {
             let first = p * self.panel_width;
             let width = if p == self.panels - 1 { self.last_panel_width } else { self.panel_width };
-            let lanes = [&r0[first..][..width], &r1[first..][..width], &r2[first..][..width]];
-            let lanes = [lanes[0], lanes[1], lanes[2], &r3[first..][..width]];
+            let lanes = rows.map(|row| &row[first..][..width]);
             let mut m = 0;
             unsafe {
                 let dst = self.base.add(p * self.panel_len + self.kb * self.r4);
