@@ -123,7 +123,7 @@ vendor_copy=$(mktemp -d)
 cp -r vendor/tract-core vendor/tract-linalg "$vendor_copy/"
 (cd "$vendor_copy/tract-core" && CARGO_TARGET_DIR=$vendor_tests cargo test --quiet --lib \
     --config 'patch.crates-io.tract-linalg.path="../tract-linalg"' -- \
-    ops::quant ops::cnn::conv ops::matmul::quant)
+    ops::quant ops::cnn::conv ops::matmul::quant ops::einsum)
 rm -rf "$vendor_copy"
 (cd vendor/tract-linalg && CARGO_TARGET_DIR=$vendor_tests cargo test --quiet --lib -- frame::pack)
 

@@ -20,6 +20,27 @@ fn round_ties_even_to_int(x: f32) -> f32 {
     if x.abs() < TOINT { rounded } else { x }
 }
 
+/// `x as i32` (toward zero, saturating, NaN to 0), written so that the loops below vectorize:
+/// on x86 Rust's `as` is one scalar conversion per lane, with its NaN and range checks; this
+/// is a vector conversion between two selects, the same value for every f32. (aarch64's
+/// conversion saturates as `as` does: there it is `as`.)
+#[inline(always)]
+fn saturating_i32(x: f32) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const TWO_31: f32 = 2147483648.0;
+        const BELOW_TWO_31: f32 = 2147483520.0; // the largest f32 below 2^31
+        let inside = if x.is_nan() { 0.0 } else { x.max(-TWO_31).min(BELOW_TWO_31) };
+        // safety: `inside` is finite and within i32's range, by the line above
+        let v = unsafe { inside.to_int_unchecked::<i32>() };
+        if x >= TWO_31 { i32::MAX } else { v }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        x as i32
+    }
+}
+
 /// `ys[i] = f(xs[i])`, compiled a second time with AVX2 and that copy taken where the CPU has
 /// it. The quantizing loops below are conversions, roundings and clamps: x86_64's baseline
 /// (SSE2) does them 4 lanes at a time, AVX2 8. The same operations in the same order (no FMA
@@ -42,13 +63,13 @@ fn map_into<X: Copy, Y>(xs: &[X], ys: &mut [Y], f: impl Fn(X) -> Y) {
 
 #[inline]
 pub fn quantize_linear_f32_u8(x: f32, scale: f32, zero_point: i32) -> u8 {
-    ((round_ties_even_to_int(x * scale) as i32) + zero_point)
+    (saturating_i32(round_ties_even_to_int(x * scale)) + zero_point)
         .clamp(u8::MIN as i32, u8::MAX as i32) as u8
 }
 
 #[inline]
 pub fn quantize_linear_f32_i8(x: f32, scale: f32, zero_point: i32) -> i8 {
-    ((round_ties_even_to_int(x * scale) as i32) + zero_point)
+    (saturating_i32(round_ties_even_to_int(x * scale)) + zero_point)
         .clamp(i8::MIN as i32, i8::MAX as i32) as i8
 }
 
@@ -435,7 +456,7 @@ impl crate::ops::binary::BinMiniOp for ScaleToQ {
         // scale_by, then Add (wrapping, as i32 Add does with overflow checks off), Min, Max
         let q = move |a: f32, b: i32| {
             let b = b as f32;
-            let scaled = (round_ties_even_to_int(b.abs() * a) * b.signum()) as i32;
+            let scaled = saturating_i32(round_ties_even_to_int(b.abs() * a) * b.signum());
             scaled.wrapping_add(zp).min(hi).max(lo)
         };
         // the usual case, one scale per channel along one axis of a plain tensor: by rows,
@@ -696,6 +717,20 @@ mod scale_to_q_test {
             let (a, b) = (round_ties_even_to_int(x), round_ties_to_even(x));
             assert!(a == b || (a.is_nan() && b.is_nan()), "{x}: {a} against {b}");
             assert_eq!(a as i32, b as i32, "{x}");
+        }
+    }
+
+    #[test]
+    fn saturating_i32_is_as_i32() {
+        let mut xs = vec![0.0f32, -0.0, 0.5, -0.5, 0.99999994, -1.0, 2147483520.0, 2147483648.0];
+        xs.extend([-2147483648.0, -2147483904.0, 3e9, -3e9, f32::MAX, f32::MIN, f32::EPSILON]);
+        xs.extend([f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN, f32::MIN_POSITIVE]);
+        // every exponent, both signs, NaN payloads and subnormals among them
+        xs.extend((0..200_000u32).map(|i| f32::from_bits(i.wrapping_mul(2_654_435_761))));
+        let mut ys = vec![0i32; xs.len()];
+        map_into(&xs, &mut ys, saturating_i32);
+        for (&x, &y) in xs.iter().zip(&ys) {
+            assert_eq!(y, x as i32, "{x:e} ({:#x})", x.to_bits());
         }
     }
 

@@ -13,7 +13,7 @@ use crate::ops::matmul::optimized::{
 };
 use crate::ops::matmul::pack::{OptMatMulPack, OptSimpleMatMulPack};
 use crate::ops::matmul::quant::{
-    combine_scales, compensate_zero_points, requant, wire_ensure_q8_flavour,
+    combine_scales, compensate_zero_points, is_const_zero, requant, wire_ensure_q8_flavour,
 };
 use crate::ops::nn::{Reduce, Reducer};
 
@@ -842,6 +842,14 @@ fn dequant(
     let [mut a, mut b, bias, mut a0, a_scale, mut b0, b_scale, c0, c_scale] = *taps else {
         bail!("Expect exactly 9 inputs")
     };
+    // a zero point of zeros (symmetric per-channel weights) becomes the constant 0, so that
+    // compensate_zero_points can see it and the sums it multiplies are not computed (a
+    // per-channel tensor is too large for wire_node to fold through the axis fix above)
+    for (slot, zp) in [(3, &mut a0), (5, &mut b0)] {
+        if is_const_zero(model, node.inputs[slot])? {
+            *zp = patch.add_const(format!("{name}.zero_point{slot}_zero"), tensor0(0i32))?;
+        }
+    }
 
     wire_ensure_q8_flavour(&mut patch, &node.name, &mut a, "a", &mut a0, i8::datum_type())?;
     wire_ensure_q8_flavour(&mut patch, &node.name, &mut b, "b", &mut b0, i8::datum_type())?;

@@ -101,6 +101,26 @@ pub(crate) fn compensate_zero_points(
     // A zero point known to be zero everywhere (symmetric per-channel weights, as
     // onnxruntime's quantizer writes them) multiplies its terms by zero: leave them out,
     // so that the sum they multiply (QSumB over the im2col patches) is not computed at all.
+    if is_const_zero(model, b0)? {
+        if is_const_zero(model, a0)? {
+            return Ok(result);
+        }
+        let a0 =
+            model.wire_node(format!("{name}.cast_a0"), ops::cast::cast(i32::datum_type()), &[a0])?
+                [0];
+        let a0_sum_b = wire_with_rank_broadcast(
+            format!("{name}.a0_sum_b"),
+            model,
+            ops::math::mul(),
+            &[a0, sum_b],
+        )?[0];
+        return Ok(wire_with_rank_broadcast(
+            format!("{}.minus_a0_B", name),
+            model,
+            ops::math::sub(),
+            &[result, a0_sum_b],
+        )?[0]);
+    }
     if is_const_zero(model, a0)? {
         let b0 =
             model.wire_node(format!("{name}.cast_b0"), ops::cast::cast(i32::datum_type()), &[b0])?

@@ -1674,16 +1674,21 @@ mod test {
     /// parameters constant, which takes the paths without the patches' sums and with the
     /// one-pass requantization, against the same op evaluated with every input a source
     /// (the general path: sums, five-op requantization): the same bytes. With u8 weights a
-    /// zero point of 0 is -128 once shifted to i8, so the sums must stay.
-    fn check_per_channel_qconv(signed_kernel: bool, uniform_scales: bool) -> TractResult<()> {
+    /// zero point of 0 is -128 once shifted to i8, so the sums must stay. A 1x1 kernel takes
+    /// the other quantized path, the EinSum one, whose sums are a `Reduce` of the input.
+    fn check_per_channel_qconv(
+        kernel: usize,
+        signed_kernel: bool,
+        uniform_scales: bool,
+    ) -> TractResult<()> {
         // 17 channels: more than wire_node folds eagerly, so the scale is not known to be
         // uniform when the requantization is wired
         let (ci, co, h, w) = (5usize, 17usize, 9usize, 11usize);
         let op = Conv {
             pool_spec: PoolSpec {
                 data_format: NCHW,
-                kernel_shape: tvec!(3, 3),
-                padding: Explicit(tvec![1, 1], tvec![1, 1]),
+                kernel_shape: tvec!(kernel, kernel),
+                padding: if kernel == 1 { Valid } else { Explicit(tvec![1, 1], tvec![1, 1]) },
                 dilations: None,
                 strides: None,
                 input_channels: ci,
@@ -1693,17 +1698,18 @@ mod test {
             group: 1,
             q_params: Some(u8::datum_type()),
         };
+        let kk = kernel * kernel;
         let x = Tensor::from_shape(
             &[1, ci, h, w],
             &(0..ci * h * w).map(|i| (i * 37 % 251) as u8).collect::<Vec<_>>(),
         )?;
-        let k: Vec<i32> = (0..co * ci * 9).map(|i| (i * 53 % 255) as i32 - 127).collect();
+        let k: Vec<i32> = (0..co * ci * kk).map(|i| (i * 53 % 255) as i32 - 127).collect();
         let k = if signed_kernel {
             let k: Vec<i8> = k.iter().map(|&v| v as i8).collect();
-            Tensor::from_shape(&[co, ci, 3, 3], &k)?
+            Tensor::from_shape(&[co, ci, kernel, kernel], &k)?
         } else {
             let k: Vec<u8> = k.iter().map(|&v| (v / 4 + 40) as u8).collect();
-            Tensor::from_shape(&[co, ci, 3, 3], &k)?
+            Tensor::from_shape(&[co, ci, kernel, kernel], &k)?
         };
         let k0 = Tensor::zero::<i32>(&[co])?;
         let bias = Tensor::from_shape(
@@ -1739,7 +1745,8 @@ mod test {
         model.select_output_outlets(&y)?;
         let model = model.into_optimized()?;
         let names: Vec<String> = model.nodes().iter().map(|n| n.op().name().to_string()).collect();
-        assert_eq!(names.iter().any(|n| n.contains("QSumB")), !signed_kernel, "{names:?}");
+        let sums = names.iter().any(|n| n.contains("QSumB") || n.starts_with("Reduce"));
+        assert_eq!(sums, !signed_kernel, "{names:?}");
         let optimized = model.into_runnable()?.run(tvec!(x.into_tvalue()))?.remove(0);
         if uniform_scales {
             // as before the patch: the chain, its Scale a QScale fused into the product
@@ -1757,17 +1764,27 @@ mod test {
 
     #[test]
     fn per_channel_symmetric_qconv_matches_the_general_path() -> TractResult<()> {
-        check_per_channel_qconv(true, false)
+        check_per_channel_qconv(3, true, false)
     }
 
     #[test]
     fn per_channel_u8_kernel_with_zero_zero_point_keeps_its_sums() -> TractResult<()> {
-        check_per_channel_qconv(false, false)
+        check_per_channel_qconv(3, false, false)
     }
 
     #[test]
     fn per_channel_scales_all_equal_keep_the_fused_requantization() -> TractResult<()> {
-        check_per_channel_qconv(true, true)
+        check_per_channel_qconv(3, true, true)
+    }
+
+    #[test]
+    fn per_channel_symmetric_1x1_qconv_matches_the_general_path() -> TractResult<()> {
+        check_per_channel_qconv(1, true, false)
+    }
+
+    #[test]
+    fn per_channel_u8_1x1_kernel_with_zero_zero_point_keeps_its_sums() -> TractResult<()> {
+        check_per_channel_qconv(1, false, false)
     }
 
     #[test]
