@@ -125,6 +125,10 @@ fn info_quantize_linear_i8(q: &QuantizeLinearI8) -> TractResult<Vec<String>> {
 pub struct DequantizeLinearF32 {
     pub scale: f32,
     pub zero_point: i32,
+    /// A clip that followed the dequantization (`Max`, then `Min`, by constants: a ReLU6),
+    /// done in the same pass: see `fold_clip`.
+    #[new(default)]
+    pub clip: Option<(f32, f32)>,
 }
 
 impl Eq for DequantizeLinearF32 {}
@@ -132,13 +136,114 @@ impl Eq for DequantizeLinearF32 {}
 impl DequantizeLinearF32 {
     fn eval_t<T: Datum + AsPrimitive<i32>>(&self, input: &Tensor) -> TractResult<Tensor> {
         let mut output = unsafe { Tensor::uninitialized::<f32>(input.shape())? };
-        input
-            .try_as_plain_ram()?
-            .as_slice::<T>()?
-            .iter()
-            .zip(output.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?.iter_mut())
-            .for_each(|(x, y)| *y = (x.as_() - self.zero_point) as f32 * self.scale);
+        let xs = input.try_as_plain_ram()?;
+        let xs = xs.as_slice::<T>()?;
+        let mut ys = output.try_as_plain_ram_mut()?;
+        let ys = ys.as_slice_mut::<f32>()?;
+        let dequant = |x: &T| (x.as_() - self.zero_point) as f32 * self.scale;
+        if let Some((lo, hi)) = self.clip {
+            xs.iter().zip(ys.iter_mut()).for_each(|(x, y)| *y = dequant(x).max(lo).min(hi));
+        } else {
+            xs.iter().zip(ys.iter_mut()).for_each(|(x, y)| *y = dequant(x));
+        }
         Ok(output)
+    }
+
+    /// A `Max` and/or a `Min` by a scalar constant after an 8-bit dequantization (the ReLU6
+    /// between a quantized convolution and an f32 one) become this op's `clip`: one pass over
+    /// the f32 tensor instead of two. Only where it is exact: the 256 possible inputs go
+    /// through both the ops it replaces and the clipping dequantization, and every output
+    /// must have the same bits.
+    fn fold_clip(
+        &self,
+        model: &TypedModel,
+        dequant: &TypedNode,
+    ) -> TractResult<Option<TypedModelPatch>> {
+        use crate::ops::math::{Max, Min};
+        let input_dt = model.outlet_fact(dequant.inputs[0])?.datum_type.unquantized();
+        if self.clip.is_some() || (input_dt != u8::datum_type() && input_dt != i8::datum_type()) {
+            return Ok(None);
+        }
+        let shape = &model.outlet_fact(dequant.id.into())?.shape;
+        let (mut lo, mut hi) = (None, None);
+        let mut chain: Vec<(&TypedNode, usize, Tensor)> = vec![];
+        let mut last = dequant;
+        while let Some(succ) = model.single_succ(last.id)? {
+            let Some(bin) = succ.op_as::<TypedBinOp>() else { break };
+            let facts = model.node_input_facts(succ.id)?;
+            let Some(slot) = facts.iter().position(|f| {
+                f.konst
+                    .as_ref()
+                    .is_some_and(|k| k.volume() == 1 && k.datum_type() == f32::datum_type())
+            }) else {
+                break;
+            };
+            let k = facts[slot].konst.clone().unwrap();
+            let c = k.cast_to_scalar::<f32>()?;
+            let bound = if bin.0.is::<Max>() {
+                &mut lo
+            } else if bin.0.is::<Min>() {
+                &mut hi
+            } else {
+                break;
+            };
+            if bound.is_some() || c.is_nan() || model.outlet_fact(succ.id.into())?.shape != *shape {
+                break;
+            }
+            *bound = Some(c);
+            chain.push((succ, slot, k.into_tensor()));
+            last = succ;
+        }
+        if chain.is_empty() {
+            return Ok(None);
+        }
+        let clip = (lo.unwrap_or(f32::NEG_INFINITY), hi.unwrap_or(f32::INFINITY));
+        let folded = DequantizeLinearF32 { clip: Some(clip), ..self.clone() };
+
+        // every input, through the ops replaced and through the folded one
+        let inputs: Tensor = if input_dt == u8::datum_type() {
+            tensor1(&(0..=255u8).collect::<Vec<_>>())
+        } else {
+            tensor1(&(-128..=127i8).collect::<Vec<_>>())
+        };
+        let replaced = || -> TractResult<Tensor> {
+            let mut adhoc = TypedModel::default();
+            let mut wire = adhoc.add_source("x", input_dt.fact([256]))?;
+            wire = adhoc.wire_node("dequant", self.clone(), &[wire])?[0];
+            for (ix, (node, slot, k)) in chain.iter().enumerate() {
+                let k = adhoc.add_const(format!("k{ix}"), k.clone().into_shape(&[1])?)?;
+                let ins = if *slot == 0 { [k, wire] } else { [wire, k] };
+                wire = adhoc.wire_node(format!("op{ix}"), node.op.clone(), &ins)?[0];
+            }
+            adhoc.select_output_outlets(&[wire])?;
+            Ok(SimplePlan::new(adhoc)?
+                .run(tvec!(inputs.clone().into_tvalue()))?
+                .remove(0)
+                .into_tensor())
+        };
+        // (an op that cannot be replayed alone is simply not folded)
+        let Ok(expected) = replaced() else { return Ok(None) };
+        let got = folded.eval_t_dt(&inputs)?;
+        let bits = |t: &Tensor| -> TractResult<Vec<u32>> {
+            Ok(t.try_as_plain_ram()?.as_slice::<f32>()?.iter().map(|v| v.to_bits()).collect())
+        };
+        if bits(&expected)? != bits(&got)? {
+            return Ok(None);
+        }
+        let mut patch = TypedModelPatch::default();
+        let wire = patch.tap_model(model, dequant.inputs[0])?;
+        let wire = patch.wire_node(&dequant.name, folded, &[wire])?[0];
+        patch.shunt_outside(model, last.id.into(), wire)?;
+        Ok(Some(patch))
+    }
+
+    fn eval_t_dt(&self, input: &Tensor) -> TractResult<Tensor> {
+        match input.datum_type().unquantized() {
+            DatumType::I8 => self.eval_t::<i8>(input),
+            DatumType::I32 => self.eval_t::<i32>(input),
+            DatumType::U8 => self.eval_t::<u8>(input),
+            dt => bail!("Unsupported type {:?}", dt),
+        }
     }
 }
 
@@ -148,7 +253,11 @@ impl Op for DequantizeLinearF32 {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("scale: {} zero_point: {}", self.scale, self.zero_point)])
+        let mut info = vec![format!("scale: {} zero_point: {}", self.scale, self.zero_point)];
+        if let Some((lo, hi)) = self.clip {
+            info.push(format!("clipped to {lo}..{hi}"));
+        }
+        Ok(info)
     }
 
     fn validation(&self) -> Validation {
@@ -296,7 +405,7 @@ impl TypedOp for DequantizeLinearF32 {
                 break;
             }
         }
-        Ok(None)
+        self.fold_clip(model, dequant)
     }
 
     as_op!();
@@ -449,10 +558,8 @@ impl crate::ops::binary::BinMiniOp for ScaleToQ {
         let b = b.to_plain_array_view::<i32>()?;
         let zp = self.zero_point;
         let dt = self.dt.unquantized();
-        let (lo, hi) = (
-            dt.min_value().cast_to_scalar::<i32>()?,
-            dt.max_value().cast_to_scalar::<i32>()?,
-        );
+        let (lo, hi) =
+            (dt.min_value().cast_to_scalar::<i32>()?, dt.max_value().cast_to_scalar::<i32>()?);
         // scale_by, then Add (wrapping, as i32 Add does with overflow checks off), Min, Max
         let q = move |a: f32, b: i32| {
             let b = b as f32;
@@ -539,12 +646,7 @@ impl crate::ops::binary::BinMiniOp for ScaleToQ {
         let zero_point =
             patch.add_const(format!("{}.zero_point", node.name), tensor0(self.zero_point))?;
         let out = crate::ops::matmul::quant::requant_chain(
-            &mut patch,
-            &node.name,
-            wire,
-            self.dt,
-            scale,
-            zero_point,
+            &mut patch, &node.name, wire, self.dt, scale, zero_point,
         )?;
         patch.shunt_outside(model, node.id.into(), out)?;
         Ok(Some(patch))
@@ -732,6 +834,54 @@ mod scale_to_q_test {
         for (&x, &y) in xs.iter().zip(&ys) {
             assert_eq!(y, x as i32, "{x:e} ({:#x})", x.to_bits());
         }
+    }
+
+    /// A ReLU6 after an 8-bit dequantization is folded into it (no `Max`, `Min` left once
+    /// optimized), with the same bits as the ops it replaces on every input; on both input
+    /// types, and with the clip in either order.
+    #[test]
+    fn a_clip_after_a_dequantization_folds_into_it() -> TractResult<()> {
+        use crate::ops::math::{max, min};
+        for (dt, zp) in [(u8::datum_type(), 100), (i8::datum_type(), -7)] {
+            for max_first in [true, false] {
+                let mut model = TypedModel::default();
+                let x = model.add_source("x", dt.fact([2, 128]))?;
+                let mut wire =
+                    model.wire_node("dq", DequantizeLinearF32::new(0.0471, zp), &[x])?[0];
+                let zero = model.add_const("zero", tensor2(&[[0f32]]))?;
+                let six = model.add_const("six", tensor2(&[[6f32]]))?;
+                let ops = if max_first {
+                    [(max(), zero), (min(), six)]
+                } else {
+                    [(min(), six), (max(), zero)]
+                };
+                for (ix, (op, k)) in ops.into_iter().enumerate() {
+                    wire = model.wire_node(format!("clip{ix}"), op, &[wire, k])?[0];
+                }
+                model.select_output_outlets(&[wire])?;
+                let input = if dt == u8::datum_type() {
+                    Tensor::from_shape(&[2, 128], &(0..=255u8).collect::<Vec<_>>())?
+                } else {
+                    Tensor::from_shape(&[2, 128], &(-128..=127i8).collect::<Vec<_>>())?
+                };
+                let general =
+                    model.clone().into_runnable()?.run(tvec!(input.clone().into_tvalue()))?;
+                let optimized = model.into_optimized()?;
+                let names: Vec<_> = optimized.nodes().iter().map(|n| n.op().name()).collect();
+                assert!(
+                    names.iter().all(|n| !n.contains("Max") && !n.contains("Min")),
+                    "{names:?}"
+                );
+                let folded = optimized.into_runnable()?.run(tvec!(input.into_tvalue()))?;
+                let bits = |t: &Tensor| -> Vec<u32> {
+                    t.to_plain_array_view::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+                };
+                assert_eq!(bits(&folded[0]), bits(&general[0]));
+                assert!(general[0].to_plain_array_view::<f32>()?.iter().any(|&v| v == 6.0));
+                assert!(general[0].to_plain_array_view::<f32>()?.iter().any(|&v| v == 0.0));
+            }
+        }
+        Ok(())
     }
 
     /// The quantizing loops (through `map_into`: AVX2 where the CPU has it) against the
