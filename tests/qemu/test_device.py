@@ -11,7 +11,8 @@ From the host, this test:
 - checks vivid's test pattern was captured and analyzed (it is not a radiograph: the point
   is the capture path), and that TRIGGER captures another frame;
 - takes a QEMU monitor screendump after each result and checks the banner's colour
-  matches the verdict and the picture is not blank;
+  matches the verdict (its own, or a later result's when the next one is already drawn by
+  the screendump) and the picture is not blank;
 - closes the line, reopens it, and checks REPLAY and the resend of an unacknowledged result;
 - reads the alert lines (the virt machine's PL061 GPIO, through the guest's debugfs): the
   LED goes high on the positive and low once the host ACKs it; then presses the ACK button
@@ -256,14 +257,23 @@ def test_ptxd_in_an_arm64_guest_captures_analyzes_shows_and_reports(guest, reque
         assert capture["verdict"] == "not_chest_radiograph" and capture["error_kind"] == "not_chest", capture
         assert capture["needs_attention"] is True and capture["probability"] is None, capture
 
-        # every result was on screen when reported: banner colour by verdict, a picture below
+        # every result was on screen when reported: banner colour by verdict, a picture below.
+        # The screen is drawn before the frame is sent, and the next result may already be
+        # drawn by the time of the screendump (a refused capture follows a radiograph within
+        # the second the test waits): a shot shows its own result's banner or a later one's,
+        # and at least one shows its own.
+        own = 0
         for seq, shot in shots.items():
             w, h, _ = shot
             assert w >= 640 and h >= 480, (w, h)
             verdict = results()[seq]["verdict"]
-            assert pixel(shot, 2, 2) == BANNER[verdict], (seq, verdict, pixel(shot, 2, 2))
+            shown = pixel(shot, 2, 2)
+            later = {BANNER[r["verdict"]] for s, r in results().items() if s >= seq}
+            assert shown in later, (seq, verdict, shown)
+            own += shown == BANNER[verdict]
             middle = [pixel(shot, x, h // 2) for x in range(w // 4, 3 * w // 4, 7)]
             assert len(set(middle)) >= 4, f"result {seq}: the picture is blank"
+        assert own >= 1, "no screendump showed its own result"
 
         # TRIGGER: another frame now
         before = len(results())
