@@ -178,6 +178,10 @@ impl DequantizeLinearF32 {
             }) else {
                 break;
             };
+            // the other operand must be the wire coming from the dequantization
+            if succ.inputs[1 - slot] != OutletId::from(last.id) {
+                break;
+            }
             let k = facts[slot].konst.clone().unwrap();
             let c = k.cast_to_scalar::<f32>()?;
             let bound = if bin.0.is::<Max>() {
@@ -238,7 +242,7 @@ impl DequantizeLinearF32 {
     }
 
     fn eval_t_dt(&self, input: &Tensor) -> TractResult<Tensor> {
-        match input.datum_type().unquantized() {
+        match input.datum_type() {
             DatumType::I8 => self.eval_t::<i8>(input),
             DatumType::I32 => self.eval_t::<i32>(input),
             DatumType::U8 => self.eval_t::<u8>(input),
@@ -270,13 +274,7 @@ impl Op for DequantizeLinearF32 {
 impl EvalOp for DequantizeLinearF32 {
     op_out_of_plan!();
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let output = match inputs[0].datum_type() {
-            DatumType::I8 => self.eval_t::<i8>(&inputs[0])?,
-            DatumType::I32 => self.eval_t::<i32>(&inputs[0])?,
-            DatumType::U8 => self.eval_t::<u8>(&inputs[0])?,
-            dt => bail!("Unsupported type {:?}", dt),
-        };
-        Ok(tvec!(output.into_tvalue()))
+        Ok(tvec!(self.eval_t_dt(&inputs[0])?.into_tvalue()))
     }
 }
 

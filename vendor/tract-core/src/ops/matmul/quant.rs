@@ -100,7 +100,8 @@ pub(crate) fn compensate_zero_points(
     ensure!(model.outlet_fact(sum_b)?.rank() == output_rank);
     // A zero point known to be zero everywhere (symmetric per-channel weights, as
     // onnxruntime's quantizer writes them) multiplies its terms by zero: leave them out,
-    // so that the sum they multiply (QSumB over the im2col patches) is not computed at all.
+    // so that the sum they multiply (QSumB over the im2col patches, or the EinSum path's
+    // Reduce over the input) is not computed at all.
     if is_const_zero(model, b0)? {
         if is_const_zero(model, a0)? {
             return Ok(result);
